@@ -1,0 +1,656 @@
+"""B3-analysis: how long zigprune takes to analyse (and construct) a model, against Torch-Pruning.
+
+For every benchmark model (built from a config with random weights, in eval mode) this measures,
+in one process and one run:
+
+* ``zp.analyze(model, inputs, check=False)``: tracing plus the zero-invariant group analysis;
+* ``zp.analyze(model, inputs, check=True)``: the same plus the construction check (a copy of the
+  model has half of every family's groups zeroed, is constructed and must reproduce the outputs);
+* ``space.construct()`` (default ``check=True``, so it includes the output comparison) after a
+  random 50 % of the groups (fixed seed) have been zeroed, reported separately;
+* Torch-Pruning's ``tp.DependencyGraph().build_dependency(model, example_inputs=...)``, the closest
+  equivalent step of that library (Hugging Face models get their dict of keyword inputs, which
+  Torch-Pruning calls as ``model(**inputs)``).
+
+Each timing is repeated ``--repeats`` times (wall clock, ``time.perf_counter``) and the median is
+reported; the raw times are kept in the JSON. Before the first case an untimed warm-up on a tiny
+model pays the one-off import/first-call costs of both libraries. Peak memory is reported as the
+largest resident-set-size rise above the value at the start of a call, sampled every 5 ms from
+``/proc/self/statm`` by a background thread (Linux only; ``null`` elsewhere). ``tracemalloc`` is
+not used because it does not see PyTorch's allocations.
+
+Models: BERT-base (``BertConfig()`` defaults: 12 layers, hidden 768, ~110M parameters, SDPA
+attention, ``input_ids``/``attention_mask`` of shape 1x128), a 24-layer BERT with the same
+settings, and the zoo's ResNet-50 (``models.create("resnet50")``) on a 1x3x224x224 input. A depth
+sweep (BERT, hidden 768, 2/4/8/12/24 layers) shows how analysis time (``check=False``) and
+Torch-Pruning's time grow with depth; sweep points whose config equals a main model reuse that
+model's measurements.
+
+Run from the repository root::
+
+    PYTHONPATH=src python benchmarks/analyze_speed.py                 # full run (minutes)
+    PYTHONPATH=src python benchmarks/analyze_speed.py --quick --out /tmp/b3   # tiny models, seconds
+
+It prints Markdown tables and writes ``analyze_speed.json`` (results plus machine info),
+``analyze_speed.md`` (the tables and the exact command) and ``analyze_speed.png`` (analysis time
+against the number of BERT layers) to ``--out`` (default ``benchmarks/results/analyze_speed``).
+The exit status is 1 when any case raised (its traceback is printed and kept in the JSON), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import hashlib
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+try:
+    import zigprune as zp
+except ImportError:  # run from a checkout without PYTHONPATH=src
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import zigprune as zp
+from zigprune import models
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = Path("benchmarks/results/analyze_speed")
+STEM = "analyze_speed"
+
+Inputs = torch.Tensor | dict[str, torch.Tensor]
+Builder = Callable[[], tuple[nn.Module, Inputs]]
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BertSpec:
+    """A randomly initialised ``BertModel`` (SDPA attention) and its text input."""
+
+    layers: int
+    hidden: int = 768
+    heads: int = 12
+    intermediate: int = 3072
+    seq: int = 128
+
+    def build(self, seed: int) -> tuple[nn.Module, Inputs]:
+        import transformers
+
+        config = transformers.BertConfig(
+            hidden_size=self.hidden,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            intermediate_size=self.intermediate,
+            attn_implementation="sdpa",
+        )
+        torch.manual_seed(seed)
+        model = transformers.BertModel(config).eval()
+        g = torch.Generator().manual_seed(seed)
+        input_ids = torch.randint(config.vocab_size, (1, self.seq), generator=g)
+        return model, {"input_ids": input_ids, "attention_mask": torch.ones(1, self.seq, dtype=torch.long)}
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """A zoo model on a random image batch of one."""
+
+    name: str
+    image: int
+
+    def build(self, seed: int) -> tuple[nn.Module, Inputs]:
+        torch.manual_seed(seed)
+        model = models.create(self.name).eval()
+        g = torch.Generator().manual_seed(seed)
+        return model, torch.randn(1, 3, self.image, self.image, generator=g)
+
+
+Spec = BertSpec | ZooSpec
+
+
+@dataclass
+class Case:
+    """One benchmark case: a main model (every measurement) or a depth-sweep point."""
+
+    label: str
+    spec: Spec
+    sweep: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def main_cases(quick: bool) -> list[Case]:
+    if quick:
+        return [
+            Case("BERT-tiny (2 layers, hidden 64)", BertSpec(2, 64, 4, 256, 16)),
+            Case("BERT-tiny (4 layers, hidden 64)", BertSpec(4, 64, 4, 256, 16)),
+            Case("ResNet-20 (zoo, 32x32)", ZooSpec("resnet20", 32)),
+        ]
+    return [
+        Case("BERT-base (12 layers)", BertSpec(12)),
+        Case("BERT-24 (24 layers)", BertSpec(24)),
+        Case("ResNet-50 (zoo, 224x224)", ZooSpec("resnet50", 224)),
+    ]
+
+
+def sweep_cases(quick: bool) -> list[Case]:
+    if quick:
+        return [Case(f"sweep {n}", BertSpec(n, 64, 4, 256, 16), sweep=True) for n in (1, 2, 4)]
+    return [Case(f"sweep {n}", BertSpec(n), sweep=True) for n in (2, 4, 8, 12, 24)]
+
+
+# -- measurement -----------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class PeakRSS:
+    """Context manager: the largest RSS rise (MiB) above the value at entry, sampled by a thread."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.delta_mib: float | None = None
+
+    def __enter__(self) -> PeakRSS:
+        self._base = _rss_bytes()
+        self._peak = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if self._base is not None:
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = _rss_bytes()
+            if rss is not None and self._peak is not None:
+                self._peak = max(self._peak, rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._base is None:
+            return
+        self._thread.join()
+        final = _rss_bytes()
+        peak = max(self._peak or 0, final or 0)
+        self.delta_mib = max(peak - self._base, 0) / 2**20
+
+
+def measure(fn: Callable[[], Any], repeats: int) -> tuple[list[float], float | None, Any]:
+    """Run ``fn`` ``repeats`` times: (wall times in s, max peak RSS rise in MiB, last result)."""
+    times: list[float] = []
+    peaks: list[float] = []
+    result = None
+    for _ in range(repeats):
+        result = None
+        gc.collect()
+        with PeakRSS() as mem:
+            start = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - start)
+        if mem.delta_mib is not None:
+            peaks.append(mem.delta_mib)
+    return times, (max(peaks) if peaks else None), result
+
+
+def tp_build(model: nn.Module, inputs: Inputs) -> Any:
+    """Torch-Pruning's dependency graph; a dict is passed as is (TP calls ``model(**inputs)``)."""
+    import torch_pruning as tp
+
+    with torch.enable_grad():  # TP follows autograd's grad_fn graph
+        return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
+
+
+def _summary(times: list[float], peak: float | None) -> dict[str, Any]:
+    return {"median_s": statistics.median(times), "times_s": times, "peak_rss_delta_mib": peak}
+
+
+def run_main(case: Case, repeats: int, seed: int) -> dict[str, Any]:
+    model, inputs = case.spec.build(seed)
+    full = zp.count(model, inputs)
+    res: dict[str, Any] = {"params": full["params"], "macs": full["macs"]}
+
+    times, peak, space = measure(lambda: zp.analyze(model, inputs, check=False), repeats)
+    res["analyze_check_off"] = _summary(times, peak)
+    res["num_groups_check_off"] = space.num_groups
+    del space
+
+    times, peak, space = measure(lambda: zp.analyze(model, inputs, check=True), repeats)
+    res["analyze_check_on"] = _summary(times, peak)
+    res["num_groups"] = space.num_groups
+
+    times, peak, _ = measure(lambda: tp_build(model, inputs), repeats)
+    res["tp_build_dependency"] = _summary(times, peak)
+
+    # Zeroing edits the model in place, so it comes after every measurement that needs the original.
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(space.num_groups, generator=g)[: space.num_groups // 2]
+    space.zero_(chosen)
+    times, peak, slim = measure(space.construct, repeats)
+    res["construct"] = _summary(times, peak)
+    res["zeroed_groups"] = int(chosen.numel())
+    res["slim"] = zp.count(slim, inputs)
+    res["ratio_zigprune_tp"] = res["analyze_check_off"]["median_s"] / res["tp_build_dependency"]["median_s"]
+    return res
+
+
+def run_sweep(case: Case, repeats: int, seed: int) -> dict[str, Any]:
+    model, inputs = case.spec.build(seed)
+    res: dict[str, Any] = {"params": zp.count(model, inputs)["params"]}
+    times, peak, space = measure(lambda: zp.analyze(model, inputs, check=False), repeats)
+    res["analyze_check_off"] = _summary(times, peak)
+    res["num_groups_check_off"] = space.num_groups
+    del space
+    times, peak, _ = measure(lambda: tp_build(model, inputs), repeats)
+    res["tp_build_dependency"] = _summary(times, peak)
+    return res
+
+
+def sweep_point(case: Case) -> dict[str, Any]:
+    """The depth-sweep row of a case (or None values when it failed)."""
+    assert isinstance(case.spec, BertSpec)
+    res = case.result
+    row: dict[str, Any] = {
+        "layers": case.spec.layers,
+        "hidden": case.spec.hidden,
+        "seq": case.spec.seq,
+        "params": res.get("params"),
+        "zigprune_s": None,
+        "tp_s": None,
+        "zigprune_s_per_layer": None,
+        "num_groups_check_off": res.get("num_groups_check_off"),
+    }
+    if "error" in res:
+        row["error"] = res["error"]
+        return row
+    row["zigprune_s"] = res["analyze_check_off"]["median_s"]
+    row["tp_s"] = res["tp_build_dependency"]["median_s"]
+    row["zigprune_s_per_layer"] = row["zigprune_s"] / case.spec.layers
+    row["zigprune_times_s"] = res["analyze_check_off"]["times_s"]
+    row["tp_times_s"] = res["tp_build_dependency"]["times_s"]
+    if "reused_from" in res:
+        row["reused_from"] = res["reused_from"]
+    return row
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float] | None:
+    """Least-squares ``y = intercept + slope * x`` and its R²; None with fewer than two points."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = my - slope * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    return {
+        "intercept_s": intercept,
+        "slope_s_per_layer": slope,
+        "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+    }
+
+
+def warm_up(seed: int) -> None:
+    """Untimed: pay one-off import and first-call costs of both libraries on a tiny model."""
+    for spec in (BertSpec(1, 32, 2, 64, 8), ZooSpec("resnet20", 32)):
+        model, inputs = spec.build(seed)
+        space = zp.analyze(model, inputs, check=True)
+        space.zero_(range(space.num_groups // 2))
+        space.construct()
+        tp_build(model, inputs)
+
+
+# -- reporting -------------------------------------------------------------------------------------------
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "error"
+    return f"{x:.2f}" if x >= 1 else f"{x:.3f}"
+
+
+def fmt_count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.1f}M" if n >= 10e6 else f"{n / 1e6:.2f}M"
+
+
+def fmt_mib(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0f}"
+
+
+def main_table(cases: list[Case]) -> str:
+    lines = [
+        "| model | params | zigprune analyze s (check off) | analyze s (check on) | TP build_dependency s "
+        "| ratio zigprune/TP | construct s | num_groups |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        r = case.result
+        if "error" in r:
+            lines.append(
+                f"| {case.label} | {fmt_count(r.get('params'))} | error | error | error | error "
+                "| error | error |"
+            )
+            continue
+        lines.append(
+            f"| {case.label} | {fmt_count(r['params'])} | {fmt_s(r['analyze_check_off']['median_s'])} "
+            f"| {fmt_s(r['analyze_check_on']['median_s'])} | {fmt_s(r['tp_build_dependency']['median_s'])} "
+            f"| {r['ratio_zigprune_tp']:.2f} | {fmt_s(r['construct']['median_s'])} | {r['num_groups']} |"
+        )
+    return "\n".join(lines)
+
+
+def memory_table(cases: list[Case]) -> str:
+    lines = [
+        "| model | analyze (check off) | analyze (check on) | TP build_dependency | construct |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        r = case.result
+        if "error" in r:
+            continue
+        keys = ("analyze_check_off", "analyze_check_on", "tp_build_dependency", "construct")
+        lines.append(
+            f"| {case.label} | " + " | ".join(fmt_mib(r[k]["peak_rss_delta_mib"]) for k in keys) + " |"
+        )
+    return "\n".join(lines)
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| layers | params | zigprune s | TP s | zigprune s per layer |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['layers']} | {fmt_count(row['params'])} | {fmt_s(row['zigprune_s'])} "
+            f"| {fmt_s(row['tp_s'])} | {fmt_s(row['zigprune_s_per_layer'])} |"
+        )
+    return "\n".join(lines)
+
+
+def fit_line(name: str, fit: dict[str, float] | None) -> str:
+    if fit is None:
+        return f"- {name}: not enough points for a fit"
+    return (
+        f"- {name}: {fit['intercept_s']:.3f} s + {fit['slope_s_per_layer']:.3f} s x layers "
+        f"(R² = {fit['r2']:.4f})"
+    )
+
+
+def plot(
+    rows: list[dict[str, Any]], fits: dict[str, dict[str, float] | None], hidden: int, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ok = [r for r in rows if r["zigprune_s"] is not None]
+    xs = [r["layers"] for r in ok]
+    for key, label, color in (
+        ("zigprune", "zigprune analyze (check=False)", "tab:blue"),
+        ("tp", "Torch-Pruning build_dependency", "tab:orange"),
+    ):
+        ax.plot(xs, [r[f"{key}_s"] for r in ok], "o-", color=color, label=label)
+        fit = fits.get(key)
+        if fit is not None and xs:
+            line = [0, max(xs)]
+            ax.plot(
+                line,
+                [fit["intercept_s"] + fit["slope_s_per_layer"] * x for x in line],
+                "--",
+                color=color,
+                alpha=0.5,
+                linewidth=1,
+            )
+    ax.set_xlabel("BERT encoder layers")
+    ax.set_ylabel("time (s, median)")
+    ax.set_title(f"Analysis time vs depth (BERT, hidden {hidden})")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def source_digest() -> str:
+    """SHA-256 over the imported zigprune package's .py files (the code under test is not versioned)."""
+    root = Path(zp.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": cpu_model or platform.processor(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "torch_pruning": _version("torch-pruning"),
+        "zigprune": getattr(zp, "__version__", None),
+        "zigprune_source_sha256": source_digest(),
+        "device": "cpu",
+    }
+
+
+def command_line(argv: list[str]) -> str:
+    try:
+        script = Path(__file__).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        script = str(Path(__file__).resolve())
+    return " ".join(["PYTHONPATH=src", "python", script, *map(shlex.quote, argv)])
+
+
+# -- driver ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="analyze_speed.py",
+        description=(
+            "B3-analysis benchmark: time zigprune's analyze (check off/on) and construct against\n"
+            "Torch-Pruning's DependencyGraph.build_dependency on BERT-base, a 24-layer BERT and\n"
+            "ResNet-50 (224x224), plus a BERT depth sweep (2-24 layers). Run from the repository root."
+        ),
+        epilog=(
+            "examples:\n"
+            "  PYTHONPATH=src python benchmarks/analyze_speed.py                      # full run, minutes\n"
+            "  PYTHONPATH=src python benchmarks/analyze_speed.py --quick --out /tmp/b3  # smoke test"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny models (BERT hidden 64 with 2 and 4 layers, seq 16; ResNet-20 at 32x32; sweep 1/2/4 "
+        "layers) and one repeat: a smoke test that still exercises every code path",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        metavar="N",
+        help="timings per measurement, the median is reported (default: 3, or 1 with --quick)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for weights, inputs and the zeroed groups (default: 0)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output directory for {STEM}.{{json,md,png}} (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    started = time.perf_counter()
+    mains, sweeps = main_cases(args.quick), sweep_cases(args.quick)
+
+    try:
+        warm_up(args.seed)
+    except Exception:  # each case reports its own failure below
+        tqdm.write(f"warm-up failed (continuing):\n{traceback.format_exc()}", file=sys.stderr)
+    machine = machine_info()  # now: the source digest should match the code the warm-up imported
+    failures: list[tuple[str, str]] = []
+    done: dict[BertSpec, Case] = {}
+    bar = tqdm(mains + sweeps, desc="B3-analysis", unit="case", disable=args.no_progress, file=sys.stderr)
+    for case in bar:
+        bar.set_postfix_str(case.label)
+        reuse = done.get(case.spec) if case.sweep and isinstance(case.spec, BertSpec) else None
+        if reuse is not None and "error" not in reuse.result:
+            keep = ("params", "analyze_check_off", "num_groups_check_off", "tp_build_dependency")
+            case.result = {k: reuse.result[k] for k in keep}
+            case.result["reused_from"] = reuse.label
+            continue
+        try:
+            run = run_sweep if case.sweep else run_main
+            case.result = run(case, args.repeats, args.seed)
+        except Exception:
+            tb = traceback.format_exc()
+            case.result = {"error": tb}
+            failures.append((case.label, tb))
+            tqdm.write(f"\n{case.label} failed:\n{tb}", file=sys.stderr)
+        if not case.sweep and isinstance(case.spec, BertSpec):
+            done[case.spec] = case
+        gc.collect()
+    bar.close()
+
+    rows = [sweep_point(c) for c in sweeps]
+    ok = [r for r in rows if r["zigprune_s"] is not None]
+    fits = {
+        "zigprune": linear_fit([r["layers"] for r in ok], [r["zigprune_s"] for r in ok]),
+        "tp": linear_fit([r["layers"] for r in ok], [r["tp_s"] for r in ok]),
+    }
+    hidden = sweeps[0].spec.hidden if isinstance(sweeps[0].spec, BertSpec) else 0
+    command = command_line(argv)
+    total = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "B3-analysis",
+        "command": command,
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": {"quick": args.quick, "repeats": args.repeats, "seed": args.seed, "zeroed_fraction": 0.5},
+        "total_wall_s": total,
+        "models": [
+            {"name": c.label, "spec": {"kind": type(c.spec).__name__, **vars(c.spec)}, **c.result}
+            for c in mains
+        ],
+        "depth_sweep": {
+            "rows": rows,
+            "fits": fits,
+            "hidden": hidden,
+            "timed": "zigprune analyze check=False",
+        },
+    }
+    (args.out / f"{STEM}.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    tables = (
+        f"### Analysis and construction time (median of {args.repeats}, seconds)\n\n{main_table(mains)}\n\n"
+        f"### Depth sweep: BERT, hidden {hidden}, zigprune analyze with check=False\n\n"
+        f"{sweep_table(rows)}\n\n"
+        f"{fit_line('zigprune', fits['zigprune'])}\n{fit_line('Torch-Pruning', fits['tp'])}\n"
+    )
+    print(tables)
+    m = report["machine"]
+    md = [
+        "# B3-analysis: analysis speed",
+        "",
+        f"Command (from the repository root): `{command}`",
+        "",
+        f"Machine: {m['processor']}, {m['cpu_count']} CPUs ({m['torch_num_threads']} torch threads), "
+        f"{m['platform']}; Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, "
+        f"torch-pruning {m['torch_pruning']}, zigprune {m['zigprune']}. Seed {args.seed}; "
+        f"{report['timestamp']}; whole run {total:.0f} s.",
+        "",
+        tables,
+        f"### Peak RSS rise during the call (MiB, max of {args.repeats})\n",
+        memory_table(mains),
+        "",
+        "### Notes",
+        "",
+        "- Models are built from configs with random weights, in eval mode, on CPU; batch 1. BERT uses SDPA "
+        "attention with `input_ids` and an all-ones `attention_mask`.",
+        "- *check off/on*: `zp.analyze(model, inputs, check=False/True)`; check on adds the construction "
+        "probe (half of every family's groups zeroed on a copy, constructed, outputs compared).",
+        "- *TP build_dependency*: `tp.DependencyGraph().build_dependency(model, example_inputs=inputs)` "
+        "(dict inputs are passed through; TP calls `model(**inputs)`).",
+        "- *ratio zigprune/TP*: analyze (check off) / TP build_dependency.",
+        "- *construct*: `space.construct()` (default `check=True`, which runs both models and compares) "
+        "after zeroing a random 50 % of the groups of the check-on space (fixed seed).",
+        "- *num_groups*: prunable groups after the check (`space.num_groups`).",
+        "- Sweep points with the same config as a main model reuse that model's timings.",
+        "- Memory: largest RSS rise above the value at the start of the call, sampled every 5 ms; it "
+        "reads 0 when the call only reuses memory the process already holds (freed by earlier calls).",
+    ]
+    if failures:
+        md += ["", "### Failures", ""]
+        for label, tb in failures:
+            md += [f"**{label}**", "", "```", tb.rstrip(), "```", ""]
+    (args.out / f"{STEM}.md").write_text("\n".join(md) + "\n")
+    plot(rows, fits, hidden, args.out / f"{STEM}.png")
+    print(f"wrote {args.out / STEM}.{{json,md,png}} in {total:.0f} s", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

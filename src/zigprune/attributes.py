@@ -1,0 +1,119 @@
+"""Rewrite module attributes (channels, features, groups, heads) after their parameters were sliced.
+
+One small updater per module type, looked up by class (or class name for Hugging Face's ``Conv1D``),
+so that the slim model's own ``forward`` keeps working at any batch size or sequence length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+Updater = Callable[[nn.Module, nn.Module], None]
+UPDATERS: dict[type | str, Updater] = {}
+
+
+def updater(*kinds: type | str) -> Callable[[Updater], Updater]:
+    def deco(fn: Updater) -> Updater:
+        for kind in kinds:
+            UPDATERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def update(old: nn.Module, new: nn.Module) -> None:
+    """Make ``new``'s attributes agree with its (already sliced) parameters; ``old`` is the original."""
+    for kind in type(new).__mro__:
+        fn = UPDATERS.get(kind) or UPDATERS.get(kind.__name__)
+        if fn is not None:
+            fn(old, new)
+            return
+
+
+@updater(nn.Linear)
+def _linear(old: nn.Linear, new: nn.Linear) -> None:
+    new.out_features, new.in_features = new.weight.shape
+
+
+@updater(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv(old: nn.Module, new: nn.Module) -> None:
+    out_channels = new.weight.shape[0]
+    if old.groups > 1:
+        new.groups = out_channels // (old.out_channels // old.groups)
+    new.out_channels = out_channels
+    new.in_channels = new.weight.shape[1] * new.groups
+
+
+@updater(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def _conv_transpose(old: nn.Module, new: nn.Module) -> None:
+    in_channels = new.weight.shape[0]
+    if old.groups > 1:
+        new.groups = in_channels // (old.in_channels // old.groups)
+    new.in_channels = in_channels
+    new.out_channels = new.weight.shape[1] * new.groups
+
+
+@updater(nn.modules.batchnorm._NormBase)
+def _norm(old: nn.Module, new: nn.Module) -> None:
+    source = new.weight if new.weight is not None else new.running_mean
+    if source is not None:
+        new.num_features = source.shape[0]
+
+
+@updater(nn.GroupNorm)
+def _group_norm(old: nn.GroupNorm, new: nn.GroupNorm) -> None:
+    if new.weight is not None:
+        new.num_channels = new.weight.shape[0]
+        new.num_groups = new.num_channels // (old.num_channels // old.num_groups)
+
+
+@updater(nn.LayerNorm, nn.RMSNorm)
+def _layer_norm(old: nn.Module, new: nn.Module) -> None:
+    if new.weight is not None:
+        new.normalized_shape = tuple(new.weight.shape)
+
+
+@updater(nn.Embedding)
+def _embedding(old: nn.Embedding, new: nn.Embedding) -> None:
+    new.num_embeddings, new.embedding_dim = new.weight.shape
+
+
+@updater(nn.PReLU)
+def _prelu(old: nn.PReLU, new: nn.PReLU) -> None:
+    new.num_parameters = new.weight.numel()
+
+
+@updater("Conv1D")
+def _hf_conv1d(old: nn.Module, new: nn.Module) -> None:
+    new.nx, new.nf = new.weight.shape
+
+
+HEAD_COUNT_WORDS = ("head",)
+KV_WORDS = ("key_value", "kv")
+INNER_SIZE_NAMES = ("all_head_size", "split_size", "inner_dim", "embed_dim", "inner_size", "proj_size")
+
+
+def update_heads(module: nn.Module, heads: int, kv_heads: int, new_heads: int, new_kv_heads: int) -> None:
+    """Rewrite head counts (and sizes that are a head count times the head size) on an attention module."""
+    head_dim = _head_dim(module)
+    for name, value in list(vars(module).items()):
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        lower = name.lower()
+        if any(w in lower for w in HEAD_COUNT_WORDS) and "dim" not in lower and "size" not in lower:
+            if any(w in lower for w in KV_WORDS) and value == kv_heads:
+                setattr(module, name, new_kv_heads)
+            elif value == heads:
+                setattr(module, name, new_heads)
+        elif head_dim and name in INNER_SIZE_NAMES and value == heads * head_dim:
+            setattr(module, name, new_heads * head_dim)
+
+
+def _head_dim(module: nn.Module) -> int | None:
+    for name in ("head_dim", "attention_head_size", "head_size", "d_kv", "dim_head"):
+        value = getattr(module, name, None)
+        if isinstance(value, int):
+            return value
+    return None

@@ -1,0 +1,196 @@
+"""GroupSpace + weights -> slim module, checked against the zero-group full model.
+
+Every all-zero group is cut from every parameter and buffer dim it owns (and from the consumers'
+input dims), module attributes are rewritten, and the slim model must reproduce the full model's
+outputs on the example inputs. If it does not, the failing family is found by bisection and named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import attributes
+from .errors import ConstructionError
+from .space import GroupSpace
+from .trace import Inputs, eval_mode
+
+
+def construct(space: GroupSpace, check: bool = True, atol: float = 1e-4) -> nn.Module:
+    pruned = space.pruned_classes(space.zero_groups())
+    slim = build(space, pruned)
+    if check:
+        reference = outputs(space.model, space.inputs)
+        problem = _mismatch(reference, slim, space.inputs, atol)
+        if problem:
+            names = [space.families[f].name for f in _culprits(space, pruned, reference, atol)]
+            raise ConstructionError(
+                f"the slim model does not reproduce the full model ({problem}); failing famil"
+                f"{'y' if len(names) == 1 else 'ies'}: {', '.join(names)}. Mark them unprunable with "
+                "zp.analyze(..., check=True) (the default), or report the model so a rule can be fixed."
+            )
+    return slim
+
+
+def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
+    """Copy the model, cutting every position whose class is in ``pruned`` (a bool mask over classes).
+
+    Sliced tensors are placed in ``deepcopy``'s memo, so big weights are copied once (already cut)
+    and weights shared between modules (tied embeddings) stay shared.
+    """
+    model = space.model
+    keep: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for s in space.slices:
+        mask = ~pruned[s.classes]
+        if not bool(mask.all()):
+            keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
+    memo: dict[int, Any] = {}
+    for name, cuts in keep.items():
+        tensor = _lookup(model, name)
+        new = tensor.detach()
+        for dim, index in cuts:
+            new = new.index_select(dim, index.to(new.device))
+        is_param = isinstance(tensor, nn.Parameter)
+        memo[id(tensor)] = nn.Parameter(new, requires_grad=tensor.requires_grad) if is_param else new
+    slim = copy.deepcopy(model, memo)
+    touched = {path for path, module in model.named_modules(remove_duplicate=False) if _owns(module, memo)}
+    for path in sorted(touched):
+        attributes.update(model.get_submodule(path), slim.get_submodule(path))
+    for head in space.heads:
+        kept_q = int((~pruned[head.q_classes]).sum())
+        if kept_q < head.q_classes.numel():
+            kept_kv = int((~pruned[head.kv_classes]).sum())
+            attributes.update_heads(
+                slim.get_submodule(head.module),
+                head.q_classes.numel(),
+                head.kv_classes.numel(),
+                kept_q,
+                kept_kv,
+            )
+    return slim
+
+
+def _owns(module: nn.Module, memo: dict[int, Any]) -> bool:
+    tensors = [*module._parameters.values(), *module._buffers.values()]
+    return any(t is not None and id(t) in memo for t in tensors)
+
+
+def _lookup(model: nn.Module, name: str) -> torch.Tensor:
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        return model.get_buffer(name)
+
+
+def outputs(model: nn.Module, inputs: Inputs) -> list[torch.Tensor]:
+    """The model's outputs on the example inputs, in eval mode, flattened to a list of tensors."""
+    with torch.no_grad(), eval_mode(model):
+        return _tensors(inputs.call(model))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _mismatch(reference: list[torch.Tensor], slim: nn.Module, inputs: Inputs, atol: float) -> str | None:
+    """Why ``slim``'s outputs differ from ``reference`` (None if they agree)."""
+    try:
+        got = outputs(slim, inputs)
+    except Exception as err:
+        return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    if len(got) != len(reference):
+        return f"{len(got)} outputs instead of {len(reference)}"
+    for i, (r, g) in enumerate(zip(reference, got)):
+        if r.shape != g.shape:
+            return f"output {i} has shape {tuple(g.shape)} instead of {tuple(r.shape)}"
+        if not r.is_floating_point():
+            if not torch.equal(r, g):
+                return f"output {i} differs"
+            continue
+        diff = (r.double() - g.double()).abs().max().item() if r.numel() else 0.0
+        scale = r.double().abs().max().item() if r.numel() else 0.0
+        if not diff <= atol * scale + 1e-6:
+            return f"output {i} differs by {diff:.3g} (scale {scale:.3g})"
+    return None
+
+
+def _culprits(
+    space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float
+) -> list[int]:
+    """Bisect the families with pruned groups down to the ones whose removal breaks the outputs."""
+    involved = sorted({int(space.class_family[c]) for c in torch.nonzero(pruned[:-1]).reshape(-1).tolist()})
+
+    def fails(families: list[int]) -> bool:
+        chosen = torch.zeros_like(pruned)
+        member = torch.zeros(len(space.families), dtype=torch.bool)
+        member[families] = True
+        chosen[:-1] = pruned[:-1] & member[space.class_family]
+        try:
+            slim = build(space, chosen)
+        except Exception:
+            return True
+        return _mismatch(reference, slim, space.inputs, atol) is not None
+
+    def search(families: list[int]) -> list[int]:
+        if len(families) <= 1:
+            return families
+        half = len(families) // 2
+        found = [f for part in (families[:half], families[half:]) if fails(part) for f in search(part)]
+        return found or families
+
+    return search(involved)
+
+
+@contextlib.contextmanager
+def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
+    """Zero ``groups`` in the space's model for the duration of the block, then restore every value."""
+    saved = []
+    with torch.no_grad():
+        for s in space.slices:
+            if s.producer:
+                positions = torch.nonzero(torch.isin(space.class_group[s.classes], torch.tensor(groups)))
+                if positions.numel():
+                    tensor = _lookup(space.model, s.name)
+                    index = positions.reshape(-1).to(tensor.device)
+                    saved.append((tensor, s.dim, index, tensor.index_select(s.dim, index)))
+    try:
+        space.zero_(groups)
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, dim, index, values in reversed(saved):
+                tensor.index_copy_(dim, index, values)
+
+
+def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[int]:
+    """Zero half of every family's groups (temporarily), construct, and return the families that break."""
+    if not space.num_groups:
+        return []
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for family in space.families:
+        if len(family.groups) > 1:
+            chosen += rng.sample(family.groups, len(family.groups) // 2)
+        elif family.groups and rng.random() < 0.5:
+            chosen += family.groups
+    with zeroed(space, chosen):
+        pruned = space.pruned_classes(space.zero_groups())
+        reference = outputs(space.model, space.inputs)
+        try:
+            if _mismatch(reference, build(space, pruned), space.inputs, atol) is None:
+                return []
+        except Exception:
+            pass
+        return _culprits(space, pruned, reference, atol)

@@ -1,0 +1,98 @@
+"""Scaled dot-product attention: whole heads are the unit, with grouped-query heads kept aligned.
+
+A head can go only with its query, key and value slices together: zero queries and keys alone
+would leave a uniform softmax over non-zero values. With grouped-query attention every query head
+of a key/value group goes with that key/value head.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..label import Label, expand_dims
+from ..store import HeadRecord
+from .registry import Ctx, rule
+
+
+def _heads(ctx: Ctx, value: Any, ndim: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Per-head ids ``[..., H, 1, 1]``, whether each head is all zero, and whether the tensor is rigid."""
+    lab = expand_dims(ctx.label(value), ndim)
+    if not lab.labeled:
+        return torch.full((1,) * ndim, -1, dtype=torch.long), torch.zeros((1,) * ndim, dtype=torch.bool), True
+    if lab.dims[-2] or any(lab.dims[: ndim - 3]):
+        ctx.store.poison(lab.ids, f"channels sit on sequence or batch dims of {ctx.name}")
+    ids = ctx.store.union_along(lab.full_ids(), [ndim - 2, ndim - 1])
+    zero = (
+        (lab.zero.expand(lab.label_shape()) & (lab.full_ids() >= 0))
+        .all(-1, keepdim=True)
+        .all(-2, keepdim=True)
+    )
+    return ids, zero, False
+
+
+def _per_query_head(ids: torch.Tensor, heads_q: int) -> torch.Tensor:
+    heads = ids.shape[-3]
+    if heads in (1, heads_q):
+        return ids
+    return ids.repeat_interleave(heads_q // heads, dim=-3)
+
+
+@rule("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu")
+def sdpa(ctx: Ctx) -> Any:
+    store = ctx.store
+    out_shape = ctx.out_shape
+    shape = tuple(out_shape[0]) if isinstance(out_shape, list) else tuple(out_shape)
+    ndim = len(shape)
+    q, k, v = ctx["query"], ctx["key"], ctx["value"]
+    heads_q = q.shape[-3]
+    (qh, _, q_rigid), (kh, _, k_rigid), (vh, vz, v_rigid) = (_heads(ctx, t, ndim) for t in (q, k, v))
+    kh, vh, vz = (_per_query_head(t, heads_q) for t in (kh, vh, vz))
+    parts = [qh, kh, vh]
+    ids = torch.full((1,) * ndim, -1, dtype=torch.long)
+    for p in parts:
+        full = p.expand(torch.broadcast_shapes(p.shape, ids.shape))
+        store.union(ids, full)
+        ids = torch.where(ids >= 0, ids, full)
+    if (q_rigid or k_rigid or v_rigid) and heads_q > 1:
+        store.poison(ids, f"some of query, key and value have no channel identity in {ctx.name}")
+    mask = ctx.args.get("attn_mask")
+    if isinstance(mask, Label):
+        _tie_mask(ctx, expand_dims(mask, ndim), ids)
+    if not bool((ids >= 0).any()):
+        out = Label.rigid(shape)
+    else:
+        head_ids = ids.reshape(-1)
+        kv_heads = k.shape[-3]
+        kv_ids = head_ids.reshape(kv_heads, -1)[:, 0] if heads_q % kv_heads == 0 else head_ids
+        store.heads.append(HeadRecord(_module_path(ctx.node), head_ids, kv_ids))
+        dims = tuple(d == ndim - 3 for d in range(ndim))
+        zero = vz.expand(ids.shape)
+        out = Label(ids.contiguous(), (zero & (ids >= 0)).contiguous(), dims, shape)
+    store.cost(_sdpa_macs(q, k, v, shape), *([out.full_ids().reshape(-1)] if out.labeled else []))
+    return [out, *ctx.rigid_out()[1:]] if isinstance(out_shape, list) else out
+
+
+def _tie_mask(ctx: Ctx, mask: Label, ids: torch.Tensor) -> None:
+    """A per-head additive mask (relative position bias) goes with its head; anything else is refused."""
+    ndim = len(mask.shape)
+    if any(flag for d, flag in enumerate(mask.dims) if d != ndim - 3):
+        ctx.store.poison(mask.ids, f"channels reach the attention mask of {ctx.name}")
+    elif mask.dims[ndim - 3]:
+        ctx.store.union(mask.full_ids(), ids)
+    elif mask.shape[-3] > 1:
+        ctx.store.poison(ids, f"the attention mask of {ctx.name} differs per head")
+
+
+def _sdpa_macs(q: Any, k: Any, v: Any, out_shape: tuple[int, ...]) -> int:
+    return math.prod(out_shape[:-2]) * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path, _ = list(stack.values())[-1]
+    return path

@@ -1,0 +1,331 @@
+"""GroupSpace: the zero-invariant groups of one model, their families, costs and reasons.
+
+A *group* is one removable channel (or head): the slices of every parameter that must be exactly
+zero together for it to contribute nothing. Groups that share a parameter dim form a *family*
+(e.g. every conv feeding one residual stream). Channels that can never be removed are still
+listed, per family, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+from torch import nn
+
+from .components import components
+from .store import Store
+from .trace import Inputs
+
+
+@dataclass
+class Slice:
+    """One parameter/buffer dim that groups cut: the channel class of each position (-1: none)."""
+
+    name: str
+    dim: int
+    classes: torch.Tensor
+    producer: bool
+
+
+@dataclass
+class Family:
+    """Coupled channels sharing parameter dims; ``groups`` are the prunable ones."""
+
+    index: int
+    name: str
+    width: int
+    groups: list[int]
+    reasons: dict[str, int] = field(default_factory=dict)
+    modules: list[str] = field(default_factory=list)
+
+    @property
+    def prunable(self) -> bool:
+        return bool(self.groups)
+
+
+@dataclass
+class CostRecord:
+    """MACs of one op and the class vectors whose kept fraction scales them."""
+
+    macs: int
+    factors: list[torch.Tensor]
+
+
+@dataclass
+class HeadInfo:
+    """An attention op's module and the class of each query and key/value head."""
+
+    module: str
+    q_classes: torch.Tensor
+    kv_classes: torch.Tensor
+
+
+class GroupSpace:
+    """The zero-invariant groups of ``model`` (see module docstring); built by :func:`zigprune.analyze`."""
+
+    def __init__(self, model: nn.Module, inputs: Inputs, store: Store, root: torch.Tensor) -> None:
+        self.model = model
+        self.inputs = inputs
+        self._build(store, root)
+
+    def _build(self, store: Store, root: torch.Tensor) -> None:
+        keys = list(store.pdims)
+        roots = [root[store.pdims[k]] for k in keys]
+        unique = torch.unique(torch.cat(roots)) if roots else torch.empty(0, dtype=torch.long)
+        class_of_root = torch.full((max(store.count, 1),), -1, dtype=torch.long)
+        class_of_root[unique] = torch.arange(unique.numel())
+        num_classes = unique.numel()
+
+        def classes_of(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.reshape(-1)
+            return torch.where(ids >= 0, class_of_root[root[ids.clamp(min=0)]], ids)
+
+        reasons: list[str] = []
+        reason_of = torch.full((num_classes,), -1, dtype=torch.long)
+        for ids, reason in store.poisoned:
+            cls = classes_of(ids)
+            cls = cls[cls >= 0]
+            fresh = cls[reason_of[cls] < 0]
+            if fresh.numel():
+                reasons.append(reason)
+                reason_of[fresh] = len(reasons) - 1
+        producer = torch.zeros(num_classes, dtype=torch.bool)
+        self.slices: list[Slice] = []
+        for key, r in zip(keys, roots):
+            cls = class_of_root[r]
+            is_producer = key in store.producers
+            if is_producer:
+                producer[cls] = True
+            self.slices.append(Slice(key[0], key[1], cls, is_producer))
+        prunable = producer & (reason_of < 0)
+        self.num_classes = num_classes
+        self.class_group = torch.where(prunable, prunable.long().cumsum(0) - 1, -1)
+        self.num_groups = int(prunable.sum())
+        self.group_class = torch.nonzero(prunable).reshape(-1)
+        self._families(reasons, reason_of, producer)
+        self._costs(store, classes_of)
+        self.heads = [HeadInfo(h.module, classes_of(h.q_heads), classes_of(h.kv_heads)) for h in store.heads]
+
+    def _families(self, reasons: list[str], reason_of: torch.Tensor, producer: torch.Tensor) -> None:
+        a = [s.classes for s in self.slices]
+        b = [s.classes[:1].expand_as(s.classes) for s in self.slices]
+        fam_root = components(self.num_classes, torch.cat(a), torch.cat(b)) if a else torch.arange(0)
+        ndims = {name: p.dim() for name, p in self.model.named_parameters()}
+        order: dict[int, int] = {}
+        modules: list[list[str]] = []
+        firsts: list[Slice] = []
+        for s in self.slices:
+            r = int(fam_root[s.classes[0]])
+            if r not in order:
+                order[r] = len(order)
+                modules.append([])
+                firsts.append(s)
+            module = s.name.rpartition(".")[0] or s.name
+            if s.producer and module not in modules[order[r]] and ndims.get(s.name, 0) >= 2:
+                modules[order[r]].append(module)
+        index = torch.tensor([order[int(r)] for r in fam_root.tolist()], dtype=torch.long)
+        self.class_family = index
+        self.families: list[Family] = []
+        for f, (mods, first) in enumerate(zip(modules, firsts)):
+            members = torch.nonzero(index == f).reshape(-1)
+            groups = self.class_group[members]
+            why = Counter(reasons[int(r)] for r in reason_of[members].tolist() if r >= 0)
+            passive = int((~producer[members]).sum())
+            if passive and not why:
+                why["no parameter produces these channels (model inputs)"] = passive
+            name = self._family_name(mods, first)
+            self.families.append(
+                Family(f, name, int(members.numel()), groups[groups >= 0].tolist(), dict(why), mods)
+            )
+        self.group_family = index[self.group_class] if self.num_groups else torch.empty(0, dtype=torch.long)
+
+    @staticmethod
+    def _family_name(modules: list[str], first: Slice) -> str:
+        """``layer1.0.conv1``, or ``conv1 (+6)`` for a family shared by seven weight layers."""
+        if not modules:
+            return f"{first.name} (dim {first.dim})"
+        return modules[0] if len(modules) == 1 else f"{modules[0]} (+{len(modules) - 1})"
+
+    def _costs(self, store: Store, classes_of: Any) -> None:
+        self.group_params = torch.zeros(self.num_groups, dtype=torch.long)
+        shapes = {**{n: p.shape for n, p in self.model.named_parameters()}, **dict(self._buffer_shapes())}
+        for s in self.slices:
+            shape = shapes.get(s.name)
+            if shape is None:
+                continue
+            per_position = int(torch.Size(shape).numel() // shape[s.dim])
+            groups = self.class_group[s.classes]
+            ok = groups >= 0
+            self.group_params.index_add_(
+                0, groups[ok], torch.full((int(ok.sum()),), per_position, dtype=torch.long)
+            )
+        self.costs = [CostRecord(r.macs, [classes_of(f) for f in r.factors]) for r in store.macs]
+        self.total_macs = sum(r.macs for r in self.costs)
+        self.group_macs = torch.zeros(self.num_groups, dtype=torch.float64)
+        for r in self.costs:
+            for f in r.factors:
+                groups = self.class_group[f[f >= 0]]
+                groups = groups[groups >= 0]
+                if groups.numel():
+                    self.group_macs.index_add_(0, groups, torch.full((groups.numel(),), r.macs / f.numel(),
+                                                                     dtype=torch.float64))  # fmt: skip
+
+    def _buffer_shapes(self) -> Iterable[tuple[str, torch.Size]]:
+        return ((n, b.shape) for n, b in self.model.named_buffers())
+
+    def drop_families(self, families: Iterable[int], reason: str) -> None:
+        """Mark whole families unprunable (e.g. when the construction check fails for them)."""
+        dropped = torch.zeros(len(self.families), dtype=torch.bool)
+        dropped[list(families)] = True
+        keep = ~dropped[self.group_family] if self.num_groups else torch.zeros(0, dtype=torch.bool)
+        new_index = torch.where(keep, keep.long().cumsum(0) - 1, -1)
+        self.class_group = torch.where(self.class_group >= 0, new_index[self.class_group.clamp(min=0)], -1)
+        self.group_class = self.group_class[keep]
+        self.group_family = self.group_family[keep]
+        self.group_params = self.group_params[keep]
+        self.group_macs = self.group_macs[keep]
+        self.num_groups = int(keep.sum())
+        for family in self.families:
+            if dropped[family.index]:
+                family.reasons[reason] = family.reasons.get(reason, 0) + len(family.groups)
+                family.groups = []
+            else:
+                family.groups = [int(new_index[g]) for g in family.groups]
+
+    # -- groups as weights ---------------------------------------------------------------------------------
+
+    def _tensor(self, name: str) -> torch.Tensor:
+        try:
+            return self.model.get_parameter(name)
+        except AttributeError:
+            return self.model.get_buffer(name)
+
+    def _check_ids(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
+        ids = torch.as_tensor(
+            list(ids) if not isinstance(ids, torch.Tensor) else ids, dtype=torch.long
+        ).reshape(-1)
+        bad = ids[(ids < 0) | (ids >= self.num_groups)]
+        if bad.numel():
+            raise IndexError(f"group ids must lie in range({self.num_groups}); got {bad[:5].tolist()}")
+        return ids
+
+    @torch.no_grad()
+    def zero_(self, ids: Iterable[int] | torch.Tensor) -> GroupSpace:
+        """Set groups ``ids`` exactly to zero in the model the space was built from, in place."""
+        chosen = torch.zeros(self.num_groups + 1, dtype=torch.bool)
+        chosen[self._check_ids(ids)] = True
+        for s in self.slices:
+            if not s.producer:
+                continue
+            positions = torch.nonzero(chosen[self.class_group[s.classes]]).reshape(-1)
+            if positions.numel():
+                tensor = self._tensor(s.name)
+                tensor.index_fill_(s.dim, positions.to(tensor.device), 0)
+        return self
+
+    @torch.no_grad()
+    def _per_group(self, row_stat: Any, reduce: str) -> torch.Tensor:
+        """Reduce a per-row statistic of every producer slice into one value per group (float64, CPU)."""
+        out = torch.zeros(self.num_groups + 1, dtype=torch.float64)
+        for s in self.slices:
+            if not s.producer:
+                continue
+            tensor = self._tensor(s.name).detach()
+            rows = row_stat(tensor.movedim(s.dim, 0).reshape(tensor.shape[s.dim], -1)).double().cpu()
+            index = self.class_group[s.classes] % (self.num_groups + 1)
+            out.scatter_reduce_(0, index, rows, reduce=reduce)
+        return out[: self.num_groups]
+
+    def group_norms(self) -> torch.Tensor:
+        """L2 norm of every group's producer slices (float64, on CPU)."""
+        return self._per_group(
+            lambda rows: torch.linalg.vector_norm(rows, dim=1).double().square(), "sum"
+        ).sqrt()
+
+    def zero_groups(self) -> torch.Tensor:
+        """Bool mask of the groups whose every producer slice is exactly zero."""
+        return self._per_group(lambda rows: rows.abs().amax(dim=1), "amax") == 0
+
+    # -- costs ----------------------------------------------------------------------------------------------
+
+    def pruned_classes(self, groups: torch.Tensor | None) -> torch.Tensor:
+        """Bool mask over classes (plus a trailing 'none' slot) that removing ``groups`` cuts.
+
+        A group whose removal would leave some parameter dim empty is kept (it is zero anyway), so
+        every layer keeps at least one channel.
+        """
+        pruned = torch.zeros(self.num_classes + 1, dtype=torch.bool)
+        pruned[self.group_class[self._as_ids(groups)]] = True
+        changed = True
+        while changed:
+            changed = False
+            for s in self.slices:
+                if s.classes.numel() and bool(pruned[s.classes].all()):
+                    pruned[s.classes[0]] = False
+                    changed = True
+        return pruned
+
+    def kept_classes(self, pruned_groups: torch.Tensor | None) -> torch.Tensor:
+        return ~self.pruned_classes(pruned_groups)
+
+    def macs(self, pruned_groups: torch.Tensor | None = None) -> int:
+        """MACs of matmul/conv/attention ops left after removing ``pruned_groups`` (bool mask or ids)."""
+        kept = self.kept_classes(pruned_groups)
+        total = Fraction(0)
+        for r in self.costs:
+            share = Fraction(r.macs)
+            for f in r.factors:
+                if f.numel():
+                    share *= Fraction(int(kept[f].sum()), f.numel())
+            total += share
+        return round(total)
+
+    def params(self, pruned_groups: torch.Tensor | None = None) -> int:
+        """Parameter count left after removing ``pruned_groups`` (bool mask or ids)."""
+        kept = self.kept_classes(pruned_groups)
+        cut: dict[str, list[torch.Tensor]] = {}
+        for s in self.slices:
+            cut.setdefault(s.name, []).append((s.dim, kept[s.classes]))
+        total = 0
+        for name, p in self.model.named_parameters():
+            shape = list(p.shape)
+            for dim, mask in cut.get(name, []):
+                shape[dim] = int(mask.sum())
+            total += int(torch.Size(shape).numel())
+        return total
+
+    def _as_ids(self, groups: torch.Tensor | None) -> torch.Tensor:
+        if groups is None:
+            return torch.empty(0, dtype=torch.long)
+        groups = torch.as_tensor(groups)
+        return torch.nonzero(groups).reshape(-1) if groups.dtype == torch.bool else groups.long()
+
+    # -- construction and reporting ------------------------------------------------------------------------
+
+    def construct(self, check: bool = True, atol: float = 1e-4) -> nn.Module:
+        """A new, smaller module without the all-zero groups; the original is untouched.
+
+        With ``check`` the slim model is run on the example inputs and must match the full model
+        (max abs difference ≤ ``atol`` × output scale), or :class:`ConstructionError` names the family.
+        """
+        from .construct import construct
+
+        return construct(self, check=check, atol=atol)
+
+    def summary(self, max_rows: int = 40) -> str:
+        """A table of families: width, prunable groups, MACs share, and why the rest cannot go."""
+        from .report import summary
+
+        return summary(self, max_rows)
+
+    def __repr__(self) -> str:
+        prunable = sum(f.prunable for f in self.families)
+        return (
+            f"GroupSpace({type(self.model).__name__}: {self.num_groups} prunable groups in {prunable} of "
+            f"{len(self.families)} families)"
+        )

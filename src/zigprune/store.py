@@ -1,0 +1,103 @@
+"""The facts channel rules record while walking the graph.
+
+Element ids are handed out here; rules record which elements must be removed together (unions),
+which can never be removed (poison, with a reason), which slice of which parameter each element
+owns (producer slices are zeroed with their group; consumer slices are only cut at construction),
+and how many MACs each op spends per channel. Everything is resolved once, after the walk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .label import ParamRef
+
+
+@dataclass
+class MacRecord:
+    """One op's MACs and the channel id vectors whose kept fraction scales them."""
+
+    macs: int
+    factors: list[torch.Tensor]
+
+
+@dataclass
+class HeadRecord:
+    """An attention op: its module path and the query/key head ids, to rewrite head counts later."""
+
+    module: str
+    q_heads: torch.Tensor
+    kv_heads: torch.Tensor
+
+
+@dataclass
+class Store:
+    """Accumulates ids, unions, poison, parameter slices and costs for one analysis."""
+
+    count: int = 0
+    union_a: list[torch.Tensor] = field(default_factory=list)
+    union_b: list[torch.Tensor] = field(default_factory=list)
+    poisoned: list[tuple[torch.Tensor, str]] = field(default_factory=list)
+    pdims: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    producers: set[tuple[str, int]] = field(default_factory=set)
+    macs: list[MacRecord] = field(default_factory=list)
+    joints: list[torch.Tensor] = field(default_factory=list)
+    heads: list[HeadRecord] = field(default_factory=list)
+
+    def fresh(self, n: int) -> torch.Tensor:
+        ids = torch.arange(self.count, self.count + n, dtype=torch.long)
+        self.count += n
+        return ids
+
+    def pdim(self, name: str, dim: int, size: int, producer: bool = False) -> torch.Tensor:
+        """Element ids of dim ``dim`` of parameter/buffer ``name`` (created on first use)."""
+        key = (name, dim)
+        if key not in self.pdims:
+            self.pdims[key] = self.fresh(size)
+        if producer:
+            self.producers.add(key)
+        return self.pdims[key]
+
+    def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Elements at matching (broadcast) positions of ``a`` and ``b`` are removed together."""
+        a, b = torch.broadcast_tensors(a, b)
+        keep = (a >= 0) & (b >= 0)
+        if bool(keep.any()):
+            self.union_a.append(a[keep])
+            self.union_b.append(b[keep])
+
+    def union_along(self, ids: torch.Tensor, dims: list[int]) -> torch.Tensor:
+        """Tie together all elements along ``dims``; return ids with those dims narrowed to size 1."""
+        first = ids
+        for d in dims:
+            first = first.narrow(d, 0, 1)
+        self.union(ids, first)
+        return first
+
+    def poison(self, ids: torch.Tensor, reason: str) -> None:
+        flat = ids.reshape(-1)
+        flat = flat[flat >= 0]
+        if flat.numel():
+            self.poisoned.append((flat, reason))
+
+    def poison_param(self, ref: ParamRef, reason: str) -> None:
+        """A parameter read whole: none of its dims may be cut. Buffers are only cut if already sliced."""
+        for d, size in enumerate(ref.shape):
+            pdim = ref.pdims[d]
+            if pdim is None or size <= 1 or ref.kind == "constant":
+                continue
+            if ref.kind == "param" or (ref.name, pdim) in self.pdims:
+                self.poison(self.pdim(ref.name, pdim, size), reason)
+
+    def joint(self, ids: torch.Tensor) -> None:
+        """Remember an id array that spans several dims: it must end up prunable along one dim only."""
+        if sum(s > 1 for s in ids.shape) > 1:
+            self.joints.append(ids)
+
+    def cost(self, macs: int, *factors: torch.Tensor) -> None:
+        if macs > 0:
+            self.macs.append(
+                MacRecord(int(macs), [f.reshape(-1) for f in factors if f.numel() > 1 or f.ge(0).all()])
+            )

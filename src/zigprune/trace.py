@@ -1,0 +1,100 @@
+"""Model + example inputs -> ``torch.export`` graph (ATen ops with module and parameter provenance)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ExampleInputError, TraceError
+
+
+@dataclass
+class Inputs:
+    """Example inputs split into positional and keyword arguments."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+
+    def call(self, model: nn.Module) -> Any:
+        return model(*self.args, **self.kwargs)
+
+
+def as_inputs(example_inputs: Any, model: nn.Module | None = None) -> Inputs:
+    """Accept a Tensor, a tuple/list of positional args, or a dict of keyword args (Hugging Face style)."""
+    if isinstance(example_inputs, Inputs):
+        return example_inputs
+    if isinstance(example_inputs, torch.Tensor):
+        inputs = Inputs((example_inputs,), {})
+    elif isinstance(example_inputs, tuple | list):
+        inputs = Inputs(tuple(example_inputs), {})
+    elif isinstance(example_inputs, dict):
+        inputs = Inputs((), dict(example_inputs))
+    else:
+        raise ExampleInputError(
+            "example_inputs must be a Tensor, a tuple of positional arguments or a dict of keyword "
+            f"arguments, not {type(example_inputs).__name__}"
+        )
+    if model is not None and "use_cache" in _parameters(model) and "use_cache" not in inputs.kwargs:
+        inputs.kwargs["use_cache"] = False
+    return inputs
+
+
+def _parameters(model: nn.Module) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode (running BN statistics, no dropout) and restore every module's flag after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def run(model: nn.Module, inputs: Inputs) -> Any:
+    """Run the model once on the example inputs, turning failures into a clear error."""
+    try:
+        with torch.no_grad(), eval_mode(model):
+            return inputs.call(model)
+    except Exception as err:
+        raise ExampleInputError(
+            f"{type(model).__name__} does not run on the example inputs "
+            f"({type(err).__name__}: {_first_line(err)}). "
+            "Pass inputs the model's forward() accepts: a Tensor, a tuple of positional arguments, "
+            "or a dict of keyword arguments."
+        ) from err
+
+
+def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
+    """Trace with ``torch.export`` (non-strict), in eval mode, without changing the model.
+
+    If tracing fails, the model is run eagerly once to tell bad example inputs from untraceable code.
+    """
+    try:
+        with eval_mode(model):
+            return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
+    except Exception as err:
+        run(model, inputs)
+        raise TraceError(
+            f"torch.export could not trace {type(model).__name__}: {type(err).__name__}: {_first_line(err)}\n"
+            "Try: make data-dependent control flow static (or wrap it in torch.cond), avoid Python-side "
+            "tensor-to-number conversions (.item(), int(tensor)) in forward(), or trace a submodule."
+        ) from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
