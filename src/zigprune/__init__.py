@@ -9,6 +9,7 @@ from torch import nn
 from .analysis import analyze_model
 from .errors import ConstructionError, ExampleInputError, TraceError, ZigpruneError
 from .measure import count
+from .optim import DHSPG, HESSO, HSPG
 from .space import Family, GroupSpace
 
 __version__ = "0.1.0"
@@ -33,6 +34,6 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
 
 
 __all__ = [
-    "ConstructionError", "ExampleInputError", "Family", "GroupSpace", "TraceError", "ZigpruneError",
-    "analyze", "count",
+    "DHSPG", "HESSO", "HSPG", "ConstructionError", "ExampleInputError", "Family", "GroupSpace", "TraceError",
+    "ZigpruneError", "analyze", "count",
 ]  # fmt: skip

@@ -1,0 +1,9 @@
+"""Optimizers that drive zero-invariant groups to exact zero while training: HSPG, DHSPG, HESSO."""
+
+from .base import GroupOptimizer
+from .dhspg import DHSPG
+from .hesso import HESSO
+from .hspg import HSPG
+from .selection import Target
+
+__all__ = ["DHSPG", "HESSO", "HSPG", "GroupOptimizer", "Target"]

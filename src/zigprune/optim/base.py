@@ -1,0 +1,187 @@
+"""Shared machinery of the group-sparse optimizers: base SGD/Adam/AdamW updates over *all* parameters,
+hooks for group terms before and after the update, pinned zeros, and resumable state.
+
+Parameters in no group get exactly the base update. The pruning state (step, selected and zeroed
+groups, importance) lives in ``state["zigprune"]``, so ``state_dict()``/``load_state_dict()`` resume it.
+Steps whose gradients are not finite are skipped (nothing changes), with a warning; pass
+``nonfinite="raise"`` to get an error instead.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..space import GroupSpace
+from .grouping import Grouping
+
+VARIANTS = ("sgd", "adam", "adamw")
+
+
+class GroupOptimizer(torch.optim.Optimizer):
+    """Base class: subclasses add group terms in ``_before_update`` and projections in ``_after_update``."""
+
+    def __init__(
+        self,
+        space: GroupSpace,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        variant: str = "sgd",
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        nesterov: bool = False,
+        dampening: float = 0.0,
+        nonfinite: str = "skip",
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+        if lr < 0 or weight_decay < 0 or momentum < 0:
+            raise ValueError("lr, momentum and weight_decay must be non-negative")
+        if nonfinite not in ("skip", "raise"):
+            raise ValueError("nonfinite must be 'skip' or 'raise'")
+        defaults: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay, "variant": variant}
+        if variant == "sgd":
+            defaults.update(momentum=momentum, nesterov=nesterov, dampening=dampening)
+        else:
+            defaults.update(betas=betas, eps=eps)
+        super().__init__([p for p in space.model.parameters() if p.requires_grad], defaults)
+        self.space = space
+        self.grouping = Grouping(space)
+        self.nonfinite = nonfinite
+        self.state["zigprune"] = {
+            "step": 0,
+            "skipped": 0,
+            "pruned": torch.zeros(space.num_groups, dtype=torch.bool),
+        }
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    @property
+    def zig(self) -> dict[str, Any]:
+        return self.state["zigprune"]
+
+    @property
+    def step_count(self) -> int:
+        return int(self.zig["step"])
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.state["zigprune"] = {
+            k: (v.clone() if isinstance(v, torch.Tensor) else v)
+            for k, v in state_dict["state"]["zigprune"].items()
+        }
+
+    def report(self) -> dict[str, float]:
+        """Progress for logs and bars: group sparsity, MACs left, groups pinned at zero."""
+        zero = self.space.zero_groups()
+        groups = max(self.space.num_groups, 1)
+        return {
+            "group_sparsity": float(zero.sum()) / groups,
+            "macs_left": self.space.macs(zero) / max(self.space.total_macs, 1),
+            "pinned": int(self.zig["pruned"].sum()),
+        }
+
+    # -- the step ---------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = {id(p): p.grad for group in self.param_groups for p in group["params"] if p.grad is not None}
+        if not self._finite(loss, grads):
+            return loss
+        self.zig["step"] += 1
+        self._before_update(grads)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._base_update(p, p.grad, group)
+        self._after_update()
+        self._pin()
+        return loss
+
+    def _finite(self, loss: torch.Tensor | None, grads: dict[int, torch.Tensor]) -> bool:
+        bad = loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all())
+        bad = bad or any(not bool(torch.isfinite(g).all()) for g in grads.values())
+        if not bad:
+            return True
+        if self.nonfinite == "raise":
+            raise FloatingPointError(
+                f"non-finite loss or gradients at step {self.step_count + 1}; lower the learning rate, "
+                "clip gradients, or use nonfinite='skip' to skip such steps"
+            )
+        self.zig["skipped"] += 1
+        warnings.warn(
+            f"zigprune: skipped step {self.step_count + 1}: loss or gradients are not finite "
+            f"({self.zig['skipped']} skipped so far); parameters and zero groups are unchanged",
+            stacklevel=3,
+        )
+        return False
+
+    def _base_update(self, p: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> None:
+        lr, wd, state = group["lr"], group["weight_decay"], self.state[p]
+        if group["variant"] == "sgd":
+            if wd:
+                grad = grad.add(p, alpha=wd)
+            momentum = group["momentum"]
+            if momentum:
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = grad.detach().clone()
+                else:
+                    buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
+                grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+            p.add_(grad, alpha=-lr)
+            return
+        beta1, beta2 = group["betas"]
+        if "exp_avg" not in state:
+            state["step"] = torch.zeros((), dtype=torch.float64)
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        t = float(state["step"])
+        if wd and group["variant"] == "adamw":
+            p.mul_(1 - lr * wd)
+        elif wd:
+            grad = grad.add(p, alpha=wd)
+        state["exp_avg"].lerp_(grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(group["eps"])
+        p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**t))
+
+    def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
+        """Add group terms to the gradients (in place) before the base update."""
+
+    def _after_update(self) -> None:
+        """Project or decay groups after the base update."""
+
+    def _pin(self) -> None:
+        """Keep pruned groups exactly zero, in the parameters and in their optimizer moments."""
+        moments = [
+            {id(p): self.state[p][key] for p in self.grouping.params() if key in self.state.get(p, {})}
+            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq")
+        ]
+        self.grouping.zero_(self.zig["pruned"], moments)
+
+    def _lr(self) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    def group_gradients(self) -> dict[int, torch.Tensor]:
+        return {id(p): p.grad for p in self.grouping.params() if p.grad is not None}
+
+
+def linear_decay(step_in_period: int, period: int) -> float:
+    """Factor that takes a group linearly to exactly zero over ``period`` steps (0 at the last step)."""
+    return max(period - step_in_period - 1, 0) / max(period - step_in_period, 1)
+
+
+def default(value: int | None, total_steps: int, share: float) -> int:
+    return int(value) if value is not None else max(1, math.floor(total_steps * share))

@@ -1,0 +1,101 @@
+"""DHSPG: Dual Half-Space Projected Gradient with a target group sparsity (Chen et al., OTOv2, 2023).
+
+At ``start_step`` the groups are split once into redundant candidates (as many as the target asks,
+lowest importance per unit of cost) and important ones. Important groups get the plain base
+update; candidates also get a group-lasso pull ``λ_g x_g/‖x_g‖`` whose ``λ_g`` is chosen per group so
+that the step both shrinks the group and still descends the loss, then a half-space projection.
+Only candidates can become zero, so the target is never overshot; candidates still non-zero at
+``finish_step`` (default 80% of training) shrink linearly to zero by 90%, so it is always met.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..space import GroupSpace
+from .base import GroupOptimizer, default, linear_decay
+from .selection import Target, select
+
+
+class DHSPG(GroupOptimizer):
+    """``torch.optim.Optimizer`` reaching ``target`` group sparsity (or MACs/params cut, ``by``).
+
+    ``lmbda`` is the base penalty λ₀, ``amplify`` and ``hat`` bound the adaptive λ_g in
+    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection.
+    """
+
+    def __init__(
+        self,
+        space: GroupSpace,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        target: float,
+        total_steps: int,
+        by: str = "groups",
+        start_step: int | None = None,
+        finish_step: int | None = None,
+        lmbda: float = 1e-3,
+        amplify: float = 2.0,
+        hat: float = 10.0,
+        epsilon: float = 0.9,
+        importance_momentum: float = 0.9,
+        **kwargs,
+    ) -> None:
+        super().__init__(space, lr, momentum, weight_decay, **kwargs)
+        self.target = Target(float(target), by)
+        self.start_step = default(start_step, total_steps, 0.1)
+        self.finish_step = max(default(finish_step, total_steps, 0.8), self.start_step + 1)
+        self.finish_steps = max(1, default(None, total_steps, 0.1))
+        self.lmbda, self.amplify, self.hat, self.epsilon = lmbda, amplify, hat, epsilon
+        self.importance_momentum = importance_momentum
+        self.zig.update(
+            importance=torch.zeros(space.num_groups),
+            redundant=torch.zeros(space.num_groups, dtype=torch.bool),
+        )
+        self._before: dict[int, torch.Tensor] = {}
+
+    def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
+        step, redundant = self.step_count, self.zig["redundant"]
+        if step < self.start_step:
+            magnitude = self.grouping.norms()
+            taylor = self.grouping.reduce(None, grads).abs()
+            score = magnitude / magnitude.max().clamp(min=1e-12) + taylor / taylor.max().clamp(min=1e-12)
+            beta = self.importance_momentum if step > 1 else 0.0
+            self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
+            return
+        if step == self.start_step:
+            redundant |= select(self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0)
+        params = {id(p): p.detach() for p in self.grouping.params()}
+        x_sq = self.grouping.reduce(params)
+        x_dot_d = self.grouping.reduce(params, grads)
+        d_sq = self.grouping.reduce(grads)
+        norm = x_sq.sqrt().clamp(min=1e-12)
+        lam = torch.full_like(norm, self.lmbda)
+        growing = x_dot_d < 0
+        low = -x_dot_d / norm
+        high = -d_sq * norm / x_dot_d.clamp(max=-1e-12)
+        adaptive = (self.amplify * low).clamp(min=self.lmbda, max=self.hat * self.lmbda)
+        adaptive = torch.where(adaptive >= high, (low + high) / 2, adaptive)
+        lam = torch.where(growing, adaptive, lam)
+        coef = torch.where(redundant & (x_sq > 0), lam / norm, torch.zeros_like(lam))
+        self.grouping.add_(grads, coef, params)
+        self._before = {id(p): p.clone() for p in params.values()} if bool(redundant.any()) else {}
+
+    def _after_update(self) -> None:
+        redundant = self.zig["redundant"] & ~self.zig["pruned"]
+        if not self._before or not bool(redundant.any()):
+            return
+        old_sq = self.grouping.reduce(self._before)
+        cross = self.grouping.reduce({id(p): p.detach() for p in self.grouping.params()}, self._before)
+        self.zig["pruned"] |= redundant & ((old_sq == 0) | (cross < self.epsilon * old_sq))
+        offset = self.step_count - self.finish_step
+        if 0 <= offset < self.finish_steps:
+            remaining = self.zig["redundant"] & ~self.zig["pruned"]
+            factor = torch.ones(self.space.num_groups)
+            factor[remaining] = linear_decay(offset, self.finish_steps)
+            self.grouping.scale_(factor)
+            if offset == self.finish_steps - 1:
+                self.zig["pruned"] |= remaining
+        self._before = {}

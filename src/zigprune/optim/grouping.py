@@ -1,0 +1,119 @@
+"""Vectorised per-group reductions and updates over a GroupSpace's producer slices.
+
+A group's vector is the concatenation of its rows in every producer slice (weight rows, biases,
+norm scales …). Optimizers need norms, dot products and scalings of these vectors every step, so
+each slice keeps its group index per row and everything is one ``index_add``/gather per slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..space import GroupSpace
+
+
+@dataclass
+class ProducerSlice:
+    """One parameter dim owned by groups: the group of each row (``num_groups`` for none)."""
+
+    param: nn.Parameter
+    dim: int
+    group: torch.Tensor
+
+
+class Grouping:
+    """Per-group operations on the producer slices of ``space`` (see module docstring)."""
+
+    def __init__(self, space: GroupSpace) -> None:
+        self.num_groups = space.num_groups
+        params = dict(space.model.named_parameters())
+        self.slices: list[ProducerSlice] = []
+        for s in space.slices:
+            if s.producer and s.name in params:
+                group = space.class_group[s.classes]
+                group = torch.where(group >= 0, group, self.num_groups)
+                param = params[s.name]
+                self.slices.append(ProducerSlice(param, s.dim, group.to(param.device)))
+        self.sizes = self._sizes()
+
+    def _sizes(self) -> torch.Tensor:
+        sizes = torch.zeros(self.num_groups + 1, dtype=torch.float64)
+        for s in self.slices:
+            per_row = s.param.numel() // s.param.shape[s.dim]
+            sizes.index_add_(
+                0, s.group.cpu(), torch.full((s.group.numel(),), float(per_row), dtype=torch.float64)
+            )
+        return sizes[: self.num_groups].clamp(min=1)
+
+    @staticmethod
+    def _rows(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+        return tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1)
+
+    def reduce(
+        self, tensors: dict[int, torch.Tensor] | None = None, other: dict[int, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Per-group sum of squares of ``tensors`` (params by default), or of ``tensors * other``."""
+        out = None
+        for s in self.slices:
+            a = s.param.detach() if tensors is None else tensors.get(id(s.param))
+            if a is None:
+                continue
+            b = a if other is None else other.get(id(s.param))
+            if b is None:
+                continue
+            rows = (self._rows(a, s.dim).float() * self._rows(b, s.dim).float()).sum(1)
+            if out is None:
+                out = torch.zeros(self.num_groups + 1, dtype=torch.float32, device=rows.device)
+            out.index_add_(0, s.group, rows)
+        if out is None:
+            return torch.zeros(self.num_groups)
+        return out[: self.num_groups].cpu()
+
+    def norms(self) -> torch.Tensor:
+        return self.reduce().clamp(min=0).sqrt()
+
+    def expand(self, values: torch.Tensor, s: ProducerSlice, fill: float | bool = 0.0) -> torch.Tensor:
+        """Per-group ``values`` laid out along slice ``s``'s dim, ready to broadcast against its param."""
+        dtype = torch.bool if values.dtype == torch.bool else s.param.dtype
+        full = torch.cat([values.to(dtype), torch.tensor([fill], dtype=dtype)]).to(s.param.device)
+        shape = [1] * s.param.dim()
+        shape[s.dim] = s.param.shape[s.dim]
+        return full[s.group].reshape(shape)
+
+    def params(self) -> list[nn.Parameter]:
+        """The parameters that hold producer slices, each once."""
+        return list({id(s.param): s.param for s in self.slices}.values())
+
+    @torch.no_grad()
+    def scale_(self, factors: torch.Tensor) -> None:
+        """Multiply every group's producer rows by ``factors[group]`` (rows of no group are left alone)."""
+        for s in self.slices:
+            s.param.mul_(self.expand(factors, s, fill=1.0))
+
+    @torch.no_grad()
+    def add_(
+        self, tensors: dict[int, torch.Tensor], factors: torch.Tensor, source: dict[int, torch.Tensor]
+    ) -> None:
+        """``tensors[p] += factors[group] * source[p]`` on every producer row (e.g. group-lasso gradients)."""
+        for s in self.slices:
+            t, src = tensors.get(id(s.param)), source.get(id(s.param))
+            if t is not None and src is not None:
+                t.add_(self.expand(factors, s) * src)
+
+    @torch.no_grad()
+    def zero_(self, mask: torch.Tensor, tensors: list[dict[int, torch.Tensor]] = ()) -> None:
+        """Set the rows of the groups in ``mask`` to exactly zero in the params and in ``tensors``."""
+        if not bool(mask.any()):
+            return
+        for s in self.slices:
+            rows = self.expand(mask, s, fill=False)
+            if not bool(rows.any()):
+                continue
+            s.param.masked_fill_(rows, 0)
+            for extra in tensors:
+                t = extra.get(id(s.param))
+                if t is not None:
+                    t.masked_fill_(rows, 0)

@@ -1,0 +1,79 @@
+"""HESSO: explicit-target group sparsity in one training run (Chen et al., 2024).
+
+After a warm-up, the least important groups are chosen in ``periods`` rounds; each round's groups
+shrink linearly to exactly zero over the period while every parameter keeps training, so what they
+knew moves to the groups that stay. Zeroed groups are pinned at zero afterwards. Unlike the
+reference, importance is an average over many mini-batches (an exponential moving average of
+normalised magnitude and first-order Taylor scores), not one batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..space import GroupSpace
+from .base import GroupOptimizer, default, linear_decay
+from .selection import Target, select
+
+
+class HESSO(GroupOptimizer):
+    """``torch.optim.Optimizer`` that drives ``target`` of the groups (or of MACs/params) to exact zero.
+
+    ``target`` is the fraction to remove: of the groups (``by="groups"``), of the model's MACs
+    (``by="macs"``) or of its parameters (``by="params"``); cost targets choose groups by importance
+    per unit of cost. ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of
+    the steps), then ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
+    ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
+    """
+
+    def __init__(
+        self,
+        space: GroupSpace,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        target: float,
+        total_steps: int,
+        by: str = "groups",
+        start_step: int | None = None,
+        pruning_steps: int | None = None,
+        periods: int = 10,
+        importance_momentum: float = 0.9,
+        **kwargs,
+    ) -> None:
+        super().__init__(space, lr, momentum, weight_decay, **kwargs)
+        self.target = Target(float(target), by)
+        self.start_step = default(start_step, total_steps, 0.1)
+        pruning_steps = default(pruning_steps, total_steps, 0.2)
+        self.periods = max(1, min(periods, pruning_steps))
+        self.period_steps = max(1, pruning_steps // self.periods)
+        self.importance_momentum = importance_momentum
+        self.zig.update(
+            importance=torch.zeros(space.num_groups), active=torch.zeros(space.num_groups, dtype=torch.bool)
+        )
+
+    def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
+        if self.step_count > self.start_step + self.periods * self.period_steps:
+            return
+        magnitude = self.grouping.norms()
+        taylor = self.grouping.reduce(None, self.group_gradients()).abs()
+        score = magnitude / magnitude.max().clamp(min=1e-12) + taylor / taylor.max().clamp(min=1e-12)
+        beta = self.importance_momentum if self.step_count > 1 else 0.0
+        self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
+
+    def _after_update(self) -> None:
+        offset = self.step_count - self.start_step
+        if offset < 1 or offset > self.periods * self.period_steps:
+            return
+        period, t = divmod(offset - 1, self.period_steps)
+        if t == 0:
+            taken = self.zig["pruned"] | self.zig["active"]
+            share = (period + 1) / self.periods
+            self.zig["active"] |= select(self.space, self.zig["importance"], taken, self.target, share)
+        factor = torch.ones(self.space.num_groups)
+        factor[self.zig["active"]] = linear_decay(t, self.period_steps)
+        self.grouping.scale_(factor)
+        if t == self.period_steps - 1:
+            self.zig["pruned"] |= self.zig["active"]
+            self.zig["active"].zero_()

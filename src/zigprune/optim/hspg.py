@@ -1,0 +1,63 @@
+"""HSPG: Half-Space Stochastic Projected Gradient for group-lasso problems (Chen et al., OTOv1, 2021).
+
+Stage one takes sub-gradient steps on ``f(x) + λ Σ_g ‖x_g‖``. From ``switch_step`` on, a group
+whose trial point leaves the half-space ``{z : ⟨z, x_g⟩ ≥ ε ‖x_g‖²}`` is set exactly to zero and
+stays zero. Unlike a proximal step, the test does not shrink with the learning rate, so exact zeros
+appear at normal learning rates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..space import GroupSpace
+from .base import GroupOptimizer, default
+
+
+class HSPG(GroupOptimizer):
+    """``torch.optim.Optimizer`` for ``loss + lmbda · Σ_g ‖x_g‖`` with half-space projections.
+
+    ``switch_step`` (default a quarter of ``total_steps``) starts the half-space stage; ``epsilon``
+    in [0, 1) makes the projection more aggressive. Either ``switch_step`` or ``total_steps`` is needed.
+    """
+
+    def __init__(
+        self,
+        space: GroupSpace,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        lmbda: float = 1e-3,
+        epsilon: float = 0.0,
+        switch_step: int | None = None,
+        total_steps: int | None = None,
+        **kwargs,
+    ) -> None:
+        if switch_step is None and total_steps is None:
+            raise ValueError(
+                "HSPG needs switch_step or total_steps (the half-space stage starts at a quarter)"
+            )
+        if not 0 <= epsilon < 1:
+            raise ValueError(f"epsilon must lie in [0, 1), not {epsilon}")
+        super().__init__(space, lr, momentum, weight_decay, **kwargs)
+        self.lmbda, self.epsilon = lmbda, epsilon
+        self.switch_step = default(switch_step, total_steps or 0, 0.25)
+        self._before: dict[int, torch.Tensor] = {}
+
+    def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
+        norms = self.grouping.norms()
+        coef = torch.where(norms > 0, self.lmbda / norms.clamp(min=1e-12), torch.zeros_like(norms))
+        self.grouping.add_(grads, coef, {id(p): p.detach() for p in self.grouping.params()})
+        if self.step_count >= self.switch_step:
+            self._before = {id(p): p.detach().clone() for p in self.grouping.params()}
+
+    def _after_update(self) -> None:
+        if self.step_count < self.switch_step:
+            return
+        before = self._before
+        old_sq = self.grouping.reduce(before)
+        cross = self.grouping.reduce({id(p): p.detach() for p in self.grouping.params()}, before)
+        leave = (old_sq > 0) & (cross < self.epsilon * old_sq)
+        self.zig["pruned"] |= leave | (old_sq == 0)
+        self._before = {}
