@@ -1,0 +1,25 @@
+"""The README's Python examples run as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_examples_run() -> None:
+    pytest.importorskip("transformers")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 3
+    exec(compile("\n".join(blocks), str(README), "exec"), {})
+
+
+def test_cli_analyze_runs(capsys: pytest.CaptureFixture) -> None:
+    from zigprune.cli import main
+
+    assert main(["analyze", "--model", "digits_cnn", "--demo-fraction", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "prunable groups" in out and "x fewer" in out
+    assert main(["analyze", "--model", "nope"]) == 2
+    assert "valid names" in capsys.readouterr().err
