@@ -264,3 +264,23 @@ def test_report_tracks_progress() -> None:
     report = opt.report()
     assert report["group_sparsity"] == 0.5 and report["pinned"] == space.num_groups // 2
     assert 0 < report["macs_left"] < 1
+
+
+def test_ddp_ranks_end_identical(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    worker = Path(__file__).with_name("ddp_worker.py")
+    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), str(r), "2", port, str(outs[r])]) for r in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    a, b = (torch.load(o, weights_only=True) for o in outs)
+    assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"], strict=True))
+    assert torch.equal(a["zero"], b["zero"]) and int(a["zero"].sum()) == a["zero"].numel() // 2
