@@ -58,6 +58,7 @@ class GroupOptimizer(torch.optim.Optimizer):
             "step": 0,
             "skipped": 0,
             "pruned": torch.zeros(space.num_groups, dtype=torch.bool),
+            "importance": torch.zeros(space.num_groups),
         }
 
     # -- state ------------------------------------------------------------------------------------------
@@ -171,11 +172,13 @@ class GroupOptimizer(torch.optim.Optimizer):
         ]
         self.grouping.zero_(self.zig["pruned"], moments)
 
-    def _lr(self) -> float:
-        return float(self.param_groups[0]["lr"])
-
-    def group_gradients(self) -> dict[int, torch.Tensor]:
-        return {id(p): p.grad for p in self.grouping.params() if p.grad is not None}
+    def _update_importance(self, grads: dict[int, torch.Tensor], momentum: float) -> None:
+        """Moving average of each group's normalised magnitude plus first-order Taylor score |⟨x, ∇⟩|."""
+        magnitude = self.grouping.norms()
+        taylor = self.grouping.reduce(None, grads).abs()
+        score = magnitude / magnitude.max().clamp(min=1e-12) + taylor / taylor.max().clamp(min=1e-12)
+        beta = momentum if self.step_count > 1 else 0.0
+        self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
 
 
 def linear_decay(step_in_period: int, period: int) -> float:

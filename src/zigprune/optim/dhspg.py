@@ -50,20 +50,13 @@ class DHSPG(GroupOptimizer):
         self.finish_steps = max(1, default(None, total_steps, 0.1))
         self.lmbda, self.amplify, self.hat, self.epsilon = lmbda, amplify, hat, epsilon
         self.importance_momentum = importance_momentum
-        self.zig.update(
-            importance=torch.zeros(space.num_groups),
-            redundant=torch.zeros(space.num_groups, dtype=torch.bool),
-        )
+        self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool))
         self._before: dict[int, torch.Tensor] = {}
 
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
         step, redundant = self.step_count, self.zig["redundant"]
         if step < self.start_step:
-            magnitude = self.grouping.norms()
-            taylor = self.grouping.reduce(None, grads).abs()
-            score = magnitude / magnitude.max().clamp(min=1e-12) + taylor / taylor.max().clamp(min=1e-12)
-            beta = self.importance_momentum if step > 1 else 0.0
-            self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
+            self._update_importance(grads, self.importance_momentum)
             return
         if step == self.start_step:
             redundant |= select(self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0)

@@ -49,18 +49,11 @@ class HESSO(GroupOptimizer):
         self.periods = max(1, min(periods, pruning_steps))
         self.period_steps = max(1, pruning_steps // self.periods)
         self.importance_momentum = importance_momentum
-        self.zig.update(
-            importance=torch.zeros(space.num_groups), active=torch.zeros(space.num_groups, dtype=torch.bool)
-        )
+        self.zig.update(active=torch.zeros(space.num_groups, dtype=torch.bool))
 
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
-        if self.step_count > self.start_step + self.periods * self.period_steps:
-            return
-        magnitude = self.grouping.norms()
-        taylor = self.grouping.reduce(None, self.group_gradients()).abs()
-        score = magnitude / magnitude.max().clamp(min=1e-12) + taylor / taylor.max().clamp(min=1e-12)
-        beta = self.importance_momentum if self.step_count > 1 else 0.0
-        self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
+        if self.step_count <= self.start_step + self.periods * self.period_steps:
+            self._update_importance(grads, self.importance_momentum)
 
     def _after_update(self) -> None:
         offset = self.step_count - self.start_step
