@@ -84,7 +84,7 @@ def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
     If tracing fails, the model is run eagerly once to tell bad example inputs from untraceable code.
     """
     try:
-        with eval_mode(model):
+        with torch.no_grad(), eval_mode(model):
             return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
     except Exception as err:
         run(model, inputs)
