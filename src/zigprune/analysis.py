@@ -128,10 +128,11 @@ def resolve(store: Store) -> torch.Tensor:
                 varying,
                 key=lambda d: classes.movedim(d, 0).reshape(classes.shape[d], -1)[:, 0].unique().numel(),
             )
+            tied = [d for d in varying if d != keep]
+            store.refuse_mixed(ids, tied, "channels are tied to positions without channel identity")
             first = classes
-            for d in varying:
-                if d != keep:
-                    first = first.narrow(d, 0, 1)
+            for d in tied:
+                first = first.narrow(d, 0, 1)
             pair_a, pair_b = torch.broadcast_tensors(classes, first)
             ok = (pair_a >= 0) & (pair_b >= 0)
             extra_a.append(pair_a[ok])

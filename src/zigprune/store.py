@@ -68,13 +68,28 @@ class Store:
             self.union_a.append(a[keep])
             self.union_b.append(b[keep])
 
-    def union_along(self, ids: torch.Tensor, dims: list[int]) -> torch.Tensor:
-        """Tie together all elements along ``dims``; return ids with those dims narrowed to size 1."""
+    def union_along(
+        self, ids: torch.Tensor, dims: list[int], reason: str = "channels are tied to fixed ones"
+    ) -> torch.Tensor:
+        """Tie together all elements along ``dims``; return ids with those dims narrowed to size 1.
+
+        A tied slice that also holds positions without channel identity can never be removed, so its
+        elements are poisoned (with ``reason``).
+        """
+        self.refuse_mixed(ids, dims, reason)
         first = ids
         for d in dims:
             first = first.narrow(d, 0, 1)
         self.union(ids, first)
         return first
+
+    def refuse_mixed(self, ids: torch.Tensor, dims: list[int], reason: str) -> None:
+        """Poison every slice along ``dims`` that mixes elements with positions of no channel identity."""
+        if not dims or not bool((ids < 0).any()):
+            return
+        rigid = (ids < 0).amax(dim=dims, keepdim=True)
+        if bool(rigid.any()):
+            self.poison(ids[rigid.expand_as(ids) & (ids >= 0)], reason)
 
     def poison(self, ids: torch.Tensor, reason: str) -> None:
         flat = ids.reshape(-1)

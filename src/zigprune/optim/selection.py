@@ -9,6 +9,7 @@ import torch
 from ..space import GroupSpace
 
 KINDS = ("groups", "macs", "params")
+LOOKAHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,21 @@ def select(
             hi = mid
         else:
             lo = mid + 1
-    chosen[eligible[: lo + 1]] = True
+    chosen[eligible[:lo]] = True
+    chosen[_closest(space, taken | chosen, eligible[lo : lo + LOOKAHEAD], goal, target.by)] = True
     return chosen
+
+
+def _closest(space: GroupSpace, base: torch.Tensor, candidates: list[int], goal: float, by: str) -> int:
+    """The candidate that meets ``goal`` while removing the least (the first one always meets it)."""
+    best, best_left = candidates[0], -1.0
+    for group in candidates:
+        trial = base.clone()
+        trial[group] = True
+        left = cost_left(space, trial, by)
+        if best_left < left <= goal:
+            best, best_left = group, left
+    return best
 
 
 def _family_room(space: GroupSpace, taken: torch.Tensor) -> list[int]:

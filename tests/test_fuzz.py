@@ -1,0 +1,427 @@
+"""Property-based fuzzing of analyze -> zero_ -> construct over random small conv DAGs.
+
+A hypothesis strategy draws a *spec* (a tuple of nodes, each reading earlier nodes) and
+:class:`FuzzNet` interprets it: conv2d (dense, grouped, depthwise), BatchNorm2d, activations
+(some with f(0) != 0), residual adds (optionally through a 1x1 projection), channel concat,
+gating products, equal channel halves (chunk/split) and dropout, on a fixed 8x8 spatial size.
+Every node nobody reads is globally average-pooled, concatenated and fed to a head of optional
+LayerNorm, hidden Linear and dropout, then a Linear to 5 outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn import functional as F
+
+import zigprune as zp
+
+IN_CHANNELS, SIZE, NUM_OUT = 3, 8, 5
+MAX_NODES = 8
+MAX_CAT = 16
+ACTS = ("relu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu", "hardswish", "identity")
+OPS = ("conv", "bn", "act", "add", "cat", "mul", "chunk", "dropout")
+
+
+# -- spec -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op reading earlier nodes (0 is the input); ``out`` is its channel count."""
+
+    op: str
+    srcs: tuple[int, ...]
+    out: int
+    kernel: int = 1  # conv
+    groups: int = 1  # conv
+    bias: bool = False  # conv, and the 1x1 projection of add/mul
+    act: str = "identity"  # act
+    proj: bool = False  # add/mul: second operand goes through a 1x1 conv
+    gate: str = "sigmoid"  # mul: "sigmoid" (x * sigmoid(y)), "plain" (x * y), "se" (x * sigmoid(mean_hw(y)))
+    half: int = 0  # chunk: which half
+    split: bool = False  # chunk: torch.split instead of Tensor.chunk
+    p: float = 0.0  # dropout
+
+
+@dataclass(frozen=True)
+class Head:
+    """Pooling, then optional LayerNorm over channels, optional hidden Linear + act, dropout, Linear(5)."""
+
+    mean: bool  # x.mean((2, 3)) instead of adaptive_avg_pool2d + flatten
+    layer_norm: bool
+    hidden: int  # 0: none
+    act: str
+    dropout: bool
+
+
+@dataclass(frozen=True)
+class Spec:
+    nodes: tuple[Node, ...]
+    head: Head
+
+
+def channels(spec: Spec) -> list[int]:
+    return [IN_CHANNELS, *(n.out for n in spec.nodes)]
+
+
+def sinks(spec: Spec) -> list[int]:
+    """Nodes that no later node reads: they all feed the head."""
+    read = {s for n in spec.nodes for s in n.srcs}
+    return [i for i in range(1, len(spec.nodes) + 1) if i not in read]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(2, n + 1) if n % d == 0]
+
+
+def _src(draw: st.DrawFn, chans: list[int], allow_input: bool) -> int:
+    """An earlier node, shrinking towards the most recent one; the input only where ``allow_input``."""
+    lowest = 0 if allow_input else 1
+    return len(chans) - 1 - draw(st.integers(0, len(chans) - 1 - lowest))
+
+
+@st.composite
+def node_spec(draw: st.DrawFn, chans: list[int]) -> Node:
+    """One node over the earlier nodes' channel counts ``chans`` (index 0: the input)."""
+    even = [i for i, c in enumerate(chans) if i > 0 and c % 2 == 0]
+    op = draw(st.sampled_from([op for op in OPS if op != "chunk" or even]))
+    if op == "conv":
+        s = _src(draw, chans, allow_input=True)
+        cin = chans[s]
+        kernel, bias = draw(st.sampled_from([1, 3])), draw(st.booleans())
+        mode = draw(st.sampled_from(["dense", "depthwise", "grouped"]))
+        if mode == "depthwise" and cin > 1:
+            return Node(op, (s,), cin * draw(st.integers(1, max(1, 12 // cin))), kernel, cin, bias)
+        if mode == "grouped" and _divisors(cin):
+            g = draw(st.sampled_from(_divisors(cin)))
+            return Node(op, (s,), g * draw(st.integers(1, max(1, 12 // g))), kernel, g, bias)
+        return Node(op, (s,), draw(st.integers(2, 12)), kernel, 1, bias)
+    if op in ("bn", "act", "dropout"):
+        s = _src(draw, chans, allow_input=False)
+        act = draw(st.sampled_from(ACTS)) if op == "act" else "identity"
+        p = draw(st.sampled_from([0.1, 0.5])) if op == "dropout" else 0.0
+        return Node(op, (s,), chans[s], act=act, p=p)
+    if op in ("add", "mul"):
+        a, b = _src(draw, chans, allow_input=False), _src(draw, chans, allow_input=False)
+        proj = chans[a] != chans[b] or draw(st.booleans())
+        gate = draw(st.sampled_from(["sigmoid", "plain", "se"])) if op == "mul" else "sigmoid"
+        return Node(op, (a, b), chans[a], proj=proj, bias=proj and draw(st.booleans()), gate=gate)
+    if op == "cat":
+        srcs: list[int] = []
+        for _ in range(draw(st.integers(2, 3))):
+            s = _src(draw, chans, allow_input=True)
+            if sum(chans[t] for t in srcs) + chans[s] <= MAX_CAT:
+                srcs.append(s)
+        if len(srcs) > 1:
+            return Node(op, tuple(srcs), sum(chans[s] for s in srcs))
+        return Node("act", (srcs[0],), chans[srcs[0]])
+    s = even[-1 - draw(st.integers(0, len(even) - 1))]
+    return Node(op, (s,), chans[s] // 2, half=draw(st.integers(0, 1)), split=draw(st.booleans()))
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> Spec:
+    """A stem conv on the input, then up to ``MAX_NODES - 1`` random nodes, then the head."""
+    stem = Node("conv", (0,), draw(st.integers(2, 12)), draw(st.sampled_from([1, 3])), 1, draw(st.booleans()))
+    chans = [IN_CHANNELS, stem.out]
+    nodes = [stem]
+    for _ in range(draw(st.integers(0, MAX_NODES - 1))):
+        node = draw(node_spec(chans))
+        nodes.append(node)
+        chans.append(node.out)
+    head = Head(
+        mean=draw(st.booleans()),
+        layer_norm=draw(st.sampled_from([False, False, False, True])),
+        hidden=draw(st.sampled_from([0, 4, 7])),
+        act=draw(st.sampled_from(ACTS)),
+        dropout=draw(st.booleans()),
+    )
+    return Spec(tuple(nodes), head)
+
+
+# -- model ------------------------------------------------------------------------------------------------
+
+
+def make_act(name: str) -> nn.Module:
+    return {
+        "relu": nn.ReLU,
+        "silu": nn.SiLU,
+        "gelu": nn.GELU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "leaky_relu": lambda: nn.LeakyReLU(0.1),
+        "hardswish": nn.Hardswish,
+        "identity": nn.Identity,
+    }[name]()
+
+
+class FuzzNet(nn.Module):
+    """Interprets a :class:`Spec`; forward reads channel counts only from tensors, never from the spec."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__()
+        self.spec = spec
+        chans = channels(spec)
+        self.layers = nn.ModuleDict()
+        for i, n in enumerate(spec.nodes, 1):
+            key = f"n{i}"
+            if n.op == "conv":
+                cin = chans[n.srcs[0]]
+                self.layers[key] = nn.Conv2d(cin, n.out, n.kernel, padding=n.kernel // 2, groups=n.groups,
+                                             bias=n.bias)  # fmt: skip
+            elif n.op == "bn":
+                self.layers[key] = nn.BatchNorm2d(n.out)
+            elif n.op == "act":
+                self.layers[key] = make_act(n.act)
+            elif n.op == "dropout":
+                self.layers[key] = nn.Dropout(n.p)
+            elif n.op in ("add", "mul") and n.proj:
+                self.layers[key] = nn.Conv2d(chans[n.srcs[1]], n.out, 1, bias=n.bias)
+        width = sum(chans[i] for i in sinks(spec))
+        h = spec.head
+        self.norm = nn.LayerNorm(width) if h.layer_norm else nn.Identity()
+        self.hidden = (
+            nn.Sequential(nn.Linear(width, h.hidden), make_act(h.act)) if h.hidden else nn.Identity()
+        )
+        self.drop = nn.Dropout(0.3) if h.dropout else nn.Identity()
+        self.fc = nn.Linear(h.hidden or width, NUM_OUT)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        vals = [x]
+        for i, n in enumerate(self.spec.nodes, 1):
+            key = f"n{i}"
+            a = vals[n.srcs[0]]
+            if n.op in ("conv", "bn", "act", "dropout"):
+                y = self.layers[key](a)
+            elif n.op in ("add", "mul"):
+                b = vals[n.srcs[1]]
+                if n.op == "mul" and n.gate == "se":
+                    b = b.mean((2, 3), keepdim=True)
+                if n.proj:
+                    b = self.layers[key](b)
+                y = a + b if n.op == "add" else a * (b if n.gate == "plain" else torch.sigmoid(b))
+            elif n.op == "cat":
+                y = torch.cat([vals[s] for s in n.srcs], dim=1)
+            elif n.op == "chunk":
+                pieces = torch.split(a, a.shape[1] // 2, dim=1) if n.split else a.chunk(2, dim=1)
+                y = pieces[n.half]
+            else:
+                raise AssertionError(n.op)
+            vals.append(y)
+        if self.spec.head.mean:
+            pooled = [vals[i].mean((2, 3)) for i in sinks(self.spec)]
+        else:
+            pooled = [torch.flatten(F.adaptive_avg_pool2d(vals[i], 1), 1) for i in sinks(self.spec)]
+        z = torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]
+        return self.fc(self.drop(self.hidden(self.norm(z))))
+
+
+@torch.no_grad()
+def randomize(model: nn.Module, seed: int) -> nn.Module:
+    """Random weights (no exact zeros), non-trivial BN statistics and affine params; eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(shape: torch.Size) -> torch.Tensor:
+        return torch.randn(shape, generator=gen)
+
+    def uniform(shape: torch.Size, lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(shape, generator=gen)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(randn(m.weight.shape) / fan_in**0.5)
+            if m.bias is not None:
+                m.bias.copy_(0.5 * randn(m.bias.shape))
+        elif isinstance(m, nn.BatchNorm2d):
+            sign = torch.where(torch.rand(m.weight.shape, generator=gen) < 0.2, -1.0, 1.0)
+            m.weight.copy_(sign * uniform(m.weight.shape, 0.5, 1.5))
+            m.bias.copy_(0.5 * randn(m.bias.shape))
+            m.running_mean.copy_(0.5 * randn(m.running_mean.shape))
+            m.running_var.copy_(uniform(m.running_var.shape, 0.5, 2.0))
+        elif isinstance(m, nn.LayerNorm):
+            m.weight.copy_(uniform(m.weight.shape, 0.5, 1.5))
+            m.bias.copy_(0.5 * randn(m.bias.shape))
+    return model.eval()
+
+
+def build(spec: Spec, seed: int) -> FuzzNet:
+    return randomize(FuzzNet(spec), seed)
+
+
+def example(batch: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, IN_CHANNELS, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+X = example(2)
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def analyzed(spec: Spec, seed: int) -> tuple[FuzzNet, zp.GroupSpace]:
+    model = build(spec, seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="zigprune: no channel rule")  # every op here has a rule
+        space = zp.analyze(model, X, check=False)
+    return model, space
+
+
+def pick(data: st.DataObject, num_groups: int, frac: float) -> list[int]:
+    """``round(frac * num_groups)`` distinct group ids, drawn by hypothesis (shrinking to the first ids)."""
+    k = round(frac * num_groups)
+    return sorted(data.draw(st.permutations(range(num_groups)), label="order")[:k])
+
+
+def close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    assert got.shape == ref.shape
+    diff = float((got - ref).abs().max())
+    assert diff <= 1e-4 * max(1.0, float(ref.abs().max())), f"max abs diff {diff:.3g}"
+
+
+def alone_removable(space: zp.GroupSpace, group: int) -> bool:
+    """Zeroing ``group`` by itself empties no parameter dim: no slice consists of its channels only.
+
+    If every zeroed group is alone-removable, the keep-one-channel-per-layer rule cannot keep all of
+    them (the last one kept would have to fill a slice by itself), so the slim model must be smaller.
+    """
+    cls = space.group_class[group]
+    return not any(bool((s.classes == cls).all()) for s in space.slices if s.classes.numel())
+
+
+def fuzz(examples: int) -> settings:
+    """Reproducible in CI (~40 s for the file on 2 cores); ZIGPRUNE_FUZZ_EXAMPLES=400 ZIGPRUNE_FUZZ_RANDOM=1
+    hunts further with fresh examples."""
+    return settings(
+        max_examples=int(os.environ.get("ZIGPRUNE_FUZZ_EXAMPLES", examples)),
+        deadline=None,
+        derandomize=not os.environ.get("ZIGPRUNE_FUZZ_RANDOM"),
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+seeds = st.integers(0, 2**16)
+fractions = st.floats(0, 1)
+
+
+# -- properties -------------------------------------------------------------------------------------------
+
+
+@fuzz(30)
+@given(spec=specs(), seed=seeds, frac=fractions, data=st.data())
+def test_slim_model_matches_zeroed_model_and_is_not_larger(
+    spec: Spec, seed: int, frac: float, data: st.DataObject
+) -> None:
+    model, space = analyzed(spec, seed)
+    full = zp.count(model, X)
+    ids = pick(data, space.num_groups, frac)
+    space.zero_(ids)
+    with torch.no_grad():
+        ref = model(X)
+        slim = space.construct(check=False)
+        close(slim(X), ref)
+    got = zp.count(slim, X)
+    zeroed = space.zero_groups()
+    removed = bool(space.pruned_classes(zeroed)[:-1].any())
+    note(f"groups={space.num_groups} zeroed={ids} full={full} slim={got} removed={removed}")
+    event("prunable groups" if space.num_groups else "no prunable groups")
+    event("slim model smaller" if removed else "slim model not smaller")
+    assert got["params"] <= full["params"] and got["macs"] <= full["macs"]
+    # The slim model has exactly the size the space predicts for these zero groups ...
+    assert got["params"] == space.params(zeroed)
+    assert got["macs"] == space.macs(zeroed)
+    # ... it is strictly smaller exactly when some zero group survives the keep-one-channel rule ...
+    assert (got["params"] < full["params"]) == removed
+    assert (got["macs"] < full["macs"]) == removed
+    # ... and that is always the case when no zeroed group fills a parameter dim by itself.
+    if ids and all(alone_removable(space, g) for g in ids):
+        assert got["params"] < full["params"] and got["macs"] < full["macs"]
+    if not ids:
+        assert got == full
+
+
+@fuzz(50)
+@given(spec=specs(), seed=seeds, frac=fractions, data=st.data())
+def test_slim_model_runs_at_another_batch_size(
+    spec: Spec, seed: int, frac: float, data: st.DataObject
+) -> None:
+    model, space = analyzed(spec, seed)
+    space.zero_(pick(data, space.num_groups, frac))
+    slim = space.construct(check=False)
+    x5 = example(5, seed=1)
+    with torch.no_grad():
+        close(slim(x5), model(x5))
+        close(slim(X), model(X))
+
+
+@fuzz(50)
+@given(spec=specs(), seed=seeds, frac=fractions, data=st.data())
+def test_zero_sets_exactly_the_chosen_groups(spec: Spec, seed: int, frac: float, data: st.DataObject) -> None:
+    _, space = analyzed(spec, seed)
+    assert not space.zero_groups().any()
+    ids = pick(data, space.num_groups, frac)
+    space.zero_(ids)
+    mask = space.zero_groups()
+    assert mask.dtype == torch.bool and mask.shape == (space.num_groups,)
+    assert torch.nonzero(mask).reshape(-1).tolist() == ids
+    assert space.zero_(ids).zero_groups().equal(mask)  # idempotent
+
+
+@fuzz(50)
+@given(spec=specs(), seed=seeds, frac=fractions, data=st.data())
+def test_construct_leaves_the_original_model_untouched(
+    spec: Spec, seed: int, frac: float, data: st.DataObject
+) -> None:
+    model, space = analyzed(spec, seed)
+    space.zero_(pick(data, space.num_groups, frac))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    text = repr(model)
+    with torch.no_grad():
+        ref = model(X)
+    slim = space.construct(check=False)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert after[key].dtype == value.dtype and after[key].shape == value.shape, key
+        assert torch.equal(after[key].view(-1).view(torch.uint8), value.view(-1).view(torch.uint8)), key
+    assert repr(model) == text
+    assert slim is not model
+    assert not {id(p) for p in slim.parameters()} & {id(p) for p in model.parameters()}
+    with torch.no_grad():
+        assert torch.equal(model(X), ref)
+
+
+# -- known bugs found by the fuzzer -----------------------------------------------------------------------
+
+
+class CatChunk(nn.Module):
+    """Minimised from the fuzzer: chunk a concat of the raw input and a conv's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x, self.conv(x)], dim=1)  # channels x0 x1 x2 c0 | c1 c2 c3 c4
+        _, b = z.chunk(2, dim=1)  # b = c1 c2 c3 c4, position-for-position with x0 x1 x2 c0
+        return self.fc(b.mean((2, 3)))
+
+
+def test_chunk_of_input_and_conv_channels() -> None:
+    """Found by this fuzzer: conv channels facing raw input channels across equal chunks must stay."""
+    model = randomize(CatChunk(), seed=0)
+    space = zp.analyze(model, X, check=False)
+    assert space.num_groups == 1
+    space.zero_(range(space.num_groups))
+    with torch.no_grad():
+        ref = model(X)
+        close(space.construct(check=False)(X), ref)
