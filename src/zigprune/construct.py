@@ -157,10 +157,12 @@ def _culprits(
 def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
     """Zero ``groups`` in the space's model for the duration of the block, then restore every value."""
     saved = []
+    chosen = torch.zeros(space.num_groups + 1, dtype=torch.bool)
+    chosen[torch.as_tensor(groups, dtype=torch.long)] = True
     with torch.no_grad():
         for s in space.slices:
             if s.producer:
-                positions = torch.nonzero(torch.isin(space.class_group[s.classes], torch.tensor(groups)))
+                positions = torch.nonzero(chosen[space.class_group[s.classes]])
                 if positions.numel():
                     tensor = _lookup(space.model, s.name)
                     index = positions.reshape(-1).to(tensor.device)
@@ -186,7 +188,7 @@ def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[int]:
         elif family.groups and rng.random() < 0.5:
             chosen += family.groups
     with zeroed(space, chosen):
-        pruned = space.pruned_classes(space.zero_groups())
+        pruned = space.pruned_classes(torch.as_tensor(chosen, dtype=torch.long))
         reference = outputs(space.model, space.inputs)
         try:
             if _mismatch(reference, build(space, pruned), space.inputs, atol) is None:

@@ -249,7 +249,7 @@ class GroupSpace:
 
     def zero_groups(self) -> torch.Tensor:
         """Bool mask of the groups whose every producer slice is exactly zero."""
-        return self._per_group(lambda rows: rows.abs().amax(dim=1), "amax") == 0
+        return self._per_group(lambda rows: torch.linalg.vector_norm(rows, float("inf"), dim=1), "amax") == 0
 
     # -- costs ----------------------------------------------------------------------------------------------
 
