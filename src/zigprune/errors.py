@@ -15,3 +15,11 @@ class ExampleInputError(ZigpruneError, ValueError):
 
 class ConstructionError(ZigpruneError):
     """The slim model did not reproduce the zero-group full model's outputs."""
+
+
+class DataError(ZigpruneError):
+    """A dataset is missing, malformed or unknown; the message says how to get it."""
+
+
+class LoadError(ZigpruneError):
+    """A saved run (``plan.json``, ``model.safetensors``) is missing, corrupt or does not match."""

@@ -1,0 +1,843 @@
+"""Train once on Fashion-MNIST: dense SGD against zigprune's HSPG, DHSPG and HESSO on ResNet-20.
+
+Every run uses the same recipe: ``models.create("resnet20", in_channels=1, num_classes=10)`` on
+1x28x28 images, SGD with momentum 0.9 and weight decay 5e-4, batch 128, learning rate 0.1 with a
+per-step cosine schedule (``CosineAnnealingLR`` down to 0 over all steps), ``--epochs`` epochs, and
+for each seed the same initial weights, the same batch order and the same random horizontal flips
+for every method. The methods:
+
+* ``dense``: ``torch.optim.SGD`` (the baseline);
+* ``hspg``: ``zp.HSPG(lmbda=1e-3)``, which has no explicit target (it prunes what the penalty zeroes);
+* ``dhspg``: ``zp.DHSPG(target=--macs-target, by="macs")``;
+* ``hesso``: ``zp.HESSO(target=--macs-target, by="macs")``.
+
+``--macs-target 0.6`` (default) asks to remove 60 % of the MACs, i.e. 2.5x fewer MACs. After
+training the pruning runs call ``space.construct()`` (which checks that the slim model reproduces
+the zero-group model's outputs), and the reported accuracy is the last-epoch test accuracy of the
+slim model (of the trained model for ``dense``). Parameters and MACs come from ``zp.count`` on a
+1x1x28x28 input. Per-epoch test accuracy during training is measured on the full (not yet
+constructed) model.
+
+Wall time of a run is ``zp.analyze`` + the training loop + ``space.construct()``; the per-epoch test
+evaluations and the progress-bar bookkeeping (``opt.report()`` every few steps) are excluded and
+reported separately. Its ratio is taken against the dense run of the same seed. The process CPU
+time of the same parts (``time.process_time``, all threads) is reported too, as wall time suffers
+when other processes share the CPU.
+
+Optimizer-step overhead: for each method a fresh model (same seed) and one fixed training batch of
+128 images; after a few untimed forward/backward warm-ups, ``--step-iters`` (default 50) iterations
+of forward, backward and ``optimizer.step()`` are timed separately with ``time.perf_counter``. The
+methods are interleaved iteration by iteration so background load hits them alike. The zigprune
+optimizers get ``total_steps=--step-iters``, so the timed steps go through their schedule (warm-up,
+pruning, pinned phase) in the same proportions as a full run. Reported: mean ``optimizer.step()``
+time and mean forward+backward+step time, each as a ratio to ``torch.optim.SGD``.
+
+Data: the idx files of Fashion-MNIST (``apt-get install dataset-fashion-mnist`` puts them in
+``/usr/share/datasets/fashion-mnist``), parsed here with gzip/struct/numpy into uint8 tensors and
+normalised with mean 0.2860 and std 0.3530.
+
+Run from the repository root::
+
+    PYTHONPATH=src python benchmarks/train_once.py --quick              # ~1-2 minutes on 2 cores
+    PYTHONPATH=src python benchmarks/train_once.py --epochs 3 --subset 20000
+    PYTHONPATH=src python benchmarks/train_once.py                      # 15 epochs, all 60k images
+
+It prints a Markdown table and writes ``train_once.md`` (table, command, machine, seeds),
+``train_once.json`` (everything) and ``train_once.png`` (test accuracy per epoch and MACs left
+over training) to ``--out`` (default ``benchmarks/results/train_once``). The exit status is 2 when
+the data are missing, 1 when a run raised (its traceback is printed and kept in the JSON), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import struct
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+try:
+    import zigprune as zp
+except ImportError:  # run from a checkout without PYTHONPATH=src
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import zigprune as zp
+from zigprune import models
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_OUT = Path("benchmarks/results/train_once")
+STEM = "train_once"
+MODEL = "resnet20"
+MEAN, STD = 0.2860, 0.3530
+METHODS = ("dense", "hspg", "dhspg", "hesso")
+LABELS = {"dense": "dense SGD", "hspg": "HSPG", "dhspg": "DHSPG", "hesso": "HESSO"}
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+ALL_FILES = ", ".join(name for pair in FILES.values() for name in pair)
+QUICK_TRAIN, QUICK_TEST, QUICK_EPOCHS, QUICK_STEP_ITERS = 2000, 1000, 1, 20
+EVAL_BATCH = 1000
+HSPG_LAMBDA = 1e-3
+STEP_WARMUP = 3
+
+# idx type codes -> numpy dtypes (big-endian, as the format stores them)
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+
+class DataError(RuntimeError):
+    """The Fashion-MNIST files are missing or malformed."""
+
+
+def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Parse one idx file (gzip-compressed when its name ends in ``.gz``) into a tensor.
+
+    Format: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each size as
+    a big-endian uint32, then the data in row-major order.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read idx file {path}: {exc}") from exc
+    if len(raw) < 4:
+        raise DataError(f"{path} is not an idx file (only {len(raw)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or code not in IDX_DTYPES or ndim == 0:
+        raise DataError(f"{path} is not an idx file (magic bytes {raw[:4].hex()})")
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(IDX_DTYPES[code])
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: header says shape {shape} ({expected} bytes), found {len(raw) - header}")
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
+
+
+def _find(data_dir: Path, name: str) -> Path | None:
+    for candidate in (data_dir / name, data_dir / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_split(data_dir: str | os.PathLike[str], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of ``split`` ("train" or "test"): uint8 tensors of shape (N, 28, 28) and (N,)."""
+    data_dir = Path(data_dir)
+    paths = []
+    for name in FILES[split]:
+        path = _find(data_dir, name)
+        if path is None:
+            raise DataError(
+                f"Fashion-MNIST file {name} not found in {data_dir}. Install the data with "
+                f"`apt-get install dataset-fashion-mnist` (files land in {DEFAULT_DATA_DIR}) or pass "
+                f"--data-dir DIR pointing at a folder with {ALL_FILES}."
+            )
+        paths.append(path)
+    images, labels = (read_idx(p) for p in paths)
+    if images.dim() != 3 or images.dtype != torch.uint8:
+        raise DataError(
+            f"{paths[0]}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}"
+        )
+    if labels.dim() != 1 or labels.dtype != torch.uint8:
+        raise DataError(f"{paths[1]}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if int(labels.max()) > 9:
+        raise DataError(f"{paths[1]}: labels must lie in 0..9, found {int(labels.max())}")
+    return images, labels
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W), scaled to [0, 1] then standardised."""
+    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1).contiguous()
+
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image of the batch left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def load_data(args: argparse.Namespace) -> dict[str, torch.Tensor]:
+    train_x, train_y = load_split(args.data_dir, "train")
+    test_x, test_y = load_split(args.data_dir, "test")
+    if args.subset:
+        train_x, train_y = train_x[: args.subset], train_y[: args.subset]
+    if args.test_subset:
+        test_x, test_y = test_x[: args.test_subset], test_y[: args.test_subset]
+    return {
+        "train_x": normalise(train_x),
+        "train_y": train_y.long(),
+        "test_x": normalise(test_x),
+        "test_y": test_y.long(),
+    }
+
+
+# -- training --------------------------------------------------------------------------------------------
+
+
+def build(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return models.create(MODEL, in_channels=1, num_classes=10)
+
+
+def make_optimizer(
+    method: str, model: nn.Module, space: Any, total_steps: int, args: argparse.Namespace
+) -> torch.optim.Optimizer:
+    common = {"lr": args.lr, "momentum": args.momentum, "weight_decay": args.weight_decay}
+    if method == "dense":
+        return torch.optim.SGD(model.parameters(), **common)
+    if method == "hspg":
+        return zp.HSPG(space, **common, lmbda=HSPG_LAMBDA, total_steps=total_steps)
+    cls = {"dhspg": zp.DHSPG, "hesso": zp.HESSO}[method]
+    return cls(space, **common, target=args.macs_target, by="macs", total_steps=total_steps)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, x.shape[0], EVAL_BATCH):
+        correct += int((model(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]).sum())
+    model.train(was_training)
+    return correct / max(x.shape[0], 1)
+
+
+def example() -> torch.Tensor:
+    return torch.zeros(1, 1, 28, 28)
+
+
+def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict:
+    """One training run; returns its record (accuracy per epoch, final slim model stats, timings)."""
+    n = data["train_x"].shape[0]
+    steps_per_epoch = math.ceil(n / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    log_every = max(1, min(10, steps_per_epoch // 20))
+    model = build(seed)
+    dense_counts = zp.count(model, example())
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    space = zp.analyze(model, torch.zeros(2, 1, 28, 28)) if method != "dense" else None
+    analyze_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    opt = make_optimizer(method, model, space, total_steps, args)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+
+    epochs: list[dict] = []
+    macs_history: list[tuple[int, float]] = [(0, 1.0)]
+    train_s = eval_s = log_s = log_cpu_s = 0.0
+    step_times: list[float] = []
+    fwd_bwd_times: list[float] = []
+    step = 0
+    for epoch in range(args.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"{LABELS[method]:>9} seed {seed} epoch {epoch + 1}/{args.epochs}",
+            disable=args.no_progress,
+            leave=True,
+            dynamic_ncols=True,
+        )
+        loss_sum = correct = seen = 0.0
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for i in range(steps_per_epoch):
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
+            xb = random_hflip(data["train_x"][idx], gen)
+            yb = data["train_y"][idx]
+            opt.zero_grad(set_to_none=True)
+            t_fb = time.perf_counter()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            t_step = time.perf_counter()
+            opt.step()
+            step_times.append(time.perf_counter() - t_step)
+            fwd_bwd_times.append(t_step - t_fb)
+            sched.step()
+            step += 1
+            loss_sum += float(loss.detach()) * yb.numel()
+            correct += float((out.argmax(1) == yb).sum())
+            seen += yb.numel()
+            if step % log_every == 0 or i == steps_per_epoch - 1:
+                t_log, c_log = time.perf_counter(), time.process_time()
+                postfix = {"loss": f"{loss_sum / seen:.4f}"}
+                if space is not None:
+                    macs_left = opt.report()["macs_left"]
+                    macs_history.append((step, macs_left))
+                    postfix["macs_left"] = f"{macs_left:.3f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(step - bar.n - (epoch * steps_per_epoch))
+                log_s += time.perf_counter() - t_log
+                log_cpu_s += time.process_time() - c_log
+        train_s += time.perf_counter() - start
+        cpu_s += time.process_time() - cpu_start
+        bar.close()
+        t_eval = time.perf_counter()
+        test_acc = evaluate(model, data["test_x"], data["test_y"])
+        eval_s += time.perf_counter() - t_eval
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_acc": test_acc,
+            "lr_end": float(opt.param_groups[0]["lr"]),
+        }
+        if space is not None:
+            record.update(opt.report())
+        epochs.append(record)
+        tqdm.write(
+            f"{LABELS[method]} seed {seed} epoch {epoch + 1}: loss {record['train_loss']:.4f} "
+            f"train acc {record['train_acc']:.4f} test acc {test_acc:.4f}"
+            + (f" macs_left {record['macs_left']:.3f}" if space is not None else ""),
+            file=sys.stderr,
+        )
+
+    model.eval()
+    construct_s = 0.0
+    final = model
+    report = None
+    if space is not None:
+        report = opt.report()
+        t_c, c_c = time.perf_counter(), time.process_time()
+        final = space.construct()
+        construct_s, cpu_s = time.perf_counter() - t_c, cpu_s + time.process_time() - c_c
+    t_eval = time.perf_counter()
+    accuracy = evaluate(final, data["test_x"], data["test_y"])
+    eval_s += time.perf_counter() - t_eval
+    counts = zp.count(final, example())
+    train_s -= log_s
+    cpu_s -= log_cpu_s
+    return {
+        "method": method,
+        "seed": seed,
+        "accuracy": accuracy,
+        "accuracy_full_model": epochs[-1]["test_acc"],
+        "params": counts["params"],
+        "macs": counts["macs"],
+        "dense_params": dense_counts["params"],
+        "dense_macs": dense_counts["macs"],
+        "macs_reduction": dense_counts["macs"] / max(counts["macs"], 1),
+        "params_reduction": dense_counts["params"] / max(counts["params"], 1),
+        "report": report,
+        "num_groups": space.num_groups if space is not None else None,
+        "steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "wall_s": analyze_s + train_s + construct_s,
+        "cpu_s": cpu_s,
+        "analyze_s": analyze_s,
+        "train_s": train_s,
+        "construct_s": construct_s,
+        "eval_s": eval_s,
+        "log_s": log_s,
+        "in_run_step_ms_mean": 1e3 * statistics.fmean(step_times),
+        "in_run_step_ms_median": 1e3 * statistics.median(step_times),
+        "in_run_fwd_bwd_ms_mean": 1e3 * statistics.fmean(fwd_bwd_times),
+        "in_run_fwd_bwd_ms_median": 1e3 * statistics.median(fwd_bwd_times),
+        "epochs": epochs,
+        "macs_left_history": macs_history if space is not None else None,
+    }
+
+
+# -- optimizer-step overhead -----------------------------------------------------------------------------
+
+
+def step_overhead(
+    methods: list[str], seed: int, data: dict[str, torch.Tensor], args: argparse.Namespace
+) -> dict:
+    """Time forward+backward and ``optimizer.step()`` per iteration for each method (see module docstring)."""
+    iters = args.step_iters
+    names = ["dense", *[m for m in methods if m != "dense"]]
+    xb = data["train_x"][: args.batch_size]
+    yb = data["train_y"][: args.batch_size]
+    loss_fn = nn.CrossEntropyLoss()
+    setups = {}
+    for method in names:
+        model = build(seed)
+        space = zp.analyze(model, torch.zeros(2, 1, 28, 28)) if method != "dense" else None
+        model.train()
+        for _ in range(STEP_WARMUP):  # untimed: first-call allocations of autograd and the kernels
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+        setups[method] = (model, make_optimizer(method, model, space, iters, args))
+    times: dict[str, dict[str, list[float]]] = {m: {"fwd_bwd": [], "step": []} for m in names}
+    bar = tqdm(total=iters * len(names), desc="step overhead", disable=args.no_progress, dynamic_ncols=True)
+    for _ in range(iters):
+        for method in names:
+            model, opt = setups[method]
+            opt.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss_fn(model(xb), yb).backward()
+            t1 = time.perf_counter()
+            opt.step()
+            t2 = time.perf_counter()
+            times[method]["fwd_bwd"].append(t1 - t0)
+            times[method]["step"].append(t2 - t1)
+            bar.update()
+    bar.close()
+    result: dict[str, Any] = {"iters": iters, "batch": int(xb.shape[0]), "warmup": STEP_WARMUP, "methods": {}}
+    base_step = statistics.fmean(times["dense"]["step"])
+    base_total = statistics.fmean(a + b for a, b in zip(times["dense"]["fwd_bwd"], times["dense"]["step"]))
+    for method in names:
+        t = times[method]
+        total = [a + b for a, b in zip(t["fwd_bwd"], t["step"])]
+        result["methods"][method] = {
+            "optimizer": "torch.optim.SGD" if method == "dense" else LABELS[method],
+            "step_ms_mean": 1e3 * statistics.fmean(t["step"]),
+            "step_ms_median": 1e3 * statistics.median(t["step"]),
+            "fwd_bwd_ms_mean": 1e3 * statistics.fmean(t["fwd_bwd"]),
+            "total_ms_mean": 1e3 * statistics.fmean(total),
+            "total_ms_median": 1e3 * statistics.median(total),
+            "step_ratio": statistics.fmean(t["step"]) / base_step,
+            "total_ratio": statistics.fmean(total) / base_total,
+            "step_times_s": t["step"],
+            "fwd_bwd_times_s": t["fwd_bwd"],
+        }
+    return result
+
+
+# -- summary and output ----------------------------------------------------------------------------------
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: list[dict], methods: list[str], overhead: dict | None) -> list[dict]:
+    dense = {r["seed"]: r for r in runs if r["method"] == "dense" and "error" not in r}
+    rows = []
+    for method in methods:
+        ok = [r for r in runs if r["method"] == method and "error" not in r]
+        failed = [r for r in runs if r["method"] == method and "error" in r]
+        row: dict[str, Any] = {"method": method, "label": LABELS[method], "seeds": [r["seed"] for r in ok]}
+        if failed:
+            row["failed_seeds"] = [r["seed"] for r in failed]
+        if ok:
+            acc, acc_sd = mean_sd([r["accuracy"] for r in ok])
+            wall, wall_sd = mean_sd([r["wall_s"] for r in ok])
+            ratios = [r["wall_s"] / dense[r["seed"]]["wall_s"] for r in ok if r["seed"] in dense]
+            cpu_ratios = [r["cpu_s"] / dense[r["seed"]]["cpu_s"] for r in ok if r["seed"] in dense]
+            row.update(
+                accuracy=acc,
+                accuracy_sd=acc_sd,
+                macs=statistics.fmean(r["macs"] for r in ok),
+                macs_reduction=statistics.fmean(r["macs_reduction"] for r in ok),
+                params=statistics.fmean(r["params"] for r in ok),
+                wall_s=wall,
+                wall_s_sd=wall_sd,
+                wall_ratio=statistics.fmean(ratios) if ratios else None,
+                cpu_s=statistics.fmean(r["cpu_s"] for r in ok),
+                cpu_ratio=statistics.fmean(cpu_ratios) if cpu_ratios else None,
+                macs_left_report=(
+                    statistics.fmean(r["report"]["macs_left"] for r in ok) if ok[0]["report"] else None
+                ),
+                group_sparsity=(
+                    statistics.fmean(r["report"]["group_sparsity"] for r in ok) if ok[0]["report"] else None
+                ),
+            )
+        if overhead and method in overhead["methods"]:
+            row["step_ratio"] = overhead["methods"][method]["step_ratio"]
+            row["train_step_ratio"] = overhead["methods"][method]["total_ratio"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def markdown_table(rows: list[dict], seeds: int) -> str:
+    acc_head = "last-epoch acc" + (" (mean ± sd)" if seeds > 1 else "")
+    lines = [
+        f"| method | {acc_head} | MACs | MACs reduction | params | wall time (s) | wall ratio vs dense "
+        "| CPU-time ratio vs dense | step-time ratio vs SGD (fwd+bwd+step) | optimizer.step() ratio vs SGD |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "accuracy" not in r:
+            acc = macs = red = params = wall = ratio = cpu = "failed"
+        else:
+            acc = f"{100 * r['accuracy']:.2f} %" + (f" ± {100 * r['accuracy_sd']:.2f}" if seeds > 1 else "")
+            macs = f"{r['macs'] / 1e6:.2f} M"
+            red = f"{r['macs_reduction']:.2f}×"
+            params = f"{r['params'] / 1e3:.1f} k"
+            wall = f"{r['wall_s']:.1f}"
+            ratio = _fmt(r.get("wall_ratio"), ".2f", "×")
+            cpu = _fmt(r.get("cpu_ratio"), ".2f", "×")
+        lines.append(
+            f"| {r['label']} | {acc} | {macs} | {red} | {params} | {wall} | {ratio} | {cpu} "
+            f"| {_fmt(r.get('train_step_ratio'), '.3f', '×')} | {_fmt(r.get('step_ratio'), '.2f', '×')} |"
+        )
+    return "\n".join(lines)
+
+
+def overhead_table(overhead: dict) -> str:
+    lines = [
+        "| optimizer | step() mean (ms) | step() median (ms) | fwd+bwd mean (ms) | fwd+bwd+step mean (ms) "
+        "| step() ratio | fwd+bwd+step ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in overhead["methods"].values():
+        lines.append(
+            f"| {m['optimizer']} | {m['step_ms_mean']:.2f} | {m['step_ms_median']:.2f} "
+            f"| {m['fwd_bwd_ms_mean']:.1f} | {m['total_ms_mean']:.1f} "
+            f"| {m['step_ratio']:.2f}× | {m['total_ratio']:.3f}× |"
+        )
+    return "\n".join(lines)
+
+
+def timing_table(runs: list[dict]) -> str:
+    lines = [
+        "| method | seed | analyze (s) | training loop (s) | construct (s) | wall (s) | CPU (s) "
+        "| fwd+bwd mean / median (ms) | step() mean / median (ms) | evaluation, excluded (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        if "error" in r:
+            continue
+        lines.append(
+            f"| {LABELS[r['method']]} | {r['seed']} | {r['analyze_s']:.2f} | {r['train_s']:.1f} "
+            f"| {r['construct_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
+            f"| {r['in_run_fwd_bwd_ms_mean']:.0f} / {r['in_run_fwd_bwd_ms_median']:.0f} "
+            f"| {r['in_run_step_ms_mean']:.2f} / {r['in_run_step_ms_median']:.2f} | {r['eval_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def epoch_table(runs: list[dict], methods: list[str], epochs: int) -> str:
+    head = "| method | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " |"
+    lines = [head, "|---|" + "---:|" * epochs]
+    for method in methods:
+        ok = [r for r in runs if r["method"] == method and "error" not in r]
+        if not ok:
+            continue
+        cells = []
+        for e in range(epochs):
+            acc = statistics.fmean(r["epochs"][e]["test_acc"] for r in ok)
+            cell = f"{100 * acc:.2f}"
+            if ok[0]["epochs"][e].get("macs_left") is not None:
+                left = statistics.fmean(r["epochs"][e]["macs_left"] for r in ok)
+                cell += f" ({100 * left:.0f} % MACs)"
+            cells.append(cell)
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def source_digest() -> str:
+    """SHA-256 over the imported zigprune package's .py files (the code under test is not versioned)."""
+    root = Path(zp.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "processor": cpu_model or platform.processor(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "zigprune": getattr(zp, "__version__", None),
+        "zigprune_source_sha256": source_digest(),
+        "device": "cpu",
+    }
+
+
+def command_line(argv: list[str]) -> str:
+    try:
+        script = Path(__file__).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        script = str(Path(__file__).resolve())
+    return " ".join(["PYTHONPATH=src", "python", script, *map(shlex.quote, argv)])
+
+
+def plot(path: Path, runs: list[dict], methods: list[str], epochs: int) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot written", file=sys.stderr)
+        return False
+    fig, (ax_acc, ax_macs) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for method in methods:
+        ok = [r for r in runs if r["method"] == method and "error" not in r]
+        if not ok:
+            continue
+        xs = list(range(1, epochs + 1))
+        accs = [100 * statistics.fmean(r["epochs"][e]["test_acc"] for r in ok) for e in range(epochs)]
+        ax_acc.plot(xs, accs, marker="o", label=LABELS[method])
+        for i, r in enumerate(ok):
+            if r["macs_left_history"]:
+                steps, left = zip(*r["macs_left_history"])
+                epochs_x = [s / r["steps_per_epoch"] for s in steps]
+                ax_macs.plot(
+                    epochs_x,
+                    [100 * v for v in left],
+                    color=ax_acc.lines[-1].get_color(),
+                    alpha=1.0 if i == 0 else 0.4,
+                    label=LABELS[method] if i == 0 else None,
+                )
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy per epoch (full model)")
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend()
+    ax_macs.set(
+        xlabel="epoch", ylabel="MACs left (% of dense)", title="MACs left over training", ylim=(0, 105)
+    )
+    ax_macs.grid(alpha=0.3)
+    if ax_macs.lines:
+        ax_macs.legend()
+    fig.suptitle(f"ResNet-20 on Fashion-MNIST, {epochs} epoch(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    settings, rows = report["settings"], report["summary"]
+    machine = report["machine"]
+    table = markdown_table(rows, len(settings["seeds"]))
+    methods = settings["methods"]
+    parts = [
+        "# Train once: ResNet-20 on Fashion-MNIST, dense SGD vs HSPG / DHSPG / HESSO",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Date: {report['timestamp']}. Machine: {machine['platform']}, {machine['processor']}, "
+        f"{machine['cpu_count']} CPUs ({machine['torch_num_threads']} torch threads), "
+        f"torch {machine['torch']}, "
+        f"zigprune {machine['zigprune']}. Seed(s): {', '.join(map(str, settings['seeds']))}.",
+        "",
+        f"Recipe: {settings['epochs']} epoch(s) on {settings['train_size']} training images "
+        f"({settings['steps_per_epoch']} steps/epoch), tested on {settings['test_size']} images; "
+        f"SGD momentum {settings['momentum']}, weight decay {settings['weight_decay']}, "
+        f"batch {settings['batch_size']}, lr {settings['lr']} with a per-step cosine schedule to 0, "
+        "random horizontal flips. HSPG λ = "
+        f"{settings['hspg_lambda']} (no explicit target); DHSPG and HESSO target = {settings['macs_target']} "
+        f'of the MACs (by="macs").',
+        "",
+        table,
+        "",
+        "Accuracy: last-epoch test accuracy of the constructed slim model (dense: the trained model). "
+        "MACs and params: `zp.count` on a 1x1x28x28 input; MACs reduction = dense MACs / slim MACs. Wall "
+        "time: `zp.analyze` + training loop + `space.construct()` (per-epoch evaluation excluded); its ratio "
+        "is against the dense run of the same seed. CPU time: process CPU time (all threads) of the same "
+        "parts, less sensitive than wall time to other processes sharing the machine. "
+        "Step-time ratios: mean over "
+        f"{settings['step_iters']} interleaved iterations on one batch of {settings['batch_size']}, vs "
+        "`torch.optim.SGD` (zigprune optimizers with total_steps equal to the timed steps, so all "
+        "phases of their schedule are included).",
+        "",
+    ]
+    parts += [
+        "## Timings inside the training runs",
+        "",
+        "Per-step times are measured around the forward+backward and `optimizer.step()` of every "
+        "training step. Forward+backward is the same computation in every run (the model keeps its dense "
+        "shape until `construct()`), so its differences between runs reflect load on the machine.",
+        "",
+        timing_table(report["runs"]),
+        "",
+    ]
+    if report.get("step_overhead"):
+        parts += ["## Optimizer-step overhead", "", overhead_table(report["step_overhead"]), ""]
+    parts += [
+        "## Test accuracy (%) per epoch (full model; MACs left at the end of the epoch)",
+        "",
+        epoch_table(report["runs"], methods, settings["epochs"]),
+        "",
+    ]
+    errors = [r for r in report["runs"] if "error" in r]
+    if errors:
+        parts += ["## Errors", ""]
+        for r in errors:
+            parts += [f"{r['method']} seed {r['seed']}:", "", "```", r["error"].rstrip(), "```", ""]
+    (out / f"{STEM}.md").write_text("\n".join(parts))
+    report["plot"] = plot(out / f"{STEM}.png", report["runs"], methods, settings["epochs"])
+    (out / f"{STEM}.json").write_text(json.dumps(report, indent=1))
+
+
+# -- driver ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="train_once.py",
+        description=(
+            "Train ResNet-20 on Fashion-MNIST once with dense SGD, HSPG, DHSPG and HESSO (same recipe),\n"
+            "construct the slim models and report accuracy, MACs, params, wall time and step overhead."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with the idx(.gz) files"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per run (default 15; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=None, help="use the first K training images (default all)"
+    )
+    parser.add_argument(
+        "--test-subset", type=int, default=None, help="use the first K test images (default all)"
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...) per method")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ",".join(METHODS))
+    parser.add_argument("--macs-target", type=float, default=0.6, help="fraction of MACs DHSPG/HESSO remove")
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--step-iters",
+        type=int,
+        default=None,
+        help="timed steps per optimizer (default 50, 20 with --quick; 0: skip)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_TRAIN} train / {QUICK_TEST} test images, {QUICK_EPOCHS} epoch (explicit flags win)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = QUICK_EPOCHS if args.quick else 15
+    if args.step_iters is None:
+        args.step_iters = QUICK_STEP_ITERS if args.quick else 50
+    if args.quick:
+        args.subset = args.subset or QUICK_TRAIN
+        args.test_subset = args.test_subset or QUICK_TEST
+    args.methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown or not args.methods:
+        parser.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
+    args.methods = [m for m in METHODS if m in args.methods]
+    for name in ("epochs", "seeds", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.macs_target < 1:
+        parser.error("--macs-target must lie strictly between 0 and 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        data = load_data(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seeds = list(range(args.seeds))
+    machine = machine_info()  # before training: the source digest is of the code that ran
+    n_train, n_test = data["train_x"].shape[0], data["test_x"].shape[0]
+    print(
+        f"Fashion-MNIST from {args.data_dir}: {n_train} train / {n_test} test images; methods "
+        f"{','.join(args.methods)}; {args.epochs} epoch(s); seeds {seeds}; "
+        f"torch threads {torch.get_num_threads()}",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    runs: list[dict] = []
+    for seed in seeds:
+        for method in args.methods:
+            try:
+                runs.append(train_run(method, seed, data, args))
+            except Exception:
+                tb = traceback.format_exc()
+                print(f"{method} seed {seed} failed:\n{tb}", file=sys.stderr)
+                runs.append({"method": method, "seed": seed, "error": tb})
+    overhead = None
+    if args.step_iters > 0:
+        try:
+            overhead = step_overhead(args.methods, seeds[0], data, args)
+        except Exception:
+            tb = traceback.format_exc()
+            print(f"step overhead failed:\n{tb}", file=sys.stderr)
+            runs.append({"method": "step_overhead", "seed": seeds[0], "error": tb})
+    rows = summarise(runs, args.methods, overhead)
+    report = {
+        "command": command_line(argv),
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": {
+            "model": MODEL,
+            "data_dir": str(args.data_dir),
+            "quick": args.quick,
+            "methods": args.methods,
+            "seeds": seeds,
+            "epochs": args.epochs,
+            "subset": args.subset,
+            "test_subset": args.test_subset,
+            "train_size": n_train,
+            "test_size": n_test,
+            "steps_per_epoch": math.ceil(n_train / args.batch_size),
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "momentum": args.momentum,
+            "weight_decay": args.weight_decay,
+            "schedule": "CosineAnnealingLR per step, T_max = total steps",
+            "macs_target": args.macs_target,
+            "hspg_lambda": HSPG_LAMBDA,
+            "normalisation": {"mean": MEAN, "std": STD},
+            "step_iters": args.step_iters,
+        },
+        "summary": rows,
+        "step_overhead": overhead,
+        "runs": runs,
+        "total_s": time.perf_counter() - started,
+    }
+    write_outputs(args.out, report)
+    print(markdown_table(rows, len(seeds)))
+    if overhead:
+        print()
+        print(overhead_table(overhead))
+    print(f"\nwrote {args.out / STEM}.md, .json, .png in {report['total_s']:.0f} s", file=sys.stderr)
+    return 1 if any("error" in r for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
