@@ -58,6 +58,25 @@ def test_hesso_meets_cost_targets_within_two_percent(by: str) -> None:
     assert 0.38 <= left <= 0.40 + 1e-9, left
 
 
+@pytest.mark.parametrize("optimizer", [zp.HESSO, zp.DHSPG])
+def test_round_to_keeps_every_cut_family_a_multiple_of_n(optimizer: type) -> None:
+    torch.manual_seed(0)
+    model = models.create("resnet20", in_channels=1)
+    x = torch.randn(8, 1, 8, 8)
+    y = torch.randint(0, 10, (8,))
+    space = zp.analyze(model, x[:2])
+    opt = optimizer(space, lr=0.05, momentum=0.9, target=0.5, by="macs", round_to=4, total_steps=30)
+    train(opt, model, 30, x, y)
+    zero = space.zero_groups()
+    cut = [f for f in space.families if any(zero[g] for g in f.groups)]
+    assert cut
+    for family in cut:
+        assert (family.width - sum(int(zero[g]) for g in family.groups)) % 4 == 0, family.name
+    assert abs(space.macs(zero) / space.total_macs - 0.5) <= 0.02
+    slim = space.construct()
+    assert zp.count(slim, x)["macs"] <= 0.52 * zp.count(model, x)["macs"]
+
+
 def test_dhspg_target_within_one_group_percent() -> None:
     model, space = digits_space()
     x, y = data()
@@ -66,6 +85,20 @@ def test_dhspg_target_within_one_group_percent() -> None:
     sparsity = float(space.zero_groups().float().mean())
     assert abs(sparsity - 0.4) <= 0.01 + 1 / space.num_groups
     space.construct()
+
+
+def test_dhspg_zeroes_a_candidate_only_when_it_leaves_the_half_space() -> None:
+    model, space = digits_space()
+    x, y = data()
+    still = zp.DHSPG(space, lr=0.0, target=0.4, total_steps=100, start_step=5)
+    train(still, model, 10, x, y)
+    assert bool(still.zig["redundant"].any())
+    assert not bool(still.zig["pruned"].any())
+    assert not bool(space.zero_groups().any())
+    model, space = digits_space()
+    moving = zp.DHSPG(space, lr=0.05, momentum=0.9, target=0.4, total_steps=100, start_step=5)
+    train(moving, model, 10, x, y)
+    assert int(moving.zig["pruned"].sum()) < int(moving.zig["redundant"].sum())
 
 
 def test_hspg_zeros_stay_zero_and_construct() -> None:

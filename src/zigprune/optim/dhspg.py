@@ -21,7 +21,8 @@ class DHSPG(GroupOptimizer):
     """``torch.optim.Optimizer`` reaching ``target`` group sparsity (or MACs/params cut, ``by``).
 
     ``lmbda`` is the base penalty λ₀, ``amplify`` and ``hat`` bound the adaptive λ_g in
-    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection.
+    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``round_to`` N keeps each pruned
+    family's width a multiple of N.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class DHSPG(GroupOptimizer):
         target: float,
         total_steps: int,
         by: str = "groups",
+        round_to: int = 1,
         start_step: int | None = None,
         finish_step: int | None = None,
         lmbda: float = 1e-3,
@@ -44,7 +46,7 @@ class DHSPG(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by)
+        self.target = Target(float(target), by, int(round_to))
         self.start_step = default(start_step, total_steps, 0.1)
         self.finish_step = max(default(finish_step, total_steps, 0.8), self.start_step + 1)
         self.finish_steps = max(1, default(None, total_steps, 0.1))
@@ -55,8 +57,9 @@ class DHSPG(GroupOptimizer):
 
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
         step, redundant = self.step_count, self.zig["redundant"]
-        if step < self.start_step:
+        if step <= self.start_step:
             self._update_importance(grads, self.importance_momentum)
+        if step < self.start_step:
             return
         if step == self.start_step:
             redundant |= select(self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0)
@@ -74,7 +77,7 @@ class DHSPG(GroupOptimizer):
         lam = torch.where(growing, adaptive, lam)
         coef = torch.where(redundant & (x_sq > 0), lam / norm, torch.zeros_like(lam))
         self.grouping.add_(grads, coef, params)
-        self._before = {id(p): p.clone() for p in params.values()} if bool(redundant.any()) else {}
+        self._before = {key: p.clone() for key, p in params.items()} if bool(redundant.any()) else {}
 
     def _after_update(self) -> None:
         redundant = self.zig["redundant"] & ~self.zig["pruned"]

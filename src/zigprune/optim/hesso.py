@@ -24,6 +24,7 @@ class HESSO(GroupOptimizer):
     per unit of cost. ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of
     the steps), then ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
     ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
+    ``round_to`` N keeps each pruned family's width a multiple of N (faster kernels on most hardware).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class HESSO(GroupOptimizer):
         target: float,
         total_steps: int,
         by: str = "groups",
+        round_to: int = 1,
         start_step: int | None = None,
         pruning_steps: int | None = None,
         periods: int = 10,
@@ -43,7 +45,7 @@ class HESSO(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by)
+        self.target = Target(float(target), by, int(round_to))
         self.start_step = default(start_step, total_steps, 0.1)
         pruning_steps = default(pruning_steps, total_steps, 0.2)
         self.periods = max(1, min(periods, pruning_steps))

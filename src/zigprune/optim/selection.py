@@ -14,16 +14,22 @@ LOOKAHEAD = 64
 
 @dataclass(frozen=True)
 class Target:
-    """Remove ``fraction`` of the groups, of the MACs, or of the parameters (``by``)."""
+    """Remove ``fraction`` of the groups, of the MACs, or of the parameters (``by``).
+
+    ``round_to`` N keeps every family's remaining width a multiple of N (where the family allows it).
+    """
 
     fraction: float
     by: str = "groups"
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
             raise ValueError(f"target must lie strictly between 0 and 1, not {self.fraction}")
         if self.by not in KINDS:
             raise ValueError(f"target kind must be one of {KINDS}, not {self.by!r}")
+        if self.round_to < 1:
+            raise ValueError(f"round_to must be a positive integer, not {self.round_to}")
 
 
 def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
@@ -39,8 +45,10 @@ def select(
 ) -> torch.Tensor:
     """Groups to add to ``taken`` so that ``share`` of the way to ``target`` is reached.
 
-    Lowest score first (per unit of MACs or params for cost targets), never emptying a family that
-    has no other channels, then the shortest prefix that meets the goal, checked with exact costs.
+    Groups are taken in units: one group, or with ``round_to`` N as many as keep the family's width
+    a multiple of N. Lowest score first (per unit of MACs or params for cost targets), never
+    emptying a family that has no other channels, then the shortest prefix of units that meets the
+    goal, checked with exact costs.
     """
     g = space.num_groups
     goal_fraction = target.fraction * share
@@ -51,49 +59,66 @@ def select(
         weight = (space.group_macs if target.by == "macs" else space.group_params.double()).clamp(min=1e-9)
         total = space.total_macs if target.by == "macs" else space.params(None)
         goal = total * (1 - goal_fraction)
-    order = torch.argsort(scores.double() / (weight / weight.mean()), stable=True).tolist()
-    left = _family_room(space, taken)
-    eligible = []
-    for group in order:
-        family = int(space.group_family[group])
-        if taken[group] or left[family] <= 0:
-            continue
-        left[family] -= 1
-        eligible.append(group)
+    ratio = scores.double() / (weight / weight.mean())
+    units = _units(space, ratio, taken, target.round_to)
     chosen = torch.zeros(g, dtype=torch.bool)
-    if cost_left(space, taken, target.by) <= goal or not eligible:
+    if cost_left(space, taken, target.by) <= goal or not units:
         return chosen
-    lo, hi = 0, len(eligible)
+    lo, hi = 0, len(units)
     while lo < hi:
         mid = (lo + hi) // 2
         trial = taken.clone()
-        trial[eligible[: mid + 1]] = True
+        trial[_flat(units[: mid + 1])] = True
         if cost_left(space, trial, target.by) <= goal:
             hi = mid
         else:
             lo = mid + 1
-    chosen[eligible[:lo]] = True
-    chosen[_closest(space, taken | chosen, eligible[lo : lo + LOOKAHEAD], goal, target.by)] = True
+    chosen[_flat(units[:lo])] = True
+    chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], goal, target.by)] = True
     return chosen
 
 
-def _closest(space: GroupSpace, base: torch.Tensor, candidates: list[int], goal: float, by: str) -> int:
-    """The candidate that meets ``goal`` while removing the least (the first one always meets it)."""
+def _units(space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, round_to: int) -> list[list[int]]:
+    """Removable units in the order to remove them.
+
+    Per family, untaken groups in score order are cut into units: first as many as bring the kept
+    width down to a multiple of ``round_to``, then ``round_to`` at a time, stopping at the family's
+    floor. A unit's key is the mean score of its groups, raised to at least the key of the unit
+    before it, so a stable sort keeps each family's units in order.
+    """
+    units: list[list[int]] = []
+    keys: list[float] = []
+    score, gone = ratio.tolist(), taken.tolist()
+    for family in space.families:
+        free = sorted((g for g in family.groups if not gone[g]), key=lambda g: (score[g], g))
+        kept = family.width - (len(family.groups) - len(free))
+        fixed = family.width - len(family.groups)
+        floor = fixed if fixed else round_to
+        target = (kept - 1) // round_to * round_to
+        key = float("-inf")
+        while free and target >= floor:
+            unit, free = free[: kept - target], free[kept - target :]
+            key = max(key, sum(score[g] for g in unit) / len(unit))
+            units.append(unit)
+            keys.append(key)
+            kept, target = target, target - round_to
+    order = sorted(range(len(units)), key=keys.__getitem__)
+    return [units[i] for i in order]
+
+
+def _flat(units: list[list[int]]) -> list[int]:
+    return [g for unit in units for g in unit]
+
+
+def _closest(
+    space: GroupSpace, base: torch.Tensor, candidates: list[list[int]], goal: float, by: str
+) -> list[int]:
+    """The candidate unit that meets ``goal`` while removing the least (the first one always meets it)."""
     best, best_left = candidates[0], -1.0
-    for group in candidates:
+    for unit in candidates:
         trial = base.clone()
-        trial[group] = True
+        trial[unit] = True
         left = cost_left(space, trial, by)
         if best_left < left <= goal:
-            best, best_left = group, left
+            best, best_left = unit, left
     return best
-
-
-def _family_room(space: GroupSpace, taken: torch.Tensor) -> list[int]:
-    """How many more groups each family can lose (all but one, unless it has unprunable channels)."""
-    room = []
-    for family in space.families:
-        kept_whole = family.width > len(family.groups)
-        remaining = sum(1 for group in family.groups if not taken[group])
-        room.append(remaining if kept_whole else remaining - 1)
-    return room
