@@ -42,11 +42,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import hashlib
 import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 import threading
@@ -54,7 +51,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +65,9 @@ except ImportError:  # run from a checkout without PYTHONPATH=src
     import zigprune as zp
 from zigprune import models
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, machine_info
+
 DEFAULT_OUT = Path("benchmarks/results/analyze_speed")
 STEM = "analyze_speed"
 
@@ -439,55 +437,6 @@ def plot(
     plt.close(fig)
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def source_digest() -> str:
-    """SHA-256 over the imported zigprune package's .py files (the code under test is not versioned)."""
-    root = Path(zp.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": cpu_model or platform.processor(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": _version("transformers"),
-        "torch_pruning": _version("torch-pruning"),
-        "zigprune": getattr(zp, "__version__", None),
-        "zigprune_source_sha256": source_digest(),
-        "device": "cpu",
-    }
-
-
-def command_line(argv: list[str]) -> str:
-    try:
-        script = Path(__file__).resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        script = str(Path(__file__).resolve())
-    return " ".join(["PYTHONPATH=src", "python", script, *map(shlex.quote, argv)])
-
-
 # -- driver ----------------------------------------------------------------------------------------------
 
 
@@ -580,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "tp": linear_fit([r["layers"] for r in ok], [r["tp_s"] for r in ok]),
     }
     hidden = sweeps[0].spec.hidden if isinstance(sweeps[0].spec, BertSpec) else 0
-    command = command_line(argv)
+    command = command_line(__file__, argv)
     total = time.perf_counter() - started
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ pruning, pinned phase) in the same proportions as a full run. Reported: mean ``o
 time and mean forward+backward+step time, each as a ratio to ``torch.optim.SGD``.
 
 Data: the idx files of Fashion-MNIST (``apt-get install dataset-fashion-mnist`` puts them in
-``/usr/share/datasets/fashion-mnist``), parsed here with gzip/struct/numpy into uint8 tensors and
-normalised with mean 0.2860 and std 0.3530.
+``/usr/share/datasets/fashion-mnist``), read with ``zigprune.data.load("fashion-mnist")``
+(standardised with mean 0.2860 and std 0.3530); ``--subset K`` keeps the first K training images.
 
 Run from the repository root::
 
@@ -52,22 +52,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
-import hashlib
 import json
 import math
-import os
-import platform
-import shlex
 import statistics
-import struct
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -77,122 +70,38 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import zigprune as zp
+from zigprune import data as datasets
 from zigprune import models
+from zigprune.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, machine_info
+
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_OUT = Path("benchmarks/results/train_once")
 STEM = "train_once"
 MODEL = "resnet20"
-MEAN, STD = 0.2860, 0.3530
 METHODS = ("dense", "hspg", "dhspg", "hesso")
 LABELS = {"dense": "dense SGD", "hspg": "HSPG", "dhspg": "DHSPG", "hesso": "HESSO"}
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-ALL_FILES = ", ".join(name for pair in FILES.values() for name in pair)
 QUICK_TRAIN, QUICK_TEST, QUICK_EPOCHS, QUICK_STEP_ITERS = 2000, 1000, 1, 20
 EVAL_BATCH = 1000
 HSPG_LAMBDA = 1e-3
 STEP_WARMUP = 3
-
-# idx type codes -> numpy dtypes (big-endian, as the format stores them)
-IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
+FLIP = datasets.Augment(flip=True)
 
 # -- data ------------------------------------------------------------------------------------------------
 
 
-class DataError(RuntimeError):
-    """The Fashion-MNIST files are missing or malformed."""
-
-
-def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Parse one idx file (gzip-compressed when its name ends in ``.gz``) into a tensor.
-
-    Format: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each size as
-    a big-endian uint32, then the data in row-major order.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read idx file {path}: {exc}") from exc
-    if len(raw) < 4:
-        raise DataError(f"{path} is not an idx file (only {len(raw)} bytes)")
-    zero, code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or code not in IDX_DTYPES or ndim == 0:
-        raise DataError(f"{path} is not an idx file (magic bytes {raw[:4].hex()})")
-    header = 4 + 4 * ndim
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(IDX_DTYPES[code])
-    expected = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: header says shape {shape} ({expected} bytes), found {len(raw) - header}")
-    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
-
-
-def _find(data_dir: Path, name: str) -> Path | None:
-    for candidate in (data_dir / name, data_dir / name.removesuffix(".gz")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_split(data_dir: str | os.PathLike[str], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` of ``split`` ("train" or "test"): uint8 tensors of shape (N, 28, 28) and (N,)."""
-    data_dir = Path(data_dir)
-    paths = []
-    for name in FILES[split]:
-        path = _find(data_dir, name)
-        if path is None:
-            raise DataError(
-                f"Fashion-MNIST file {name} not found in {data_dir}. Install the data with "
-                f"`apt-get install dataset-fashion-mnist` (files land in {DEFAULT_DATA_DIR}) or pass "
-                f"--data-dir DIR pointing at a folder with {ALL_FILES}."
-            )
-        paths.append(path)
-    images, labels = (read_idx(p) for p in paths)
-    if images.dim() != 3 or images.dtype != torch.uint8:
-        raise DataError(
-            f"{paths[0]}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}"
-        )
-    if labels.dim() != 1 or labels.dtype != torch.uint8:
-        raise DataError(f"{paths[1]}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
-    if int(labels.max()) > 9:
-        raise DataError(f"{paths[1]}: labels must lie in 0..9, found {int(labels.max())}")
-    return images, labels
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W) -> float32 (N, 1, H, W), scaled to [0, 1] then standardised."""
-    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1).contiguous()
-
-
-def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image of the batch left-right with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-
-
 def load_data(args: argparse.Namespace) -> dict[str, torch.Tensor]:
-    train_x, train_y = load_split(args.data_dir, "train")
-    test_x, test_y = load_split(args.data_dir, "test")
-    if args.subset:
-        train_x, train_y = train_x[: args.subset], train_y[: args.subset]
-    if args.test_subset:
-        test_x, test_y = test_x[: args.test_subset], test_y[: args.test_subset]
+    """Fashion-MNIST through ``zigprune.data``, cut to the first ``--subset`` / ``--test-subset`` images."""
+    ds = datasets.load("fashion-mnist", args.data_dir)
+    (train_x, train_y), (test_x, test_y) = ds.train.tensors, ds.test.tensors
+    train_slice, test_slice = slice(args.subset), slice(args.test_subset)
     return {
-        "train_x": normalise(train_x),
-        "train_y": train_y.long(),
-        "test_x": normalise(test_x),
-        "test_y": test_y.long(),
+        "train_x": train_x[train_slice],
+        "train_y": train_y[train_slice],
+        "test_x": test_x[test_slice],
+        "test_y": test_y[test_slice],
     }
 
 
@@ -268,7 +177,7 @@ def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argpa
         start, cpu_start = time.perf_counter(), time.process_time()
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            xb = random_hflip(data["train_x"][idx], gen)
+            xb = FLIP(data["train_x"][idx], gen)
             yb = data["train_y"][idx]
             opt.zero_grad(set_to_none=True)
             t_fb = time.perf_counter()
@@ -548,45 +457,6 @@ def epoch_table(runs: list[dict], methods: list[str], epochs: int) -> str:
     return "\n".join(lines)
 
 
-def source_digest() -> str:
-    """SHA-256 over the imported zigprune package's .py files (the code under test is not versioned)."""
-    root = Path(zp.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_model or platform.processor(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "zigprune": getattr(zp, "__version__", None),
-        "zigprune_source_sha256": source_digest(),
-        "device": "cpu",
-    }
-
-
-def command_line(argv: list[str]) -> str:
-    try:
-        script = Path(__file__).resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        script = str(Path(__file__).resolve())
-    return " ".join(["PYTHONPATH=src", "python", script, *map(shlex.quote, argv)])
-
-
 def plot(path: Path, runs: list[dict], methods: list[str], epochs: int) -> bool:
     try:
         import matplotlib
@@ -800,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append({"method": "step_overhead", "seed": seeds[0], "error": tb})
     rows = summarise(runs, args.methods, overhead)
     report = {
-        "command": command_line(argv),
+        "command": command_line(__file__, argv),
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "settings": {
@@ -822,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
             "schedule": "CosineAnnealingLR per step, T_max = total steps",
             "macs_target": args.macs_target,
             "hspg_lambda": HSPG_LAMBDA,
-            "normalisation": {"mean": MEAN, "std": STD},
+            "data": "zigprune.data.load('fashion-mnist'): mean 0.2860, std 0.3530, random flips",
             "step_iters": args.step_iters,
         },
         "summary": rows,

@@ -1,4 +1,4 @@
-"""Smoke tests of ``benchmarks/train_once.py``: its idx loader, and a ``--quick`` dense + HESSO run.
+"""Smoke tests of ``benchmarks/train_once.py``: a ``--quick`` dense + HESSO run, and missing data.
 
 The run uses the real Fashion-MNIST files when ``dataset-fashion-mnist`` is installed, else tiny
 fake idx.gz files (256 train / 128 test random images) written to ``tmp_path``.
@@ -7,7 +7,6 @@ fake idx.gz files (256 train / 128 test random images) written to ``tmp_path``.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import struct
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "train_once.py"
@@ -51,14 +49,6 @@ def real_data_present() -> bool:
     return all((REAL_DIR / name).is_file() for pair in NAMES.values() for name in pair)
 
 
-@pytest.fixture(scope="module")
-def train_once():
-    spec = importlib.util.spec_from_file_location("train_once", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_script(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
@@ -66,35 +56,6 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
-
-
-def test_idx_loader(tmp_path: Path, train_once) -> None:
-    arrays = fake_fashion_mnist(tmp_path, train=20, test=10)
-    images, labels = train_once.load_split(tmp_path, "train")
-    assert images.shape == (20, 28, 28) and images.dtype == torch.uint8
-    assert labels.shape == (20,) and labels.dtype == torch.uint8
-    assert torch.equal(images, torch.from_numpy(arrays["train_images"]))
-    assert labels.tolist() == [i % 10 for i in range(20)]
-    images, labels = train_once.load_split(tmp_path, "test")
-    assert images.shape == (10, 28, 28) and labels.tolist() == list(range(10))
-
-    x = train_once.normalise(images)
-    assert x.shape == (10, 1, 28, 28) and x.dtype == torch.float32
-    expected = (arrays["test_images"][3, 5, 7] / 255.0 - train_once.MEAN) / train_once.STD
-    assert float(x[3, 0, 5, 7]) == pytest.approx(expected, abs=1e-5)
-    flipped = train_once.random_hflip(x, torch.Generator().manual_seed(0))
-    for a, b in zip(flipped, x):
-        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
-
-    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04"))
-    with pytest.raises(train_once.DataError, match="not an idx file"):
-        train_once.read_idx(tmp_path / "bad.gz")
-
-
-def test_missing_data_is_a_clear_error(tmp_path: Path, train_once) -> None:
-    with pytest.raises(train_once.DataError, match="apt-get install dataset-fashion-mnist") as info:
-        train_once.load_split(tmp_path / "nowhere", "train")
-    assert "--data-dir" in str(info.value)
 
 
 def test_train_once_quick(tmp_path: Path) -> None:

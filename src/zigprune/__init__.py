@@ -8,6 +8,7 @@ from torch import nn
 
 from .analysis import analyze_model
 from .errors import ConstructionError, ExampleInputError, TraceError, ZigpruneError
+from .io import export_onnx, load, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
 from .space import Family, GroupSpace
@@ -35,5 +36,5 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
 
 __all__ = [
     "DHSPG", "HESSO", "HSPG", "ConstructionError", "ExampleInputError", "Family", "GroupSpace", "TraceError",
-    "ZigpruneError", "analyze", "count",
+    "ZigpruneError", "analyze", "count", "export_onnx", "load", "save",
 ]  # fmt: skip

@@ -23,3 +23,11 @@ class DataError(ZigpruneError):
 
 class LoadError(ZigpruneError):
     """A saved run (``plan.json``, ``model.safetensors``) is missing, corrupt or does not match."""
+
+
+class ModelError(ZigpruneError):
+    """A model spec cannot be resolved or built, or a model is not the one it should be."""
+
+
+class ExportError(ZigpruneError):
+    """An ONNX export failed, or ONNX Runtime does not reproduce the PyTorch outputs."""

@@ -1,0 +1,74 @@
+"""What every benchmark records next to its figures: the machine, the versions, the exact command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import zigprune as zp
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("numpy", "transformers", "torch-pruning", "onnxruntime")
+
+
+def version(dist: str) -> str | None:
+    """Installed version of ``dist``, or None."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def source_digest() -> str:
+    """SHA-256 over the imported zigprune package's .py files (the code under test is not versioned)."""
+    root = Path(zp.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, threads and package versions, plus a one-line ``summary`` for Markdown reports."""
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": cpu_model or platform.processor(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        **{name.replace("-", "_"): version(name) for name in PACKAGES},
+        "zigprune": zp.__version__,
+        "zigprune_source_sha256": source_digest(),
+        "device": "cpu",
+    }
+    info["summary"] = (
+        f"{info['processor']}, {info['cpu_count']} CPUs ({info['torch_num_threads']} torch threads), "
+        f"{info['platform']}, torch {info['torch']}, zigprune {info['zigprune']}"
+    )
+    return info
+
+
+def command_line(script: str | Path, argv: list[str]) -> str:
+    """The shell command that reruns ``script`` with ``argv`` from the repository root."""
+    path = Path(script).resolve()
+    try:
+        shown = path.relative_to(REPO).as_posix()
+    except ValueError:
+        shown = str(path)
+    return " ".join(["PYTHONPATH=src", "python", shown, *map(shlex.quote, argv)])
