@@ -67,7 +67,8 @@ def test_train_once_quick(tmp_path: Path) -> None:
         fake_fashion_mnist(data_dir)
     out = tmp_path / "out"
     proc = run_script(
-        "--quick", "--data-dir", str(data_dir), "--out", str(out), "--methods", "dense,hesso",
+        "--quick", "--subset", "512", "--test-subset", "500", "--data-dir", str(data_dir), "--out", str(out),
+        "--methods", "dense,hesso",
         "--step-iters", "3", "--no-progress",
     )  # fmt: skip
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -96,3 +97,24 @@ def test_missing_data_dir_exits_with_hint(tmp_path: Path) -> None:
     proc = run_script("--quick", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "apt-get install dataset-fashion-mnist" in proc.stderr and "--data-dir" in proc.stderr
+
+
+def test_held_out_quick(tmp_path: Path) -> None:
+    data_dir = REAL_DIR if real_data_present() else tmp_path / "data"
+    if not real_data_present():
+        data_dir.mkdir()
+        fake_fashion_mnist(data_dir)
+    script = REPO / "benchmarks" / "held_out.py"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--subset", "256", "--data-dir", str(data_dir),
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    dense, hesso = json.loads((out / "held_out.json").read_text())["rows"]
+    assert dense["method"] == "dense" and hesso["method"] == "hesso"
+    assert dense["macs"] / hesso["macs"] >= 1.96 and hesso["params"] < dense["params"]
+    assert 0 <= hesso["accuracy"] <= 100
+    assert "| hesso |" in (out / "held_out.md").read_text()

@@ -1,0 +1,181 @@
+"""``zigprune bench``: every method at one MACs target and epoch budget, with table, plot and JSON.
+
+Also runs as ``python -m zigprune.bench``. Finished (method, seed) runs are cached under
+``OUT/runs``, so rerunning the same command after an interruption only runs what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import ZigpruneError
+from . import report
+from .harness import DEFAULT_METHODS, Bench, Settings
+
+DEFAULT_OUT = Path("benchmarks/results/bench")
+STEM = "bench"
+QUICK = {"subset": 1000, "epochs": 2, "seeds": 1, "latency_seconds": 0.1}
+
+
+def _ratio(text: str) -> float:
+    try:
+        return float(text.strip().lower().removesuffix("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a MACs reduction such as 2.5x, not {text!r}") from err
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["hspg.lmbda=0.01"]`` → ``{"hspg": {"lmbda": 0.01}}``; values are parsed as JSON when they can be."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        method, dot, key = name.partition(".")
+        if not (eq and dot and method and key):
+            raise ZigpruneError(f"--option {item!r} must look like METHOD.NAME=VALUE, e.g. hspg.lmbda=0.01")
+        options.setdefault(method, {})[key] = _value(value)
+    return options
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the bench's arguments to ``parser``."""
+    parser.add_argument("--model", default="resnet20", help="zoo model (default resnet20)")
+    parser.add_argument("--data", default="fashion-mnist", help="dataset name (default fashion-mnist)")
+    parser.add_argument("--data-dir", default=None, help="folder of the dataset files")
+    parser.add_argument("--macs", type=_ratio, default=2.5, help="MACs reduction dense/slim, e.g. 2.5x")
+    parser.add_argument("--epochs", type=int, default=None, help="total epoch budget per method (default 15)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated recipes")
+    parser.add_argument("--subset", type=int, default=None, help="use this many training samples")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="recipe hyper-parameter"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip latency measurements")
+    parser.add_argument("--epoch-eval", action="store_true", help="evaluate the test set after every epoch")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK['subset']} training samples, {QUICK['epochs']} epochs, 1 seed (explicit flags win)",
+    )
+    parser.set_defaults(func=handle)
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``bench`` to the ``zigprune`` command line."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="compare every pruning method at one MACs target and epoch budget",
+        description=__doc__.splitlines()[0],
+    )
+    configure(parser)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The ``Settings`` the parsed arguments ask for (``--quick`` fills what was not given)."""
+    quick = QUICK if args.quick else {}
+    return Settings(
+        model=args.model,
+        data=args.data,
+        data_dir=args.data_dir,
+        macs=args.macs,
+        epochs=args.epochs or quick.get("epochs", 15),
+        seeds=args.seeds or quick.get("seeds", 3),
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        subset=args.subset or quick.get("subset"),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        options=parse_options(args.option),
+        latency=not args.no_latency,
+        latency_seconds=quick.get("latency_seconds", 0.5),
+        epoch_eval=args.epoch_eval,
+        progress=args.progress,
+        quick=args.quick,
+    )
+
+
+def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run the bench; 0 when every run succeeded, 1 when some failed (their errors are in the JSON)."""
+    settings = settings_from(args)
+    started = time.perf_counter()
+    bench = Bench(settings, args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+    records = bench.records()
+    rows = report.summarise(records, settings.methods)
+    command = "zigprune bench " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    verdict = report.goal(rows, settings.macs)
+    machine = report.machine()
+    title = f"{settings.model} on {settings.data}, {settings.macs:g}× fewer MACs, {settings.epochs} epochs"
+    markdown = "\n".join(
+        [
+            f"# Bench: {title}",
+            "",
+            f"Command: `{command}`",
+            "",
+            f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}. Machine: "
+            f"{machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, "
+            f"Torch-Pruning {machine['torch_pruning']}, zigprune {machine['zigprune']}.",
+            "",
+            report.table(rows, settings.macs),
+            "",
+            verdict,
+            "",
+            "Accuracy: last-epoch test accuracy of the final model, mean ± sd over seeds. MACs and params: "
+            "`zp.count` on the constructed model (* theoretical: unstructured zeros, counted as if sparse "
+            "kernels skipped them); ⚠ marks a method that missed the MACs target. Speedup: dense / final "
+            "model latency (eager PyTorch, 1 thread, interleaved). Wall time: the recipe's training, "
+            "analysis, pruning and construction, evaluation excluded. Every method spends the same epoch "
+            "budget (scratch-b excepted), from the same initial weights per seed.",
+        ]
+    )
+    results = {
+        "command": command,
+        "settings": asdict(settings),
+        "machine": machine,
+        "goal": verdict,
+        "summary": [asdict(r) for r in rows],
+        "runs": [asdict(r) for r in records],
+        "total_s": time.perf_counter() - started,
+    }
+    paths = report.write(
+        args.out, STEM, markdown + "\n", json.dumps(results, indent=1), report.plot(rows, title)
+    )
+    print(report.table(rows, settings.macs))
+    print(f"\n{verdict}")
+    print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
+    return 1 if any(r.error for r in records) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m zigprune.bench``: parse ``argv`` and run the bench."""
+    parser = argparse.ArgumentParser(prog="zigprune bench", description=__doc__.splitlines()[0])
+    configure(parser)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    try:
+        return handle(args, argv)
+    except ZigpruneError as err:
+        print(f"zigprune: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,211 @@
+"""The bench harness: every method on the same model, data, MACs target, epoch budget and seeds.
+
+For each seed, every method starts from the same initial weights (``torch.manual_seed(seed)``
+before building) and gets ``Settings.epochs`` epochs in total. A run's record holds the last-epoch
+test accuracy of its final model, MACs and params from ``zp.count`` on the real (constructed) model
+(theoretical counts for unstructured methods), the latency speedup of that model over the dense
+one, and the wall time of the recipe (training, analysis, pruning, construction; evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import count, data, latency, models
+from ..errors import ZigpruneError
+from ..methods import recipes
+from ..methods.run import Setup
+from ..optim.selection import Target
+from ..training import evaluate
+from . import tp_baselines  # noqa: F401  (registers the Torch-Pruning recipes)
+from .cache import RunCache, fingerprint
+
+DEFAULT_METHODS = (
+    "dense", "hesso", "dhspg", "hspg", "l1-filter", "slimming", "sfp", "taylor", "random", "one-cycle",
+    "scratch", "magnitude", "lth", "tp-l2", "tp-group-sl",
+)  # fmt: skip
+ZIGPRUNE_OPTIMIZERS = ("hspg", "dhspg", "hesso")
+
+
+@dataclass
+class Settings:
+    """One bench: model, data, MACs reduction (dense/slim, e.g. 2.5), epoch budget, seeds and methods."""
+
+    model: str = "resnet20"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    macs: float = 2.5
+    epochs: int = 15
+    seeds: int = 3
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    subset: int | None = None
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: bool = True
+    latency_seconds: float = 0.5
+    epoch_eval: bool = False
+    progress: bool = False
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if self.macs <= 1:
+            raise ZigpruneError(f"--macs is dense/slim MACs and must exceed 1 (e.g. 2.5x), not {self.macs}")
+        if self.epochs < 1 or self.seeds < 1:
+            raise ZigpruneError("--epochs and --seeds must be at least 1")
+        unknown = [m for m in self.methods if m not in recipes.RECIPES]
+        if unknown:
+            raise ZigpruneError(
+                f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(recipes.RECIPES)}"
+            )
+
+    @property
+    def target(self) -> Target:
+        """The MACs fraction every method removes: 1 − 1/macs."""
+        return Target(1 - 1 / self.macs, "macs")
+
+    def run_key(self, method: str) -> str:
+        """Fingerprint of everything that changes the result of ``method`` (and of a scratch source)."""
+        shared = {
+            k: v for k, v in asdict(self).items() if k not in ("seeds", "methods", "options", "progress")
+        }
+        source = self.options.get(method, {}).get("source", "hesso") if method.startswith("scratch") else None
+        extra = {"source_options": self.options.get(source, {})} if source else {}
+        return fingerprint({**shared, "method": method, "options": self.options.get(method, {}), **extra})
+
+
+@dataclass
+class RunRecord:
+    """The result of one (method, seed) run, as cached and reported."""
+
+    method: str
+    seed: int
+    fingerprint: str
+    accuracy: float | None = None
+    macs: int | None = None
+    params: int | None = None
+    dense_macs: int | None = None
+    dense_params: int | None = None
+    theoretical: bool = False
+    speedup: dict[str, float] | None = None
+    wall_s: float | None = None
+    epochs: int | None = None
+    pruned: list[int] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    notes: str = ""
+    error: str | None = None
+
+
+class Bench:
+    """Runs the settings' (method, seed) pairs, reusing cached runs from ``out / "runs"``."""
+
+    def __init__(self, settings: Settings, out: Path, log: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.cache = RunCache(Path(out) / "runs")
+        self.log = log
+        self.data = data.load(settings.data, settings.data_dir, subset=settings.subset, seed=0)
+        shape = tuple(self.data.input_shape)
+        self.example = torch.zeros(2, *shape)
+        self.ran: list[str] = []
+        self._dense: dict[str, int] | None = None
+
+    def build(self, seed: int) -> Callable[[], torch.nn.Module]:
+        """A factory of the seed's initial model (same weights every call)."""
+        channels, classes = self.data.input_shape[0], self.data.num_classes
+
+        def make() -> torch.nn.Module:
+            torch.manual_seed(seed)
+            return models.create(self.settings.model, in_channels=channels, num_classes=classes)
+
+        return make
+
+    def record(self, method: str, seed: int, stack: tuple[str, ...] = ()) -> RunRecord:
+        """The (method, seed) record: from the cache, or run now (and cached if it succeeded)."""
+        key = self.settings.run_key(method)
+        cached = self.cache.get(method, seed, key)
+        if cached is not None:
+            self.log(f"{method} seed {seed}: cached")
+            return RunRecord(**cached)
+        if method in stack:
+            raise ZigpruneError(
+                f"{method} needs its own architecture ({' -> '.join(stack)}); pick another source"
+            )
+        record = self.run(method, seed, key, stack + (method,))
+        if record.error is None:
+            self.cache.put(asdict(record))
+        return record
+
+    def run(self, method: str, seed: int, key: str, stack: tuple[str, ...]) -> RunRecord:
+        """Run ``method`` for ``seed`` now; errors are kept in the record, not raised."""
+        s = self.settings
+        self.log(f"{method} seed {seed}: running")
+        setup = Setup(
+            build=self.build(seed),
+            data=self.data,
+            example=self.example,
+            target=s.target,
+            epochs=s.epochs,
+            seed=seed,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            momentum=s.momentum,
+            weight_decay=s.weight_decay,
+            progress=s.progress,
+            epoch_eval=s.epoch_eval,
+            options=dict(s.options.get(method, {})),
+            architecture=lambda source: self._architecture(source, seed, stack),
+        )
+        record = RunRecord(method, seed, key)
+        try:
+            start = time.perf_counter()
+            outcome = recipes.get(method)(setup)
+            record.wall_s = time.perf_counter() - start
+            self._measure(record, outcome, setup)
+        except Exception:
+            record.error = traceback.format_exc()
+            self.log(f"{method} seed {seed} failed:\n{record.error}")
+        self.ran.append(f"{method}:{seed}")
+        return record
+
+    def _architecture(self, source: str, seed: int, stack: tuple[str, ...]) -> list[int]:
+        record = self.record(source, seed, stack)
+        if record.error is not None:
+            raise ZigpruneError(f"the architecture source {source!r} failed for seed {seed}; see its error")
+        return record.pruned
+
+    def _measure(self, record: RunRecord, outcome: Any, setup: Setup) -> None:
+        model = outcome.model.eval()
+        one = self.example[:1]
+        dense_model = setup.build().eval()
+        self._dense = self._dense or count(dense_model, one)
+        dense = self._dense
+        final = outcome.theoretical or count(model, one)
+        record.accuracy = evaluate(model, self.data.test).accuracy
+        record.macs, record.params = int(final["macs"]), int(final["params"])
+        record.dense_macs, record.dense_params = dense["macs"], dense["params"]
+        record.theoretical = outcome.theoretical is not None
+        record.epochs, record.pruned, record.notes = outcome.epochs, outcome.pruned, outcome.notes
+        record.history = outcome.history
+        if self.settings.latency and not record.theoretical:
+            batch = torch.zeros(64, *self.example.shape[1:])
+            measured = latency.compare(
+                dense_model, model, batch, min_seconds=self.settings.latency_seconds, repeats=5
+            )
+            record.speedup = {str(b): float(v) for b, v in measured.speedup.items()}
+        self.log(
+            f"{record.method} seed {record.seed}: accuracy {record.accuracy:.4f}, MACs {record.macs:,}, "
+            f"params {record.params:,}, {record.wall_s:.1f} s"
+        )
+
+    def records(self) -> list[RunRecord]:
+        """Every (method, seed) record of the settings, seed by seed."""
+        return [self.record(m, seed) for seed in range(self.settings.seeds) for m in self.settings.methods]

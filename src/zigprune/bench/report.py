@@ -1,0 +1,182 @@
+"""The bench's outputs: per-method summary (mean ± sd over seeds), Markdown table, accuracy-vs-MACs plot.
+
+``goal`` states the published goal so that it can fail: zigprune's best optimizer within 0.3 pt of
+the dense model and at least as accurate as every other method, mean over seeds, at equal MACs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .cache import write_atomic
+from .harness import ZIGPRUNE_OPTIMIZERS, RunRecord
+
+GOAL_GAP = 0.3
+MACS_TOLERANCE = 0.05
+
+
+@dataclass
+class Row:
+    """One method's summary over its successful seeds."""
+
+    method: str
+    seeds: int
+    accuracy: float
+    accuracy_sd: float
+    macs: float
+    params: float
+    reduction: float
+    theoretical: bool
+    speedup: dict[str, float]
+    wall_s: float
+    epochs: float
+    failed: int
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(records: list[RunRecord], methods: list[str]) -> list[Row]:
+    """One ``Row`` per method in ``methods`` order (methods whose every seed failed get no row)."""
+    rows = []
+    for method in methods:
+        ok = [r for r in records if r.method == method and r.error is None]
+        failed = sum(1 for r in records if r.method == method and r.error is not None)
+        if not ok:
+            continue
+        batches = sorted({b for r in ok for b in (r.speedup or {})}, key=int)
+        rows.append(
+            Row(
+                method=method,
+                seeds=len(ok),
+                accuracy=100 * statistics.fmean(r.accuracy for r in ok),
+                accuracy_sd=100 * _sd([r.accuracy for r in ok]),
+                macs=statistics.fmean(r.macs for r in ok),
+                params=statistics.fmean(r.params for r in ok),
+                reduction=statistics.fmean(r.dense_macs / max(r.macs, 1) for r in ok),
+                theoretical=any(r.theoretical for r in ok),
+                speedup={
+                    b: statistics.fmean(r.speedup[b] for r in ok if r.speedup and b in r.speedup)
+                    for b in batches
+                },
+                wall_s=statistics.fmean(r.wall_s for r in ok),
+                epochs=statistics.fmean(r.epochs for r in ok),
+                failed=failed,
+            )
+        )
+    return rows
+
+
+def goal(rows: list[Row], target: float) -> str:
+    """Whether zigprune's best optimizer met the goal (see module docstring), in one sentence."""
+    by_method = {r.method: r for r in rows}
+    ours = [r for r in rows if r.method in ZIGPRUNE_OPTIMIZERS and _at_target(r, target)]
+    if not ours or "dense" not in by_method:
+        return "Goal not evaluated: it needs the dense run and a zigprune optimizer at the MACs target."
+    best = max(ours, key=lambda r: r.accuracy)
+    gap = by_method["dense"].accuracy - best.accuracy
+    others = [r for r in rows if r.method not in ZIGPRUNE_OPTIMIZERS and r.method != "dense"]
+    ahead = [r.method for r in others if r.accuracy > best.accuracy]
+    met = gap <= GOAL_GAP and not ahead
+    verdict = "met" if met else "NOT met"
+    detail = f"{best.method} is {gap:+.2f} pt below dense (goal ≤ {GOAL_GAP})"
+    if ahead:
+        detail += f"; more accurate: {', '.join(ahead)}"
+    return f"Goal {verdict}: {detail}."
+
+
+def _at_target(row: Row, target: float) -> bool:
+    return row.reduction >= target * (1 - MACS_TOLERANCE)
+
+
+def table(rows: list[Row], target: float) -> str:
+    """Markdown table: method, accuracy mean ± sd, MACs, reduction, params, latency speedup, wall time."""
+    batches = sorted({b for r in rows for b in r.speedup}, key=int)
+    head = ["method", "accuracy (%)", "MACs", "MACs reduction", "params"]
+    head += [f"speedup b{b}" for b in batches] + ["wall time (s)", "epochs", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
+    for r in rows:
+        mark = "*" if r.theoretical else ""
+        off = "" if r.method == "dense" or _at_target(r, target) else " ⚠"
+        cells = [
+            r.method,
+            f"{r.accuracy:.2f} ± {r.accuracy_sd:.2f}",
+            f"{r.macs / 1e6:.2f} M{mark}",
+            f"{r.reduction:.2f}×{mark}{off}",
+            f"{r.params / 1e3:.1f} k{mark}",
+        ]
+        cells += [f"{r.speedup[b]:.2f}×" if b in r.speedup else "—" for b in batches]
+        cells += [
+            f"{r.wall_s:.1f}",
+            f"{r.epochs:g}",
+            f"{r.seeds}" + (f" ({r.failed} failed)" if r.failed else ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """The machine and library versions the bench ran with."""
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    info["zigprune"] = __version__
+    try:
+        import torch_pruning
+
+        info["torch_pruning"] = getattr(torch_pruning, "__version__", "unknown")
+    except ImportError:
+        info["torch_pruning"] = None
+    return info
+
+
+def plot(rows: list[Row], title: str) -> bytes | None:
+    """Accuracy (mean ± sd) against MACs as PNG bytes (hollow: theoretical MACs); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        style = {"mfc": "none"} if r.theoretical else {}
+        marker = "*" if r.method in ZIGPRUNE_OPTIMIZERS else ("s" if r.method == "dense" else "o")
+        ax.errorbar(
+            r.macs / 1e6, r.accuracy, yerr=r.accuracy_sd, fmt=marker, ms=9, capsize=3, label=r.method, **style
+        )
+    ax.set(xlabel="MACs (M) per sample", ylabel="last-epoch test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write(out: Path, stem: str, markdown: str, results: str, png: bytes | None) -> list[Path]:
+    """Write ``stem``.md, .json and (with a plot) .png into ``out`` atomically; returns their paths."""
+    paths = [out / f"{stem}.md", out / f"{stem}.json"]
+    write_atomic(paths[0], markdown.encode())
+    write_atomic(paths[1], results.encode())
+    if png is not None:
+        paths.append(out / f"{stem}.png")
+        write_atomic(paths[2], png)
+    return paths

@@ -1,0 +1,13 @@
+"""Pruning methods on a GroupSpace: criteria × allocators × schedules × recovery, and named recipes."""
+
+from .allocators import ALLOCATORS, allocate
+from .criteria import CRITERIA, Criterion
+from .recipes import RECIPES, get, register
+from .recovery import RECOVERIES, recover
+from .run import Outcome, Setup, Trainer
+from .schedules import CURVES, SCHEDULES, Schedule
+
+__all__ = [
+    "ALLOCATORS", "CRITERIA", "CURVES", "RECIPES", "RECOVERIES", "SCHEDULES", "Criterion", "Outcome",
+    "Schedule", "Setup", "Trainer", "allocate", "get", "recover", "register",
+]  # fmt: skip

@@ -1,0 +1,299 @@
+"""The seed methods as named recipes: criterion × allocator × schedule × recovery on one GroupSpace.
+
+Each recipe is ``fn(setup) -> Outcome`` and spends exactly ``setup.epochs`` epochs in total
+(pre-training, pruning and recovery all count), except ``scratch-b``, which by definition trains
+the found architecture for as much compute as the dense model. Structured recipes end with
+``space.construct()``, so their model is physically smaller; ``magnitude`` and ``lth`` are
+unstructured and report theoretical MACs. Hyper-parameters are named ``setup.options`` keys,
+listed in each recipe's docstring with their defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .. import analyze
+from ..errors import ZigpruneError
+from ..optim import DHSPG, HESSO, HSPG
+from ..space import GroupSpace
+from . import unstructured
+from .allocators import allocate
+from .criteria import Taylor, make
+from .hooks import Accumulate, BNPenalty, Gradual, GradualMagnitude, GroupMask, Snapshot, SoftZero, WeightMask
+from .recovery import Found, recover
+from .run import Outcome, Setup, Trainer, split
+from .schedules import Schedule
+
+Recipe = Callable[[Setup], Outcome]
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(name: str) -> Callable[[Recipe], Recipe]:
+    """Register a recipe under ``name`` (``RECIPES``); the bench can run every registered name."""
+
+    def decorate(recipe: Recipe) -> Recipe:
+        if name in RECIPES:
+            raise ValueError(f"recipe {name!r} is already registered")
+        RECIPES[name] = recipe
+        return recipe
+
+    return decorate
+
+
+def get(name: str) -> Recipe:
+    """The recipe registered as ``name``, or an error listing them all."""
+    if name not in RECIPES:
+        raise ZigpruneError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def _space(setup: Setup, model: nn.Module) -> GroupSpace:
+    return analyze(model, setup.example)
+
+
+def slim(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
+    """Zero the ``pruned`` groups (bool mask) in the space's model and construct the smaller model."""
+    space.zero_(torch.nonzero(pruned).reshape(-1))
+    return space.construct()
+
+
+def _ids(mask: torch.Tensor) -> list[int]:
+    return torch.nonzero(mask).reshape(-1).tolist()
+
+
+@register("dense")
+def dense(setup: Setup) -> Outcome:
+    """The unpruned model, trained for the whole budget: the reference every method is compared to."""
+    model, trainer = setup.build(), Trainer(setup)
+    trainer.fit(model, setup.epochs, "train")
+    return trainer.outcome(model, [])
+
+
+def prune_and_recover(setup: Setup, criterion: str, allocator: str, **criterion_options) -> Outcome:
+    """Pre-train, prune once by ``criterion`` and ``allocator``, construct, then recover (fine-tune)."""
+    model, trainer = setup.build(), Trainer(setup)
+    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    trainer.fit(model, first, "pretrain")
+    space = _space(setup, model)
+    scores = make(criterion, space, **criterion_options).scores()
+    pruned = allocate(setup.option("allocator", allocator), space, scores, setup.target)
+    found = Found(slim(space, pruned), setup.lr, second, seed=setup.seed)
+    retrain = recover(setup.option("recovery", "fine-tune"), found)
+    trainer.fit(retrain.model, retrain.epochs, "fine-tune", lr=retrain.lr)
+    return trainer.outcome(retrain.model, _ids(pruned))
+
+
+@register("l1-filter")
+def l1_filter(setup: Setup) -> Outcome:
+    """Li et al.: L1 norm of each group, the same share of every layer, one shot, then fine-tune.
+
+    Options: ``pretrain_share`` 0.5, ``allocator`` "uniform", ``recovery`` "fine-tune".
+    """
+    return prune_and_recover(setup, "l1", "uniform")
+
+
+@register("random")
+def random(setup: Setup) -> Outcome:
+    """Random groups instead of a criterion, otherwise as ``l1-filter`` (allocator "uniform")."""
+    return prune_and_recover(setup, "random", "uniform", seed=setup.seed)
+
+
+@register("slimming")
+def slimming(setup: Setup) -> Outcome:
+    """Liu et al.: train with λ·Σ|γ| on BatchNorm scales, prune by |γ| globally, then fine-tune.
+
+    Options: ``lmbda`` 1e-4, ``pretrain_share`` 0.5, ``allocator`` "global".
+    """
+    model, trainer = setup.build(), Trainer(setup)
+    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    trainer.fit(model, first, "sparsity", hooks=[BNPenalty(model, setup.option("lmbda", 1e-4))])
+    space = _space(setup, model)
+    pruned = allocate(setup.option("allocator", "global"), space, make("bn", space).scores(), setup.target)
+    model = slim(space, pruned)
+    trainer.fit(model, second, "fine-tune", lr=setup.lr * setup.option("fine_tune_lr", 0.1))
+    return trainer.outcome(model, _ids(pruned))
+
+
+@register("sfp")
+def sfp(setup: Setup) -> Outcome:
+    """He et al.: at every epoch end zero the lowest-L2 groups of every layer; they keep training.
+
+    The zeros of the last epoch end are removed by ``construct``; no fine-tuning. Options:
+    ``allocator`` "uniform".
+    """
+    model, trainer = setup.build(), Trainer(setup)
+    space = _space(setup, model)
+    soft = SoftZero(space, make("l2", space), setup.option("allocator", "uniform"), setup.target)
+    trainer.fit(model, setup.epochs, "soft-prune", hooks=[soft])
+    return trainer.outcome(space.construct(), _ids(soft.pruned))
+
+
+@register("taylor")
+def taylor(setup: Setup) -> Outcome:
+    """Molchanov et al.: pre-train, then prune by first-order Taylor scores averaged over batches.
+
+    Groups are removed in ``events`` equal rounds over the first half of the second phase (global
+    ranking, masks pinned), which then fine-tunes; ``construct`` at the end. Options:
+    ``pretrain_share`` 0.5, ``events`` 10, ``momentum`` 0.9, ``allocator`` "global".
+    """
+    model, trainer = setup.build(), Trainer(setup)
+    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    trainer.fit(model, first, "pretrain")
+    space = _space(setup, model)
+    criterion = Taylor(space, momentum=setup.option("momentum", 0.9))
+    steps = second * setup.steps_per_epoch
+    events = max(1, min(setup.option("events", 10), steps // 2))
+    mask = GroupMask(space)
+    gradual = Gradual(
+        mask,
+        criterion,
+        setup.option("allocator", "global"),
+        setup.target,
+        Schedule("linear", events=events),
+        first=max(1, steps // (2 * events)),
+        last=max(1, steps // 2),
+    )
+    lr = setup.lr * setup.option("fine_tune_lr", 0.1)
+    trainer.fit(model, second, "prune+fine-tune", hooks=[Accumulate(criterion), gradual, mask], lr=lr)
+    return trainer.outcome(slim(space, mask.pruned), _ids(mask.pruned))
+
+
+@register("one-cycle")
+def one_cycle(setup: Setup) -> Outcome:
+    """Hubens et al.: prune from the start along a logistic ramp over the whole run; no fine-tuning.
+
+    Group L2 norms, cost-aware allocation, hard masks, ``events`` 20 pruning events; ``construct``
+    at the end. Options: ``events``, ``allocator`` "cost-aware", ``criterion`` "l2".
+    """
+    model, trainer = setup.build(), Trainer(setup)
+    space = _space(setup, model)
+    steps = setup.epochs * setup.steps_per_epoch
+    events = max(1, min(setup.option("events", 20), steps))
+    mask = GroupMask(space)
+    gradual = Gradual(
+        mask,
+        make(setup.option("criterion", "l2"), space),
+        setup.option("allocator", "cost-aware"),
+        setup.target,
+        Schedule("one-cycle", events=events),
+        first=max(1, steps // events),
+        last=steps,
+    )
+    trainer.fit(model, setup.epochs, "prune", hooks=[gradual, mask])
+    return trainer.outcome(slim(space, mask.pruned), _ids(mask.pruned))
+
+
+def _scratch(setup: Setup, recovery: str) -> Outcome:
+    source = setup.option("source", "hesso")
+    if setup.architecture is None:
+        raise ZigpruneError(
+            f"scratch trains the architecture another method found: run it with {source!r} (the bench does)"
+        )
+    ids = setup.architecture(source)
+    model, trainer = setup.build(), Trainer(setup)
+    space = _space(setup, model)
+    pruned = torch.zeros(space.num_groups, dtype=torch.bool)
+    pruned[ids] = True
+    dense_macs = space.total_macs
+    found = Found(
+        slim(space, pruned), setup.lr, setup.epochs, None, dense_macs, space.macs(pruned), setup.seed
+    )
+    retrain = recover(recovery, found)
+    trainer.fit(retrain.model, retrain.epochs, recovery)
+    return trainer.outcome(retrain.model, ids, notes=f"architecture of {source}")
+
+
+@register("scratch")
+def scratch(setup: Setup) -> Outcome:
+    """Scratch-E (Liu et al.): the architecture ``source`` ("hesso") found, re-initialised, E epochs."""
+    return _scratch(setup, "scratch-e")
+
+
+@register("scratch-b")
+def scratch_b(setup: Setup) -> Outcome:
+    """Scratch-B: as ``scratch`` but trained for the dense model's compute (E × dense/slim MACs epochs)."""
+    return _scratch(setup, "scratch-b")
+
+
+@register("magnitude")
+def magnitude(setup: Setup) -> Outcome:
+    """Han et al.: global |w| masks on conv/linear weights, raised along AGP's cubic ramp, then fine-tuned.
+
+    Unstructured: theoretical MACs. The masks grow at ``events`` points over the first half of the
+    second phase and stay zero through training. Options: ``pretrain_share`` 0.5, ``events`` 10.
+    """
+    model, trainer = setup.build(), Trainer(setup)
+    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    trainer.fit(model, first, "pretrain")
+    macs = unstructured.layer_macs(model, setup.example)
+    steps = second * setup.steps_per_epoch
+    events = max(1, min(setup.option("events", 10), steps // 2))
+    hook = GradualMagnitude(model, macs, setup.target.fraction, Schedule("agp", events=events), steps // 2)
+    lr = setup.lr * setup.option("fine_tune_lr", 0.1)
+    trainer.fit(model, second, "prune+fine-tune", hooks=[hook], lr=lr)
+    return trainer.outcome(model, [], theoretical=unstructured.theoretical(model, macs))
+
+
+@register("lth")
+def lth(setup: Setup) -> Outcome:
+    """Frankle et al.: iterative magnitude pruning with weight rewinding (lottery tickets, unstructured).
+
+    The budget is cut into ``rounds`` + 1 equal segments; after each of the first ``rounds`` the
+    global |w| masks grow geometrically (the same share of what is left) and the surviving weights
+    rewind to their values after ``rewind_share`` of the first segment, replaying the schedule.
+    Options: ``rounds`` 3 (fewer if the budget is short), ``rewind_share`` 0.05.
+    """
+    rounds = max(1, min(setup.option("rounds", 3), setup.epochs - 1))
+    segments = [setup.epochs // (rounds + 1)] * (rounds + 1)
+    segments[-1] += setup.epochs - sum(segments)
+    model, trainer = setup.build(), Trainer(setup)
+    macs = unstructured.layer_macs(model, setup.example)
+    rewind_at = max(1, round(setup.option("rewind_share", 0.05) * segments[0] * setup.steps_per_epoch))
+    snapshot = Snapshot(rewind_at)
+    masks = WeightMask(model, {})
+    fractions = Schedule("geometric", events=rounds).fractions(setup.target.fraction)
+    trainer.fit(model, segments[0], "train", hooks=[snapshot])
+    for k, (segment, fraction) in enumerate(zip(segments[1:], fractions)):
+        masks.masks = unstructured.magnitude_masks(model, macs, fraction)
+        retrain = recover("weight-rewind", Found(model, setup.lr, segment, snapshot.state))
+        masks.apply()
+        trainer.fit(retrain.model, retrain.epochs, f"round {k + 1}", hooks=[masks], lr=retrain.lr)
+    return trainer.outcome(model, [], theoretical=unstructured.theoretical(model, macs))
+
+
+def _optimizer_recipe(setup: Setup, cls: type, **extra) -> Outcome:
+    model, trainer = setup.build(), Trainer(setup)
+    space = _space(setup, model)
+    total = setup.epochs * setup.steps_per_epoch
+    opt = cls(
+        space,
+        lr=setup.lr,
+        momentum=setup.momentum,
+        weight_decay=setup.weight_decay,
+        total_steps=total,
+        **extra,
+    )
+    trainer.fit(model, setup.epochs, "train once", optimizer=opt)
+    pruned = space.zero_groups()
+    return trainer.outcome(space.construct(), _ids(pruned))
+
+
+@register("hspg")
+def hspg(setup: Setup) -> Outcome:
+    """zigprune's HSPG: group-lasso half-space projections, no explicit target. Options: ``lmbda`` 1e-3."""
+    return _optimizer_recipe(setup, HSPG, lmbda=setup.option("lmbda", 1e-3))
+
+
+@register("dhspg")
+def dhspg(setup: Setup) -> Outcome:
+    """zigprune's DHSPG with the setup's target (by MACs), one run, no fine-tuning."""
+    return _optimizer_recipe(setup, DHSPG, target=setup.target.fraction, by=setup.target.by)
+
+
+@register("hesso")
+def hesso(setup: Setup) -> Outcome:
+    """zigprune's HESSO with the setup's target (by MACs), one run, no fine-tuning."""
+    return _optimizer_recipe(setup, HESSO, target=setup.target.fraction, by=setup.target.by)

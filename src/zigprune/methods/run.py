@@ -1,0 +1,144 @@
+"""What a recipe gets (``Setup``), what it returns (``Outcome``), and ``Trainer``, its phases of training.
+
+Every phase is an ordinary ``zigprune.training.train`` run (SGD with momentum and weight decay, a
+per-step cosine schedule from the phase's peak learning rate to 0), and the trainer counts the
+epochs of every phase so each recipe's total can be checked against the shared budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ZigpruneError
+from ..optim.selection import Target
+from ..training import Hook, train
+
+PHASE_SEED_STRIDE = 101
+
+
+@dataclass
+class Setup:
+    """The shared conditions of one (method, seed) run: model, data, MACs target, epoch budget, recipe.
+
+    ``build()`` returns a freshly initialised model, identical for every method of the seed.
+    ``options`` overrides a recipe's hyper-parameters by name; ``architecture(method)`` returns the
+    group ids another method removed for this seed (``scratch`` trains that architecture anew).
+    """
+
+    build: Callable[[], nn.Module]
+    data: Any
+    example: torch.Tensor
+    target: Target
+    epochs: int
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    progress: bool = False
+    epoch_eval: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    architecture: Callable[[str], list[int]] | None = None
+
+    def option(self, name: str, default: Any) -> Any:
+        """The recipe option ``name`` if set, else ``default``."""
+        return self.options.get(name, default)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch of the training set."""
+        return max(1, math.ceil(len(self.data.train) / self.batch_size))
+
+
+@dataclass
+class Outcome:
+    """A recipe's result: the final model, the groups it removed, epochs spent and per-epoch history.
+
+    ``theoretical`` holds ``{"macs", "params"}`` for unstructured methods, whose model keeps its dense
+    shape (zeros only): their costs count nonzero weights and need sparse kernels to be real.
+    """
+
+    model: nn.Module
+    pruned: list[int]
+    epochs: int
+    history: list[dict[str, float | str]]
+    theoretical: dict[str, int] | None = None
+    notes: str = ""
+
+
+class Trainer:
+    """Runs a recipe's phases under one ``Setup`` and records their epochs and history."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.epochs = 0
+        self.phases = 0
+        self.history: list[dict[str, float | str]] = []
+
+    def optimizer(self, model: nn.Module, lr: float | None = None, weight_decay: float | None = None):
+        """SGD with the setup's momentum and weight decay (both overridable) at peak ``lr``."""
+        s = self.setup
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=s.lr if lr is None else lr,
+            momentum=s.momentum,
+            weight_decay=s.weight_decay if weight_decay is None else weight_decay,
+        )
+
+    def fit(
+        self,
+        model: nn.Module,
+        epochs: int,
+        phase: str,
+        hooks: Sequence[Hook] = (),
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float | None = None,
+        postfix: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
+        """Train ``model`` for ``epochs`` (nothing for 0) with a per-step cosine schedule; count them."""
+        if epochs < 0:
+            raise ZigpruneError(
+                f"a phase cannot last {epochs} epochs; the budget is too small for this recipe"
+            )
+        if epochs == 0:
+            return
+        s = self.setup
+        optimizer = optimizer or self.optimizer(model, lr)
+        total = epochs * s.steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        history = train(
+            model,
+            optimizer,
+            s.data.train,
+            epochs=epochs,
+            batch_size=s.batch_size,
+            scheduler=scheduler,
+            augment=s.data.augment,
+            hooks=hooks,
+            seed=s.seed * PHASE_SEED_STRIDE + self.phases,
+            progress=s.progress,
+            test_set=s.data.test if s.epoch_eval else None,
+            postfix=postfix,
+            catch_signals=False,
+            desc=phase,
+        )
+        for row in history.epochs:
+            self.history.append({**row, "epoch": self.epochs + int(row["epoch"]), "phase": phase})
+        self.epochs += epochs
+        self.phases += 1
+
+    def outcome(self, model: nn.Module, pruned: list[int], **extra: Any) -> Outcome:
+        """The recipe's ``Outcome`` with the epochs and history recorded so far."""
+        return Outcome(model, pruned, self.epochs, self.history, **extra)
+
+
+def split(epochs: int, share: float) -> tuple[int, int]:
+    """Cut a budget into a first phase of about ``share`` and a second phase of at least one epoch."""
+    first = min(max(round(epochs * share), 0), epochs - 1)
+    return first, epochs - first

@@ -1,0 +1,238 @@
+"""A compress run's report: ``report.md`` with the before/after table and PNG plots (matplotlib, Agg).
+
+Everything is rendered from the run's files (``metrics.json``, ``history.json``, ``plan.json``), so
+``zigprune report RUN_DIR`` re-renders it. Without matplotlib the report says so and keeps its tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import LoadError
+from .io import atomic_write
+
+REPORT = "report.md"
+MAX_WIDTH_ROWS = 40
+
+
+def _fmt_int(n: float) -> str:
+    return f"{int(n):,}"
+
+
+def _ratio(before: float, after: float, word: str) -> str:
+    return f"{before / after:.2f}x {word}" if after else "—"
+
+
+def table(metrics: dict[str, Any]) -> str:
+    """The before/after Markdown table: accuracy, params, MACs, latency, speedup next to the MACs ratio."""
+    dense, slim = metrics["dense"], metrics["slim"]
+    macs_ratio = metrics["reduction"]["macs"]
+    rows = [("", "dense", "slim", "change")]
+    if dense.get("accuracy") is not None:
+        change = f"{100 * (slim['accuracy'] - dense['accuracy']):+.1f} pt"
+        rows.append(("test accuracy", f"{dense['accuracy']:.2%}", f"{slim['accuracy']:.2%}", change))
+    else:
+        rows.append(("test accuracy", "not trained", f"{slim['accuracy']:.2%}", ""))
+    rows.append(
+        (
+            "params",
+            _fmt_int(dense["params"]),
+            _fmt_int(slim["params"]),
+            _ratio(dense["params"], slim["params"], "fewer"),
+        )
+    )
+    rows.append(
+        (
+            "MACs",
+            _fmt_int(dense["macs"]),
+            _fmt_int(slim["macs"]),
+            _ratio(dense["macs"], slim["macs"], "fewer"),
+        )
+    )
+    for backend, timings in dense.get("latency", {}).items():
+        slim_times = {t["batch"]: t for t in slim["latency"][backend]}
+        for entry in timings:
+            after = slim_times[entry["batch"]]
+            speed = entry["median_ms"] / after["median_ms"]
+            rows.append((
+                f"latency {backend}, batch {entry['batch']}",
+                f"{entry['median_ms']:.3f} ms",
+                f"{after['median_ms']:.3f} ms",
+                f"{speed:.2f}x faster ({speed / macs_ratio:.2f} of the MACs ratio)",
+            ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines.insert(
+        1,
+        "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|",
+    )
+    return "\n".join(lines)
+
+
+def _steps(history: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
+    rows = [row for row in history["steps"] if key in row]
+    return [row["step"] for row in rows], [row[key] for row in rows]
+
+
+def _plot_training(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    loss_ax.plot(*_steps(history, "loss"), lw=0.8)
+    loss_ax.set(title="training loss", xlabel="step", yscale="log")
+    epochs = history["epochs"]
+    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test (full model)")):
+        if any(key in row for row in epochs):
+            acc_ax.plot(
+                [row["epoch"] for row in epochs], [row.get(key) for row in epochs], marker=".", label=label
+            )
+    acc_ax.set(title="accuracy per epoch", xlabel="epoch")
+    acc_ax.legend()
+    return True
+
+
+def _plot_sparsity(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
+    if not _steps(history, "macs_left")[0]:
+        return False
+    ax = figure.subplots()
+    ax.plot(*_steps(history, "group_sparsity"), label="groups at zero")
+    ax.plot(*_steps(history, "macs_left"), label="MACs left")
+    ax.set(title="group sparsity and MACs over training", xlabel="step", ylim=(0, 1.02))
+    ax.legend()
+    return True
+
+
+def _plot_widths(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
+    if not widths:
+        return False
+    rows = widths[:MAX_WIDTH_ROWS]
+    ax = figure.subplots()
+    y = range(len(rows))
+    ax.barh(y, [r["before"] for r in rows], color="0.8", label="before")
+    ax.barh(y, [r["after"] for r in rows], color="C0", label="after")
+    ax.set_yticks(list(y), [r["family"][-40:] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(title="kept width per layer family", xlabel="channels / features / heads")
+    ax.legend()
+    figure.set_figheight(max(3.0, 0.25 * len(rows) + 1.5))
+    return True
+
+
+def _plot_costs(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
+    dense, slim = metrics["dense"], metrics["slim"]
+    labels, values = (
+        ["params", "MACs"],
+        [slim["params"] / dense["params"], slim["macs"] / max(dense["macs"], 1)],
+    )
+    for backend, timings in dense.get("latency", {}).items():
+        slim_times = {t["batch"]: t["median_ms"] for t in slim["latency"][backend]}
+        for entry in timings:
+            labels.append(f"{backend}\nbatch {entry['batch']}")
+            values.append(slim_times[entry["batch"]] / entry["median_ms"])
+    ax = figure.subplots()
+    bars = ax.bar(range(len(values)), values, color="C0")
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    ax.bar_label(bars, [f"{v:.2f}" for v in values], fontsize=8)
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set(title="slim model relative to dense (dense = 1)", ylim=(0, max(1.1, max(values) * 1.15)))
+    return True
+
+
+PLOTS: dict[str, tuple[str, Callable[..., bool]]] = {
+    "training.png": ("Training", _plot_training),
+    "sparsity.png": ("Group sparsity and MACs", _plot_sparsity),
+    "widths.png": ("Kept width per layer", _plot_widths),
+    "costs.png": ("Params, MACs and latency", _plot_costs),
+}
+
+
+def clear(out: Path) -> None:
+    """Remove a previous report and its plots from ``out``."""
+    for name in (REPORT, *PLOTS):
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def _draw(
+    out: Path, metrics: dict[str, Any], history: dict[str, Any], widths: list
+) -> list[tuple[str, str]] | str:
+    """Write each plot that has data; the (title, file) pairs, or why there are no plots."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return "Plots skipped: matplotlib is not installed (pip install 'zigprune[plots]')."
+    drawn = []
+    for name, (title, plot) in PLOTS.items():
+        figure = Figure(figsize=(9, 3.4), layout="constrained")
+        if plot(figure, metrics, history, widths):
+            atomic_write(out / name, lambda temp, figure=figure: figure.savefig(temp, format="png", dpi=110))
+            drawn.append((title, name))
+    return drawn
+
+
+def _widths(out: Path) -> list[dict[str, Any]]:
+    try:
+        plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+        return [w for w in plan["widths"] if w["after"] != w["before"]] or list(plan["widths"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def render(out: str | Path, metrics: dict[str, Any], history: dict[str, Any]) -> Path:
+    """Write ``report.md`` and its plots into ``out`` from a run's metrics and training history."""
+    out = Path(out)
+    widths = _widths(out)
+    plots = _draw(out, metrics, history, widths)
+    config, seconds = metrics["config"], metrics["seconds"]
+    lines = [
+        f"# zigprune run: {config['model']} on {config['data']}",
+        "",
+        f"`{metrics.get('command') or 'zigprune compress'}`",
+        "",
+        f"{config['optimizer'].upper()}, target `{config['target']}`, {config['epochs']} epochs "
+        f"({metrics['steps']} steps), lr {config['lr']}, batch {config['batch_size']}, "
+        f"seed {config['seed']}. "
+        f"{metrics['groups']['zero']} of {metrics['groups']['total']} groups removed.",
+        "",
+        table(metrics),
+        "",
+        "Dense accuracy is the same model trained with the same recipe and plain SGD"
+        if metrics["dense"].get("accuracy") is not None
+        else "No dense baseline was trained (--no-baseline).",
+        f"(the slim model reproduces the trained full model: {metrics['slim']['full_model_accuracy']:.2%}). "
+        "Latency is the median of interleaved single-threaded calls.",
+        "",
+        "Wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ".",
+        "",
+    ]
+    if isinstance(plots, str):
+        lines += [plots, ""]
+    for title, name in plots if not isinstance(plots, str) else []:
+        lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    if widths:
+        lines += ["## Kept widths", "", "| family | before | after |", "|---|---:|---:|"]
+        lines += [f"| {w['family']} | {w['before']} | {w['after']} |" for w in widths]
+        lines.append("")
+    text = "\n".join(lines)
+    return atomic_write(out / REPORT, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def render_dir(out: str | Path) -> Path:
+    """Re-render ``report.md`` of a finished run from its files; ``LoadError`` if missing or corrupt."""
+    out = Path(out)
+    found = {}
+    for name in ("metrics.json", "history.json"):
+        try:
+            found[name] = json.loads((out / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LoadError(
+                f"{out} has no {name}: not a finished zigprune run; run zigprune compress"
+            ) from None
+        except (OSError, ValueError) as err:
+            raise LoadError(f"{out / name} is corrupt ({err}); run zigprune compress --force again") from None
+    try:
+        return render(out, found["metrics.json"], found["history.json"]["train"])
+    except (KeyError, TypeError) as err:
+        raise LoadError(
+            f"{out} has an incomplete metrics.json or history.json (missing {err}); run again"
+        ) from None

@@ -1,0 +1,179 @@
+"""``compress`` end to end on tiny inputs: run directory, exact save/load and ONNX, resume, target parsing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zigprune as zp
+from zigprune import compress as run
+from zigprune import data
+from zigprune.training import Hook, Loop
+
+TINY = run.Config(subset=200, epochs=2, batch_size=50, onnx=False, latency=False, baseline=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One run with everything on: baseline, ONNX export and latency (the slow parts, once)."""
+    out = tmp_path_factory.mktemp("run")
+    config = replace(TINY, onnx=True, latency=True, baseline=True, latency_seconds=0.02)
+    return out, run.compress(config, out, progress=False, log=lambda text: None, command="zigprune compress")
+
+
+def test_run_directory_is_complete(full_run: tuple[Path, dict]) -> None:
+    out, metrics = full_run
+    names = {p.name for p in out.iterdir()}
+    expected = {"run.json", "plan.json", "model.safetensors", "model.onnx", "metrics.json", "history.json"}
+    assert expected | {"report.md", "training.png", "sparsity.png", "widths.png", "costs.png"} == names
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["slim"]["macs"] < metrics["dense"]["macs"] and metrics["reduction"]["macs"] > 1.5
+    assert metrics["slim"]["accuracy"] == metrics["slim"]["full_model_accuracy"]
+    assert 0 <= metrics["dense"]["accuracy"] <= 1
+    assert set(metrics["speedup"]) == {"torch", "onnxruntime"} and set(metrics["speedup"]["torch"]) == {
+        "1",
+        "64",
+    }
+    assert metrics["optimizer_report"]["macs_left"] <= 0.5 + 1e-9
+    torch_speedup = metrics["speedup"]["torch"]["64"]
+    assert metrics["speedup_over_macs_ratio"]["torch"]["64"] == pytest.approx(
+        torch_speedup / metrics["reduction"]["macs"]
+    )
+    history = json.loads((out / "history.json").read_text())["train"]
+    assert len(history["epochs"]) == 2 and history["steps"][-1]["step"] == metrics["steps"] == 8
+    report = (out / "report.md").read_text()
+    assert "![Training](training.png)" in report and "| MACs" in report
+
+
+def test_saved_model_loads_with_identical_outputs(full_run: tuple[Path, dict]) -> None:
+    out, _ = full_run
+    slim = zp.load(out)
+    x = data.load("digits").test.tensors[0][:16]
+    again = zp.load(out)
+    with torch.no_grad():
+        assert torch.equal(slim(x), again(x))
+    assert (
+        sum(p.numel() for p in slim.parameters())
+        == json.loads((out / "metrics.json").read_text())["slim"]["params"]
+    )
+
+
+def test_onnx_matches_pytorch(full_run: tuple[Path, dict]) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out, _ = full_run
+    slim = zp.load(out)
+    x = data.load("digits").test.tensors[0][:64]
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(got), slim(x), atol=1e-4)
+
+
+class StopAt(Hook):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def before_step(self, loop: Loop) -> None:
+        if loop.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interrupt_gives_the_same_model(tmp_path: Path) -> None:
+    quiet = {"progress": False, "log": lambda text: None}
+    reference = run.compress(TINY, tmp_path / "a", **quiet)
+    with pytest.raises(run.Interrupted, match=r"at step 3 of 8 .*--out .*b --resume"):
+        run.compress(TINY, tmp_path / "b", hooks=(StopAt(3),), **quiet)
+    assert (tmp_path / "b" / "checkpoint.safetensors").is_file() and not (
+        tmp_path / "b" / "metrics.json"
+    ).exists()
+    with pytest.raises(run.RunDirError, match=r"unfinished run .*--resume"):
+        run.compress(TINY, tmp_path / "b", **quiet)
+    resumed = run.compress(run.Config(), tmp_path / "b", resume=True, **quiet)  # settings come from run.json
+    assert resumed["config"] == reference["config"]
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "b" / "checkpoint.safetensors").exists()
+
+
+def test_run_directory_rules(tmp_path: Path) -> None:
+    quiet = {"progress": False, "log": lambda text: None}
+    with pytest.raises(run.RunDirError, match="no checkpoint to resume"):
+        run.compress(TINY, tmp_path, resume=True, **quiet)
+    run.compress(replace(TINY, epochs=1), tmp_path, **quiet)
+    with pytest.raises(run.RunDirError, match="holds a complete run; pass --force"):
+        run.compress(TINY, tmp_path, **quiet)
+    with pytest.raises(run.RunDirError, match="nothing to resume"):
+        run.compress(TINY, tmp_path, resume=True, **quiet)
+    (tmp_path / "mine.txt").write_text("kept")
+    metrics = run.compress(replace(TINY, epochs=1, optimizer="dhspg"), tmp_path, force=True, **quiet)
+    assert metrics["config"]["optimizer"] == "dhspg" and (tmp_path / "mine.txt").read_text() == "kept"
+
+
+def test_failure_after_training_leaves_no_complete_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run.run_report, "render", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run.compress(TINY, tmp_path, progress=False, log=lambda text: None)
+    assert not (tmp_path / "metrics.json").exists()
+    with pytest.raises(run.RunDirError, match="unfinished run"):
+        run.compress(TINY, tmp_path, progress=False, log=lambda text: None)
+
+
+def test_bad_names_fail_before_touching_the_directory(tmp_path: Path) -> None:
+    from zigprune.errors import DataError, ModelError
+
+    with pytest.raises(ModelError, match=r"unknown model 'nope'.*digits_cnn"):
+        run.compress(replace(TINY, model="nope"), tmp_path / "x")
+    with pytest.raises(DataError, match=r"unknown dataset 'nope'; valid names: .*digits"):
+        run.compress(replace(TINY, data="nope"), tmp_path / "x")
+    with pytest.raises(run.TargetError, match="unknown optimizer 'sgd'; valid names: hesso, dhspg, hspg"):
+        run.compress(replace(TINY, optimizer="sgd"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "fraction", "by"),
+    [("0.5", 0.5, "groups"), ("macs=0.4", 0.4, "macs"), ("params=0.3", 0.3, "params"),
+     (" MACS = 2.5x ", 0.6, "macs"), ("groups=4x", 0.75, "groups")],
+)  # fmt: skip
+def test_parse_target(text: str, fraction: float, by: str) -> None:
+    target = run.parse_target(text)
+    assert target.by == by and target.fraction == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1.5", "outside (0, 1)"), ("0", "outside (0, 1)"), ("macs=1", "outside (0, 1)"),
+     ("macs=-0.2", "outside"), ("flops=0.5", "kind 'flops' is not groups, macs or params"),
+     ("macs=half", "is not a number"),
+     ("macs=1x", "must be above 1x"), ("macs=0.5x", "must be above 1x"), ("nan", "outside (0, 1)")],
+)  # fmt: skip
+def test_parse_target_errors(text: str, message: str) -> None:
+    with pytest.raises(run.TargetError) as info:
+        run.parse_target(text)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_default_out_names() -> None:
+    assert run.default_out(run.Config()) == Path("runs/digits_cnn-digits")
+    config = run.Config(model="nets/my_net.py:build", data="imagefolder:/data/photos/")
+    assert run.default_out(config) == Path("runs/build-imagefolder-photos")
+    assert run.default_out(run.Config(model="hf:/models/tiny-vit", data="cifar10")) == Path(
+        "runs/tiny-vit-cifar10"
+    )
