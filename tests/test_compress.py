@@ -18,13 +18,6 @@ from zigprune.training import Hook, Loop
 TINY = run.Config(subset=200, epochs=2, batch_size=50, onnx=False, latency=False, baseline=False)
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """One run with everything on: baseline, ONNX export and latency (the slow parts, once)."""
