@@ -120,7 +120,8 @@ def run(method: str, ds: data.Dataset, args: argparse.Namespace) -> dict:
         )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     order = torch.Generator().manual_seed(args.seed)
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
+        print(f"{method}: epoch {epoch + 1}/{args.epochs}", flush=True)
         for index in torch.randperm(len(y), generator=order).split(args.batch_size):
             xb = ds.augment(x[index]) if ds.augment else x[index]
             opt.zero_grad()
