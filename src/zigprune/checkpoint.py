@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_write
 from .errors import LoadError, ZigpruneError
 from .training import Hook, Loop
 
@@ -36,15 +36,7 @@ def save(path: str | os.PathLike[str], state: Any) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(state, "", tensors)
     metadata = {"format": FORMAT, "version": VERSION, "structure": json.dumps(structure, allow_nan=False)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temp, metadata=metadata)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
     return path
 
 

@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from . import checkpoint, data, latency, run_report
+from .atomic import atomic_write
 from .errors import ZigpruneError
-from .io import atomic_write, export_onnx, save
+from .io import export_onnx, save
 from .measure import count
 from .models.spec import ModelSpec, resolve
 from .optim import DHSPG, HESSO, HSPG, Target

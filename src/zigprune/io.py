@@ -14,15 +14,15 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .construct import _tensors, build, outputs
 from .errors import ExportError, LoadError, ModelError
 from .models.spec import ModelSpec, resolve
@@ -159,23 +159,6 @@ def compare_checksums(saved: list[dict[str, Any]], got: list[dict[str, Any]]) ->
             if not _close(a, b, tolerance):
                 return f"output {i} {what} is {b:.6g} instead of {a:.6g}"
     return None
-
-
-# -- atomic files ------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """Write ``path`` through a temp file in the same folder and ``os.replace``: never half a file."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
 
 
 def _sha256(path: Path) -> str:

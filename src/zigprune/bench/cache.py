@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short stable hash of JSON-able ``settings``."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunCache:
@@ -54,4 +41,4 @@ class RunCache:
     def put(self, record: dict[str, Any]) -> None:
         """Store a finished run (a dict with ``method``, ``seed`` and ``fingerprint``)."""
         data = json.dumps(record, indent=1).encode()
-        write_atomic(self.path(record["method"], int(record["seed"])), data)
+        atomic_write(self.path(record["method"], int(record["seed"])), lambda temp: temp.write_bytes(data))

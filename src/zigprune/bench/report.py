@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .cache import write_atomic
+from ..atomic import atomic_write
 from .harness import ZIGPRUNE_OPTIMIZERS, RunRecord
 
 GOAL_GAP = 0.3
@@ -174,9 +174,9 @@ def plot(rows: list[Row], title: str) -> bytes | None:
 def write(out: Path, stem: str, markdown: str, results: str, png: bytes | None) -> list[Path]:
     """Write ``stem``.md, .json and (with a plot) .png into ``out`` atomically; returns their paths."""
     paths = [out / f"{stem}.md", out / f"{stem}.json"]
-    write_atomic(paths[0], markdown.encode())
-    write_atomic(paths[1], results.encode())
+    atomic_write(paths[0], lambda temp: temp.write_text(markdown, encoding="utf-8"))
+    atomic_write(paths[1], lambda temp: temp.write_text(results, encoding="utf-8"))
     if png is not None:
         paths.append(out / f"{stem}.png")
-        write_atomic(paths[2], png)
+        atomic_write(paths[2], lambda temp: temp.write_bytes(png))
     return paths
