@@ -170,3 +170,25 @@ def test_default_out_names() -> None:
     assert run.default_out(run.Config(model="hf:/models/tiny-vit", data="cifar10")) == Path(
         "runs/tiny-vit-cifar10"
     )
+
+
+def test_hugging_face_folder_compresses_and_reloads(tmp_path: Path) -> None:
+    """``hf:PATH`` end to end: a tiny ViT classifier on 8x8 digits, pruned, saved and rebuilt exactly."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "vit"
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, num_labels=10,
+    )  # fmt: skip
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    out = tmp_path / "run"
+    config = replace(TINY, model=f"hf:{folder}", target="macs=0.3", lr=0.01)
+    metrics = run.compress(config, out, progress=False, log=lambda text: None, command="test")
+    assert metrics["reduction"]["macs"] >= 1 / 0.7 - 0.02
+    assert metrics["slim"]["accuracy"] == metrics["slim"]["full_model_accuracy"]
+    slim = zp.load(out)
+    x = data.load("digits").test.tensors[0][:8]
+    with torch.no_grad():
+        assert type(slim).__name__ == "ViTForImageClassification"
+        assert slim(x).logits.shape == (8, 10)
+        assert torch.equal(slim(x).logits, zp.load(out)(x).logits)

@@ -27,7 +27,7 @@ SHAPE = (1, 8, 8)
 
 def tiny() -> nn.Module:
     torch.manual_seed(0)
-    return models.create("digits_cnn", num_classes=10)
+    return models.create("digits_cnn", num_classes=10, channels=(16, 32))
 
 
 def tiny_data(n: int = 96) -> SimpleNamespace:

@@ -192,11 +192,11 @@ def _add_compress(sub: Any) -> None:
             "Train a model once with a group-sparse optimizer (HESSO by default), build the physically "
             "smaller model, check it gives the same outputs, measure params, MACs and latency against the "
             "dense model, and save everything (weights, plan, ONNX, metrics, report with plots) in a run "
-            "directory. With no arguments: digits_cnn on scikit-learn's digits, 2x fewer MACs, well under "
-            "a minute."
+            "directory. With no arguments: digits_cnn on scikit-learn's digits, at least 2x fewer MACs with "
+            "widths kept multiples of 8, in under a minute."
         ),
         epilog="examples:\n  zigprune compress\n  zigprune compress --model resnet20 --data fashion-mnist "
-        "--target macs=2.5x --epochs 15 --round-to 4\n  zigprune compress --model my_net.py:build --data "
+        "--target macs=2.5x --epochs 15 --round-to 16\n  zigprune compress --model my_net.py:build --data "
         "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --out runs/x --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,7 +215,12 @@ def _add_compress(sub: Any) -> None:
     g = p.add_argument_group("how")
     g.add_argument("--optimizer", choices=sorted(run.OPTIMIZERS), help=f"default {d.optimizer}")
     g.add_argument("--target", help=f"what to remove: {run.TARGET_HELP}; default {d.target}")
-    g.add_argument("--round-to", metavar="N", type=int, help="keep pruned layers' widths multiples of N")
+    g.add_argument(
+        "--round-to",
+        metavar="N",
+        type=int,
+        help=f"keep pruned layers' widths multiples of N (default {d.round_to}; 1: any width)",
+    )
     g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs}")
     g.add_argument("--lr", type=float, help=f"peak learning rate of the cosine schedule (default {d.lr})")
     g.add_argument("--momentum", metavar="M", type=float, help=f"default {d.momentum}")

@@ -69,7 +69,7 @@ class Config:
     weight_decay: float = 5e-4
     batch_size: int = 64
     seed: int = 0
-    round_to: int = 1
+    round_to: int = 8
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     baseline: bool = True
     onnx: bool = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -54,6 +54,27 @@ class CostRecord:
 
     macs: int
     factors: list[torch.Tensor]
+
+
+@dataclass
+class _Segments:
+    """Index vectors laid end to end: ``classes``, the vector each belongs to (``segment``), their sizes."""
+
+    classes: torch.Tensor
+    segment: torch.Tensor
+    sizes: torch.Tensor
+
+    @classmethod
+    def of(cls, vectors: list[torch.Tensor]) -> _Segments:
+        sizes = torch.tensor([v.numel() for v in vectors], dtype=torch.long)
+        classes = torch.cat(vectors) if vectors else torch.empty(0, dtype=torch.long)
+        return cls(classes, torch.repeat_interleave(torch.arange(len(vectors)), sizes), sizes)
+
+    def count(self, mask: torch.Tensor, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        """How many entries of each vector ``mask`` (over classes) holds."""
+        return torch.zeros(len(self.sizes), dtype=dtype).index_add_(
+            0, self.segment, mask[self.classes].to(dtype)
+        )
 
 
 @dataclass
@@ -253,20 +274,37 @@ class GroupSpace:
 
     # -- costs ----------------------------------------------------------------------------------------------
 
+    @cached_property
+    def _slice_index(self) -> tuple[list[Slice], _Segments]:
+        """The non-empty slices and their classes laid end to end, to test them all in one pass."""
+        live = [s for s in self.slices if s.classes.numel()]
+        return live, _Segments.of([s.classes for s in live])
+
+    @cached_property
+    def _factor_index(self) -> tuple[_Segments, torch.Tensor, torch.Tensor]:
+        """Every cost factor's classes laid end to end, the record each factor scales, each record's MACs."""
+        factors = [(i, f) for i, r in enumerate(self.costs) for f in r.factors if f.numel()]
+        record = torch.tensor([i for i, _ in factors], dtype=torch.long)
+        macs = torch.tensor([r.macs for r in self.costs], dtype=torch.float64)
+        return _Segments.of([f for _, f in factors]), record, macs
+
     def pruned_classes(self, groups: torch.Tensor | None) -> torch.Tensor:
         """Bool mask over classes (plus a trailing 'none' slot) that removing ``groups`` cuts.
 
         A group whose removal would leave some parameter dim empty is kept (it is zero anyway), so
-        every layer keeps at least one channel.
+        every layer keeps at least one channel. Emptied dims are found for all slices at once; only
+        those are revisited one by one, in slice order.
         """
         pruned = torch.zeros(self.num_classes + 1, dtype=torch.bool)
         pruned[self.group_class[self._as_ids(groups)]] = True
+        live, index = self._slice_index
         changed = True
         while changed:
             changed = False
-            for s in self.slices:
-                if s.classes.numel() and bool(pruned[s.classes].all()):
-                    pruned[s.classes[0]] = False
+            for i in torch.nonzero(index.count(pruned) == index.sizes).reshape(-1).tolist():
+                classes = live[i].classes
+                if bool(pruned[classes].all()):
+                    pruned[classes[0]] = False
                     changed = True
         return pruned
 
@@ -276,14 +314,12 @@ class GroupSpace:
     def macs(self, pruned_groups: torch.Tensor | None = None) -> int:
         """MACs of matmul/conv/attention ops left after removing ``pruned_groups`` (bool mask or ids)."""
         kept = self.kept_classes(pruned_groups)
-        total = Fraction(0)
-        for r in self.costs:
-            share = Fraction(r.macs)
-            for f in r.factors:
-                if f.numel():
-                    share *= Fraction(int(kept[f].sum()), f.numel())
-            total += share
-        return round(total)
+        index, record, macs = self._factor_index
+        kept_share = index.count(kept, torch.float64) / index.sizes
+        shares = torch.ones(len(macs), dtype=torch.float64).scatter_reduce_(
+            0, record, kept_share, reduce="prod"
+        )
+        return round(float((macs * shares).sum()))
 
     def params(self, pruned_groups: torch.Tensor | None = None) -> int:
         """Parameter count left after removing ``pruned_groups`` (bool mask or ids)."""

@@ -7,18 +7,21 @@ from . import register
 
 
 @register("digits_cnn", input_shape=(1, 8, 8))
-def digits_cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
-    """Two conv3x3+BN+ReLU blocks (16, 32) and a pooled linear head for 8x8 sklearn digits."""
+def digits_cnn(
+    in_channels: int = 1, num_classes: int = 10, channels: tuple[int, int] = (64, 128)
+) -> nn.Sequential:
+    """Two conv3x3+BN+ReLU blocks (``channels``) and a pooled linear head for 8x8 sklearn digits."""
+    first, second = channels
     return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
+        nn.Conv2d(in_channels, first, 3, padding=1, bias=False),
+        nn.BatchNorm2d(first),
         nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False),
-        nn.BatchNorm2d(32),
+        nn.Conv2d(first, second, 3, padding=1, bias=False),
+        nn.BatchNorm2d(second),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(1),
-        nn.Linear(32, num_classes),
+        nn.Linear(second, num_classes),
     )
 
 

@@ -23,6 +23,13 @@ class ProducerSlice:
     dim: int
     group: torch.Tensor
 
+    @property
+    def view(self) -> list[int]:
+        """Shape that lays one value per row along ``dim``, broadcastable against the parameter."""
+        shape = [1] * self.param.dim()
+        shape[self.dim] = self.param.shape[self.dim]
+        return shape
+
 
 class Grouping:
     """Per-group operations on the producer slices of ``space`` (see module docstring)."""
@@ -38,6 +45,7 @@ class Grouping:
                 param = params[s.name]
                 self.slices.append(ProducerSlice(param, s.dim, group.to(param.device)))
         self.sizes = self._sizes()
+        self._pinned: tuple[torch.Tensor, list[tuple[ProducerSlice, torch.Tensor]]] | None = None
 
     def _sizes(self) -> torch.Tensor:
         sizes = torch.zeros(self.num_groups + 1, dtype=torch.float64)
@@ -75,13 +83,18 @@ class Grouping:
     def norms(self) -> torch.Tensor:
         return self.reduce().clamp(min=0).sqrt()
 
-    def expand(self, values: torch.Tensor, s: ProducerSlice, fill: float | bool = 0.0) -> torch.Tensor:
-        """Per-group ``values`` laid out along slice ``s``'s dim, ready to broadcast against its param."""
-        dtype = torch.bool if values.dtype == torch.bool else s.param.dtype
-        full = torch.cat([values.to(dtype), torch.tensor([fill], dtype=dtype)]).to(s.param.device)
-        shape = [1] * s.param.dim()
-        shape[s.dim] = s.param.shape[s.dim]
-        return full[s.group].reshape(shape)
+    def padded(self, values: torch.Tensor, fill: float | bool) -> dict[torch.device, torch.Tensor]:
+        """``values`` plus one ``fill`` entry (for rows of no group), per device of the sliced params."""
+        full = torch.cat([values, torch.tensor([fill], dtype=values.dtype)])
+        return {d: full.to(d) for d in {s.param.device for s in self.slices}}
+
+    @staticmethod
+    def expand(full: dict[torch.device, torch.Tensor], s: ProducerSlice) -> torch.Tensor:
+        """Padded per-group values laid out along slice ``s``'s dim, ready to broadcast against its param."""
+        values = full[s.param.device]
+        if values.dtype != torch.bool:
+            values = values.to(s.param.dtype)
+        return values[s.group].reshape(s.view)
 
     def params(self) -> list[nn.Parameter]:
         """The parameters that hold producer slices, each once."""
@@ -90,28 +103,32 @@ class Grouping:
     @torch.no_grad()
     def scale_(self, factors: torch.Tensor) -> None:
         """Multiply every group's producer rows by ``factors[group]`` (rows of no group are left alone)."""
+        full = self.padded(factors, 1.0)
         for s in self.slices:
-            s.param.mul_(self.expand(factors, s, fill=1.0))
+            s.param.mul_(self.expand(full, s))
 
     @torch.no_grad()
     def add_(
         self, tensors: dict[int, torch.Tensor], factors: torch.Tensor, source: dict[int, torch.Tensor]
     ) -> None:
         """``tensors[p] += factors[group] * source[p]`` on every producer row (e.g. group-lasso gradients)."""
+        full = self.padded(factors, 0.0)
         for s in self.slices:
             t, src = tensors.get(id(s.param)), source.get(id(s.param))
             if t is not None and src is not None:
-                t.add_(self.expand(factors, s) * src)
+                t.add_(self.expand(full, s) * src)
 
     @torch.no_grad()
     def zero_(self, mask: torch.Tensor, tensors: list[dict[int, torch.Tensor]] = ()) -> None:
-        """Set the rows of the groups in ``mask`` to exactly zero in the params and in ``tensors``."""
-        if not bool(mask.any()):
-            return
-        for s in self.slices:
-            rows = self.expand(mask, s, fill=False)
-            if not bool(rows.any()):
-                continue
+        """Set the rows of the groups in ``mask`` to exactly zero in the params and in ``tensors``.
+
+        The row masks of the last ``mask`` are kept, so pinning the same groups every step is cheap.
+        """
+        if self._pinned is None or not torch.equal(self._pinned[0], mask):
+            full = self.padded(mask, False)
+            rows = [(s, self.expand(full, s)) for s in self.slices]
+            self._pinned = (mask.clone(), [(s, r) for s, r in rows if bool(r.any())])
+        for s, rows in self._pinned[1]:
             s.param.masked_fill_(rows, 0)
             for extra in tensors:
                 t = extra.get(id(s.param))
