@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zigprune.bench import command
+from zigprune.bench import command, report
 from zigprune.bench.cache import RunCache
 
 METHODS = ["dense", "hesso", "scratch", "magnitude", "tp-l2"]
@@ -75,3 +75,25 @@ def test_bad_arguments_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixt
         "lth": {"rounds": 2},
         "scratch": {"source": "dhspg"},
     }
+
+
+def _row(method: str, accuracy: float, reduction: float = 2.5) -> report.Row:
+    return report.Row(method, 3, accuracy, 0.1, 1e6 / reduction, 1e5, reduction, False, {}, 1.0, 4, 0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict"),
+    [
+        ([_row("dense", 90.0, 1.0), _row("hesso", 89.8), _row("l1-filter", 89.5)], "Goal met"),
+        (
+            [_row("dense", 90.0, 1.0), _row("hesso", 89.0), _row("l1-filter", 88.0)],
+            "Goal NOT met: hesso is +1.00",
+        ),
+        ([_row("dense", 90.0, 1.0), _row("dhspg", 89.9), _row("sfp", 90.1)], "more accurate: sfp"),
+        ([_row("dense", 90.0, 1.0), _row("hesso", 89.9), _row("sfp", 95.0, reduction=1.2)], "Goal met"),
+        ([_row("dense", 90.0, 1.0), _row("hspg", 90.0, reduction=1.0)], "Goal not evaluated"),
+    ],
+)
+def test_goal_verdict(rows: list[report.Row], verdict: str) -> None:
+    """Fails on a gap over 0.3 pt or a more accurate method at the target; off-target rows do not count."""
+    assert verdict in report.goal(rows, 2.5)

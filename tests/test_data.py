@@ -364,6 +364,19 @@ def test_subset_is_deterministic_and_proportional() -> None:
             data.load("digits", subset=bad)
 
 
+def test_test_subset_is_chosen_apart_from_the_training_share() -> None:
+    """``test_subset`` fixes the test size; the training subset drawn for the same seed is unchanged."""
+    both = data.load("digits", subset=100, seed=3, test_subset=300)
+    plain = data.load("digits", subset=100, seed=3)
+    assert (len(both.train), len(both.test)) == (100, 300)
+    assert torch.equal(both.train.tensors[0], plain.train.tensors[0])
+    test_only = data.load("digits", test_subset=50)
+    assert (len(test_only.train), len(test_only.test)) == (1437, 50)
+    assert len(data.load("digits", subset=100, test_subset=10**6).test) == 360
+    with pytest.raises(DataError, match="test subset must be a positive number"):
+        data.load("digits", test_subset=0)
+
+
 def test_unknown_name_lists_valid_ones() -> None:
     assert data.names() == ["cifar10", "digits", "fashion-mnist", "imagefolder:PATH"]
     with pytest.raises(

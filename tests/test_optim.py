@@ -10,6 +10,7 @@ from torch import nn
 
 import zigprune as zp
 from zigprune import models
+from zigprune.optim.selection import Target, select
 
 
 def data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +78,20 @@ def test_round_to_keeps_every_cut_family_a_multiple_of_n(optimizer: type) -> Non
     assert zp.count(slim, x)["macs"] <= 0.52 * zp.count(model, x)["macs"]
 
 
+def test_cost_power_trades_importance_against_cost() -> None:
+    """With equal importance, p = 1 takes the costliest groups first (fewer groups); p = 0 ignores cost."""
+    space = zp.analyze(models.create("resnet20", in_channels=1), torch.randn(2, 1, 28, 28))
+    scores = torch.ones(space.num_groups, dtype=torch.float64)
+    none = torch.zeros(space.num_groups, dtype=torch.bool)
+    chosen = {p: select(space, scores, none, Target(0.4, "macs", cost_power=p), 1.0) for p in (0.0, 1.0)}
+    for mask in chosen.values():
+        assert space.macs(mask) <= 0.6 * space.total_macs
+    assert int(chosen[1.0].sum()) < int(chosen[0.0].sum())
+    assert space.group_macs[chosen[1.0]].mean() > space.group_macs[chosen[0.0]].mean()
+    with pytest.raises(ValueError, match="cost_power must lie in"):
+        Target(0.4, "macs", cost_power=2.0)
+
+
 def test_dhspg_target_within_one_group_percent() -> None:
     model, space = digits_space()
     x, y = data()
@@ -99,6 +114,20 @@ def test_dhspg_zeroes_a_candidate_only_when_it_leaves_the_half_space() -> None:
     moving = zp.DHSPG(space, lr=0.05, momentum=0.9, target=0.4, total_steps=100, start_step=5)
     train(moving, model, 10, x, y)
     assert int(moving.zig["pruned"].sum()) < int(moving.zig["redundant"].sum())
+
+
+def test_dhspg_default_lambda_fits_the_budget() -> None:
+    """λ₀ from the budget zeroes candidates through the half-space before the forced decay; 1e-3 does not."""
+    x, y = data()
+    pruned_before_finish = {}
+    for lmbda in (None, 1e-3):
+        model, space = digits_space()
+        opt = zp.DHSPG(space, lr=0.05, momentum=0.9, target=0.4, total_steps=100, lmbda=lmbda)
+        train(opt, model, opt.finish_step - 1, x, y)
+        pruned_before_finish[lmbda] = int(opt.zig["pruned"].sum())
+        assert opt.zig["lmbda"] > 0
+    assert pruned_before_finish[None] > pruned_before_finish[1e-3]
+    assert pruned_before_finish[None] >= int(opt.zig["redundant"].sum()) // 2
 
 
 def test_hspg_zeros_stay_zero_and_construct() -> None:

@@ -22,7 +22,15 @@ from .harness import DEFAULT_METHODS, Bench, Settings
 
 DEFAULT_OUT = Path("benchmarks/results/bench")
 STEM = "bench"
-QUICK = {"subset": 1000, "epochs": 2, "seeds": 1, "latency_seconds": 0.1}
+DEFAULTS = Settings()
+QUICK = {"subset": 1000, "test_subset": 500, "epochs": 2, "seeds": 1, "latency_seconds": 0.1}
+
+
+def _subset(given: int | None, default: int | None) -> int | None:
+    """``--subset``: the default when not given, all samples for 0."""
+    if given is None:
+        return default
+    return given or None
 
 
 def _ratio(text: str) -> float:
@@ -57,10 +65,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="fashion-mnist", help="dataset name (default fashion-mnist)")
     parser.add_argument("--data-dir", default=None, help="folder of the dataset files")
     parser.add_argument("--macs", type=_ratio, default=2.5, help="MACs reduction dense/slim, e.g. 2.5x")
-    parser.add_argument("--epochs", type=int, default=None, help="total epoch budget per method (default 15)")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help=f"total epoch budget per method (default {DEFAULTS.epochs})"
+    )
+    parser.add_argument("--seeds", type=int, default=None, help=f"seeds 0..N-1 (default {DEFAULTS.seeds})")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated recipes")
-    parser.add_argument("--subset", type=int, default=None, help="use this many training samples")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help=f"use this many random training samples (default {DEFAULTS.subset}; 0: all)",
+    )
+    parser.add_argument(
+        "--test-subset", type=int, default=None, help="use this many random test samples (default all)"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--momentum", type=float, default=0.9)
@@ -77,7 +95,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK['subset']} training samples, {QUICK['epochs']} epochs, 1 seed (explicit flags win)",
+        help=f"{QUICK['subset']} training and {QUICK['test_subset']} test samples, {QUICK['epochs']} epochs, "
+        "1 seed (explicit flags win)",
     )
     parser.set_defaults(func=handle)
 
@@ -100,10 +119,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         data=args.data,
         data_dir=args.data_dir,
         macs=args.macs,
-        epochs=args.epochs or quick.get("epochs", 15),
-        seeds=args.seeds or quick.get("seeds", 3),
+        epochs=args.epochs or quick.get("epochs", DEFAULTS.epochs),
+        seeds=args.seeds or quick.get("seeds", DEFAULTS.seeds),
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        subset=args.subset or quick.get("subset"),
+        subset=_subset(args.subset, quick.get("subset", DEFAULTS.subset)),
+        test_subset=args.test_subset or quick.get("test_subset"),
         batch_size=args.batch_size,
         lr=args.lr,
         momentum=args.momentum,

@@ -38,12 +38,18 @@ def names() -> list[str]:
 
 
 def load(
-    name: str, data_dir: str | Path | None = None, *, subset: int | None = None, seed: int = 0
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    subset: int | None = None,
+    seed: int = 0,
+    test_subset: int | None = None,
 ) -> Dataset:
     """Load dataset ``name`` (see ``names()``) from ``data_dir`` or its default location, decoded in memory.
 
     ``subset`` keeps that many random training samples and the same share of the test set (at least
-    one), chosen by ``seed`` alone, for quick runs. Raises ``DataError`` saying how to get missing data.
+    one) unless ``test_subset`` says how many test samples to keep; the choice depends on ``seed``
+    alone. Raises ``DataError`` saying how to get missing data.
     """
     key, _, folder = name.partition(":")
     entry = _LOADERS.get(key.strip().lower().replace("_", "-"))
@@ -54,7 +60,9 @@ def load(
     if folder and data_dir is not None:
         raise DataError(f"{name!r} names a folder and data_dir={str(data_dir)!r} another; give it once")
     data = entry.loader(Path(folder or data_dir) if (folder or data_dir) else None)
-    return data if subset is None else take_subset(data, subset, seed)
+    if subset is None and test_subset is None:
+        return data
+    return take_subset(data, subset, seed, test_subset)
 
 
-__all__ = ["DEFAULT", "Augment", "Dataset", "load", "names"]
+__all__ = ["DEFAULT", "Augment", "Dataset", "load", "names", "take_subset"]

@@ -40,22 +40,23 @@ def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-6).tolist()
 
 
-def take_subset(data: Dataset, subset: int, seed: int) -> Dataset:
-    """Keep ``subset`` random training samples and the same share of test samples (at least one).
+def take_subset(data: Dataset, subset: int | None, seed: int, test: int | None = None) -> Dataset:
+    """Keep ``subset`` random training samples (all if None) and ``test`` random test samples.
 
-    The choice depends only on ``seed`` and the dataset sizes; kept samples stay in their original
-    order. A ``subset`` at least the training set's size keeps everything.
+    ``test`` defaults to the training subset's share of the test set (at least one). The choice
+    depends only on ``seed`` and the dataset sizes; kept samples stay in their original order.
     """
-    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
-        raise DataError(f"subset must be a positive number of training samples, got {subset!r}")
+    for label, value in (("subset", subset), ("test subset", test)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DataError(f"{label} must be a positive number of samples, got {value!r}")
     n_train, n_test = len(data.train), len(data.test)
-    if subset >= n_train:
-        return data
-    keep_test = max(1, round(n_test * subset / n_train))
+    keep_train = n_train if subset is None else min(subset, n_train)
+    keep_test = min(n_test, test if test is not None else max(1, round(n_test * keep_train / n_train)))
     generator = torch.Generator().manual_seed(seed)
-    train_idx = torch.randperm(n_train, generator=generator)[:subset].sort().values
+    train_idx = torch.randperm(n_train, generator=generator)[:keep_train].sort().values
     test_idx = torch.randperm(n_test, generator=generator)[:keep_test].sort().values
-    return replace(data, train=_select(data.train, train_idx), test=_select(data.test, test_idx))
+    train = data.train if keep_train == n_train else _select(data.train, train_idx)
+    return replace(data, train=train, test=data.test if keep_test == n_test else _select(data.test, test_idx))
 
 
 def _select(dataset: TorchDataset, indices: Tensor) -> TorchDataset:

@@ -7,6 +7,7 @@ in the optimizer's moments; soft zeroing (SFP) zeroes at epoch ends and lets the
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -136,7 +137,7 @@ class Gradual(Hook):
         self.mask, self.criterion, self.allocator = mask, criterion, allocator
         fractions = schedule.fractions(target.fraction)
         self.events = {
-            step: Target(fraction, target.by, target.round_to)
+            step: replace(target, fraction=fraction)
             for step, fraction in zip(schedule.steps(first, last), fractions)
             if fraction > 0
         }

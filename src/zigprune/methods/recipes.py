@@ -264,7 +264,8 @@ def lth(setup: Setup) -> Outcome:
     return trainer.outcome(model, [], theoretical=unstructured.theoretical(model, macs))
 
 
-def _optimizer_recipe(setup: Setup, cls: type, **extra) -> Outcome:
+def _optimizer_recipe(setup: Setup, cls: type, **defaults) -> Outcome:
+    """Train once with ``cls``; recipe options are passed to it as keyword arguments (over ``defaults``)."""
     model, trainer = setup.build(), Trainer(setup)
     space = _space(setup, model)
     total = setup.epochs * setup.steps_per_epoch
@@ -274,7 +275,7 @@ def _optimizer_recipe(setup: Setup, cls: type, **extra) -> Outcome:
         momentum=setup.momentum,
         weight_decay=setup.weight_decay,
         total_steps=total,
-        **extra,
+        **{**defaults, **setup.options},
     )
     trainer.fit(model, setup.epochs, "train once", optimizer=opt)
     pruned = space.zero_groups()
@@ -283,17 +284,26 @@ def _optimizer_recipe(setup: Setup, cls: type, **extra) -> Outcome:
 
 @register("hspg")
 def hspg(setup: Setup) -> Outcome:
-    """zigprune's HSPG: group-lasso half-space projections, no explicit target. Options: ``lmbda`` 1e-3."""
+    """zigprune's HSPG: group-lasso half-space projections, no explicit target.
+
+    Options: any ``zp.HSPG`` keyword, e.g. ``lmbda`` (1e-3), ``epsilon``.
+    """
     return _optimizer_recipe(setup, HSPG, lmbda=setup.option("lmbda", 1e-3))
 
 
 @register("dhspg")
 def dhspg(setup: Setup) -> Outcome:
-    """zigprune's DHSPG with the setup's target (by MACs), one run, no fine-tuning."""
+    """zigprune's DHSPG with the setup's target (by MACs), one run, no fine-tuning.
+
+    Options: any ``zp.DHSPG`` keyword, e.g. ``lmbda``, ``cost_power``.
+    """
     return _optimizer_recipe(setup, DHSPG, target=setup.target.fraction, by=setup.target.by)
 
 
 @register("hesso")
 def hesso(setup: Setup) -> Outcome:
-    """zigprune's HESSO with the setup's target (by MACs), one run, no fine-tuning."""
+    """zigprune's HESSO with the setup's target (by MACs), one run, no fine-tuning.
+
+    Options: any ``zp.HESSO`` keyword, e.g. ``periods``, ``cost_power``.
+    """
     return _optimizer_recipe(setup, HESSO, target=setup.target.fraction, by=setup.target.by)

@@ -20,8 +20,12 @@ from .selection import Target, select
 class DHSPG(GroupOptimizer):
     """``torch.optim.Optimizer`` reaching ``target`` group sparsity (or MACs/params cut, ``by``).
 
-    ``lmbda`` is the base penalty λ₀, ``amplify`` and ``hat`` bound the adaptive λ_g in
-    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``round_to`` N keeps each pruned
+    ``lmbda`` is the base penalty λ₀. By default (``None``) it is set at ``start_step`` from the
+    budget: the median norm of the candidates over (learning rate × steps until ``finish_step``),
+    so the pull alone could bring a typical candidate to zero within the run, however long it is.
+    ``amplify`` and ``hat`` bound the adaptive λ_g in
+    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` weighs cost into
+    the choice of candidates for cost targets (see ``Target``); ``round_to`` N keeps each pruned
     family's width a multiple of N.
     """
 
@@ -36,9 +40,10 @@ class DHSPG(GroupOptimizer):
         total_steps: int,
         by: str = "groups",
         round_to: int = 1,
+        cost_power: float = 0.0,
         start_step: int | None = None,
         finish_step: int | None = None,
-        lmbda: float = 1e-3,
+        lmbda: float | None = None,
         amplify: float = 2.0,
         hat: float = 10.0,
         epsilon: float = 0.9,
@@ -46,13 +51,13 @@ class DHSPG(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to))
+        self.target = Target(float(target), by, int(round_to), float(cost_power))
         self.start_step = default(start_step, total_steps, 0.1)
         self.finish_step = max(default(finish_step, total_steps, 0.8), self.start_step + 1)
         self.finish_steps = max(1, default(None, total_steps, 0.1))
-        self.lmbda, self.amplify, self.hat, self.epsilon = lmbda, amplify, hat, epsilon
+        self.amplify, self.hat, self.epsilon = amplify, hat, epsilon
         self.importance_momentum = importance_momentum
-        self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool))
+        self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool), lmbda=lmbda)
         self._before: dict[int, torch.Tensor] = {}
 
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
@@ -63,21 +68,31 @@ class DHSPG(GroupOptimizer):
             return
         if step == self.start_step:
             redundant |= select(self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0)
+            if self.zig["lmbda"] is None:
+                self.zig["lmbda"] = self._budget_lmbda(redundant)
+        lmbda = self.zig["lmbda"]
         params = {id(p): p.detach() for p in self.grouping.params()}
         x_sq = self.grouping.reduce(params)
         x_dot_d = self.grouping.reduce(params, grads)
         d_sq = self.grouping.reduce(grads)
         norm = x_sq.sqrt().clamp(min=1e-12)
-        lam = torch.full_like(norm, self.lmbda)
+        lam = torch.full_like(norm, lmbda)
         growing = x_dot_d < 0
         low = -x_dot_d / norm
         high = -d_sq * norm / x_dot_d.clamp(max=-1e-12)
-        adaptive = (self.amplify * low).clamp(min=self.lmbda, max=self.hat * self.lmbda)
+        adaptive = (self.amplify * low).clamp(min=lmbda, max=self.hat * lmbda)
         adaptive = torch.where(adaptive >= high, (low + high) / 2, adaptive)
         lam = torch.where(growing, adaptive, lam)
         coef = torch.where(redundant & (x_sq > 0), lam / norm, torch.zeros_like(lam))
         self.grouping.add_(grads, coef, params)
         self._before = {key: p.clone() for key, p in params.items()} if bool(redundant.any()) else {}
+
+    def _budget_lmbda(self, redundant: torch.Tensor) -> float:
+        norms = self.grouping.norms()[redundant]
+        if not norms.numel():
+            return 0.0
+        lr = max(float(self.param_groups[0]["lr"]), 1e-8)
+        return float(norms.median()) / (lr * (self.finish_step - self.start_step))
 
     def _after_update(self) -> None:
         redundant = self.zig["redundant"] & ~self.zig["pruned"]

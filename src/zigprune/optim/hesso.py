@@ -20,8 +20,9 @@ class HESSO(GroupOptimizer):
     """``torch.optim.Optimizer`` that drives ``target`` of the groups (or of MACs/params) to exact zero.
 
     ``target`` is the fraction to remove: of the groups (``by="groups"``), of the model's MACs
-    (``by="macs"``) or of its parameters (``by="params"``); cost targets choose groups by importance
-    per unit of cost. ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of
+    (``by="macs"``) or of its parameters (``by="params"``); cost targets take the least important
+    groups until the budget is met (``cost_power`` > 0 divides importance by cost^p first; see
+    ``Target``). ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of
     the steps), then ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
     ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
     ``round_to`` N keeps each pruned family's width a multiple of N (faster kernels on most hardware).
@@ -38,6 +39,7 @@ class HESSO(GroupOptimizer):
         total_steps: int,
         by: str = "groups",
         round_to: int = 1,
+        cost_power: float = 0.0,
         start_step: int | None = None,
         pruning_steps: int | None = None,
         periods: int = 10,
@@ -45,7 +47,7 @@ class HESSO(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to))
+        self.target = Target(float(target), by, int(round_to), float(cost_power))
         self.start_step = default(start_step, total_steps, 0.1)
         pruning_steps = default(pruning_steps, total_steps, 0.2)
         self.periods = max(1, min(periods, pruning_steps))

@@ -17,11 +17,14 @@ class Target:
     """Remove ``fraction`` of the groups, of the MACs, or of the parameters (``by``).
 
     ``round_to`` N keeps every family's remaining width a multiple of N (where the family allows it).
+    ``cost_power`` p ranks groups by score / cost^p for MACs or params targets: 1 is the knapsack
+    ratio, 0 ignores cost, in between favours cheap groups less strongly.
     """
 
     fraction: float
     by: str = "groups"
     round_to: int = 1
+    cost_power: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
@@ -30,6 +33,8 @@ class Target:
             raise ValueError(f"target kind must be one of {KINDS}, not {self.by!r}")
         if self.round_to < 1:
             raise ValueError(f"round_to must be a positive integer, not {self.round_to}")
+        if not 0 <= self.cost_power <= 1:
+            raise ValueError(f"cost_power must lie in [0, 1], not {self.cost_power}")
 
 
 def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
@@ -46,7 +51,7 @@ def select(
     """Groups to add to ``taken`` so that ``share`` of the way to ``target`` is reached.
 
     Groups are taken in units: one group, or with ``round_to`` N as many as keep the family's width
-    a multiple of N. Lowest score first (per unit of MACs or params for cost targets), never
+    a multiple of N. Lowest score first (divided by cost to ``cost_power`` for cost targets), never
     emptying a family that has no other channels, then the shortest prefix of units that meets the
     goal, checked with exact costs.
     """
@@ -59,7 +64,7 @@ def select(
         weight = (space.group_macs if target.by == "macs" else space.group_params.double()).clamp(min=1e-9)
         total = space.total_macs if target.by == "macs" else space.params(None)
         goal = total * (1 - goal_fraction)
-    ratio = scores.double() / (weight / weight.mean())
+    ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target.round_to)
     chosen = torch.zeros(g, dtype=torch.bool)
     if cost_left(space, taken, target.by) <= goal or not units:
