@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from zigprune import cli
 from zigprune.bench import command, report
 from zigprune.bench.cache import RunCache
 
 METHODS = ["dense", "hesso", "scratch", "magnitude", "tp-l2"]
 
 
+QUICK = ["--model", "digits_cnn", "--data", "digits", "--quick", "--subset", "300", "--epochs", "1"]
+
+
 def bench(out: Path, *extra: str, methods: list[str] = METHODS) -> int:
-    argv = ["--model", "digits_cnn", "--data", "digits", "--quick", "--subset", "300", "--epochs", "1"]
-    return command.main([*argv, "--methods", ",".join(methods), "--out", str(out), *extra])
+    return command.main([*QUICK, "--methods", ",".join(methods), "--out", str(out), *extra])
 
 
 def ran(err: str) -> list[str]:
@@ -51,6 +54,10 @@ def test_bench_writes_results_and_resumes_from_its_cache(
     _, err = capsys.readouterr()
     assert ran(err) == [] and err.count(": cached") == len(METHODS)
     assert json.loads((tmp_path / "bench.json").read_text())["runs"] == results["runs"]
+
+    assert cli.main(["bench", *QUICK, "--methods", ",".join(METHODS), "--out", str(tmp_path)]) == 0
+    assert ran(capsys.readouterr().err) == []
+    assert "Command: `zigprune bench --model digits_cnn" in (tmp_path / "bench.md").read_text()
 
     RunCache(tmp_path / "runs").path("magnitude", 0).write_text("{not json")
     assert bench(tmp_path) == 0

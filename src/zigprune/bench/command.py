@@ -138,13 +138,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    """Run the bench; 0 when every run succeeded, 1 when some failed (their errors are in the JSON)."""
+    """Run the bench; 0 when every run succeeded, 1 when some failed (their errors are in the JSON).
+
+    ``argv`` are the bench's own arguments; without them the ``zigprune`` command line (``args.argv``).
+    """
     settings = settings_from(args)
     started = time.perf_counter()
     bench = Bench(settings, args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
     records = bench.records()
     rows = report.summarise(records, settings.methods)
-    command = "zigprune bench " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    words = ["zigprune", "bench", *argv] if argv is not None else ["zigprune", *getattr(args, "argv", [])]
+    command = shlex.join(words)
     verdict = report.goal(rows, settings.macs)
     machine = report.machine()
     title = f"{settings.model} on {settings.data}, {settings.macs:g}× fewer MACs, {settings.epochs} epochs"
