@@ -61,10 +61,12 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the bench's arguments to ``parser``."""
-    parser.add_argument("--model", default="resnet20", help="zoo model (default resnet20)")
-    parser.add_argument("--data", default="fashion-mnist", help="dataset name (default fashion-mnist)")
+    parser.add_argument("--model", default=DEFAULTS.model, help=f"zoo model (default {DEFAULTS.model})")
+    parser.add_argument("--data", default=DEFAULTS.data, help=f"dataset name (default {DEFAULTS.data})")
     parser.add_argument("--data-dir", default=None, help="folder of the dataset files")
-    parser.add_argument("--macs", type=_ratio, default=2.5, help="MACs reduction dense/slim, e.g. 2.5x")
+    parser.add_argument(
+        "--macs", type=_ratio, default=DEFAULTS.macs, help="MACs reduction dense/slim, e.g. 2.5x"
+    )
     parser.add_argument(
         "--epochs", type=int, default=None, help=f"total epoch budget per method (default {DEFAULTS.epochs})"
     )
@@ -79,10 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-subset", type=int, default=None, help="use this many random test samples (default all)"
     )
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    parser.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
     parser.add_argument(
         "--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="recipe hyper-parameter"
     )

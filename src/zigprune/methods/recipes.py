@@ -288,7 +288,7 @@ def hspg(setup: Setup) -> Outcome:
 
     Options: any ``zp.HSPG`` keyword, e.g. ``lmbda`` (1e-3), ``epsilon``.
     """
-    return _optimizer_recipe(setup, HSPG, lmbda=1e-3)
+    return _optimizer_recipe(setup, HSPG)
 
 
 @register("dhspg")
