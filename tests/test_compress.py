@@ -137,7 +137,19 @@ def test_bad_names_fail_before_touching_the_directory(tmp_path: Path) -> None:
         run.compress(replace(TINY, data="nope"), tmp_path / "x")
     with pytest.raises(run.TargetError, match="unknown optimizer 'sgd'; valid names: hesso, dhspg, hspg"):
         run.compress(replace(TINY, optimizer="sgd"), tmp_path / "x")
+    with pytest.raises(run.TargetError, match=r"cost power 1.5 is outside \[0, 1\]"):
+        run.compress(replace(TINY, cost_power=1.5), tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["hesso", "dhspg"])
+def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
+    model = zp.models.create("digits_cnn")
+    space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
+    config = replace(TINY, optimizer=name, cost_power=0.5, round_to=4)
+    optimizer = run.OPTIMIZERS[name](space, config, run.parse_target("macs=0.5"), 10)
+    assert optimizer.target.cost_power == 0.5 and optimizer.target.round_to == 4
+    assert optimizer.target.by == "macs" and optimizer.target.fraction == 0.5
 
 
 @pytest.mark.parametrize(

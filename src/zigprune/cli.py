@@ -196,7 +196,7 @@ def _add_compress(sub: Any) -> None:
             "widths kept multiples of 8, in under a minute."
         ),
         epilog="examples:\n  zigprune compress\n  zigprune compress --model resnet20 --data fashion-mnist "
-        "--target macs=2.5x --epochs 15 --round-to 16\n  zigprune compress --model my_net.py:build --data "
+        "--target macs=2.5x --epochs 15 --cost-power 0.5\n  zigprune compress --model my_net.py:build --data "
         "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --out runs/x --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -220,6 +220,13 @@ def _add_compress(sub: Any) -> None:
         metavar="N",
         type=int,
         help=f"keep pruned layers' widths multiples of N (default {d.round_to}; 1: any width)",
+    )
+    g.add_argument(
+        "--cost-power",
+        metavar="P",
+        type=float,
+        help="rank groups by importance / MACs**P when choosing what to remove: 0 (default) by importance "
+        "alone, 1 per MAC, so costly layers (large feature maps) go first and the model gets faster",
     )
     g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs}")
     g.add_argument("--lr", type=float, help=f"peak learning rate of the cosine schedule (default {d.lr})")

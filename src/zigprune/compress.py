@@ -70,6 +70,7 @@ class Config:
     batch_size: int = 64
     seed: int = 0
     round_to: int = 8
+    cost_power: float = 0.0
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     baseline: bool = True
     onnx: bool = True
@@ -106,13 +107,13 @@ def parse_target(text: str) -> Target:
 
 def _hesso(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
     return HESSO(
-        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_round(config)
+        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_selection(config)
     )
 
 
 def _dhspg(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
     return DHSPG(
-        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_round(config)
+        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_selection(config)
     )
 
 
@@ -124,8 +125,10 @@ def _base(config: Config) -> dict[str, float]:
     return {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
 
 
-def _round(config: Config) -> dict[str, int]:
-    return {"round_to": config.round_to} if config.round_to > 1 else {}
+def _selection(config: Config) -> dict[str, float]:
+    """The selection options HESSO and DHSPG share: width rounding and the MACs weight of the ranking."""
+    rounding = {"round_to": config.round_to} if config.round_to > 1 else {}
+    return {**rounding, "cost_power": config.cost_power}
 
 
 OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
@@ -223,6 +226,10 @@ def compress(
     target = parse_target(config.target)
     if config.optimizer not in OPTIMIZERS:
         raise TargetError(f"unknown optimizer {config.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}")
+    if not 0 <= config.cost_power <= 1:
+        raise TargetError(
+            f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per MAC"
+        )
     resolve(config.model, **config.model_kwargs)
     dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
     spec = resolve(config.model, **_model_kwargs(config, dataset))

@@ -151,7 +151,11 @@ def machine() -> dict[str, Any]:
 
 
 def plot(rows: list[Row], title: str) -> bytes | None:
-    """Accuracy (mean ± sd) against MACs as PNG bytes (hollow: theoretical MACs); None without matplotlib."""
+    """Accuracy against MACs, and every method ranked by accuracy, as PNG bytes; None without matplotlib.
+
+    Hollow markers: theoretical MACs (unstructured masks). Most methods share one MACs target, so the
+    right panel spreads them out: mean ± sd per method, best at the top, the dense mean dashed.
+    """
     try:
         import matplotlib
 
@@ -159,16 +163,28 @@ def plot(rows: list[Row], title: str) -> bytes | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, rank) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
+    colours = plt.get_cmap("tab20").colors
+    colour = {r.method: colours[(2 * i) % 20 + (2 * i) // 20 % 2] for i, r in enumerate(rows)}
     for r in rows:
         style = {"mfc": "none"} if r.theoretical else {}
         marker = "*" if r.method in ZIGPRUNE_OPTIMIZERS else ("s" if r.method == "dense" else "o")
         ax.errorbar(
-            r.macs / 1e6, r.accuracy, yerr=r.accuracy_sd, fmt=marker, ms=9, capsize=3, label=r.method, **style
-        )
+            r.macs / 1e6, r.accuracy, yerr=r.accuracy_sd, fmt=marker, ms=9, capsize=3, label=r.method,
+            color=colour[r.method], **style,
+        )  # fmt: skip
     ax.set(xlabel="MACs (M) per sample", ylabel="last-epoch test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
+    ranked = sorted(rows, key=lambda r: r.accuracy)
+    for y, r in enumerate(ranked):
+        rank.errorbar(r.accuracy, y, xerr=r.accuracy_sd, fmt="o", capsize=3, color=colour[r.method])
+    dense = next((r for r in rows if r.method == "dense"), None)
+    if dense is not None:
+        rank.axvline(dense.accuracy, color="grey", linestyle="--", linewidth=1)
+    rank.set_yticks(range(len(ranked)), [r.method for r in ranked], fontsize=8)
+    rank.set(xlabel="last-epoch test accuracy (%), mean ± sd over seeds", title="ranked")
+    rank.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
