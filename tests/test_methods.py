@@ -319,3 +319,27 @@ def test_structured_recipes_meet_the_target_within_budget(name: str) -> None:
 def test_unknown_recipe_lists_the_names() -> None:
     with pytest.raises(ZigpruneError, match="unknown method 'nope'; choose from dense, l1-filter"):
         recipes.get("nope")
+
+
+def test_tp_group_sl_adds_the_group_lasso_gradient_then_prunes_to_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("torch_pruning")
+    from zigprune.bench import tp_baselines
+
+    s = setup(epochs=2)
+    s.data.num_classes = 10
+    model = tiny()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    tp_baselines._Regularize(tp_baselines._pruner(s, model, sparse=True)).after_backward(
+        SimpleNamespace(model=model), None
+    )
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert (conv.weight.grad * conv.weight > 0).float().mean() > 0.99  # shrinks every weight
+    phases = spy_phases(monkeypatch)
+    outcome = recipes.get("tp-group-sl")(s)
+    assert [p["phase"] for p in phases] == ["group-lasso", "fine-tune"]
+    assert any(isinstance(h, tp_baselines._Regularize) for h in phases[0]["hooks"])
+    macs = zp.count(outcome.model, torch.zeros(1, *SHAPE))["macs"]
+    assert macs <= 0.4 * 304448 * 1.02 and outcome.model(torch.zeros(2, *SHAPE)).shape == (2, 10)
