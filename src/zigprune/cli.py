@@ -226,7 +226,7 @@ def _add_compress(sub: Any) -> None:
         metavar="P",
         type=float,
         help="rank groups by importance / MACs**P when choosing what to remove: 0 (default) by importance "
-        "alone, 1 per MAC, so costly layers (large feature maps) go first and the model gets faster",
+        "alone, 1 per MAC, so groups that cost many MACs (channels of large feature maps) go first",
     )
     g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs}")
     g.add_argument("--lr", type=float, help=f"peak learning rate of the cosine schedule (default {d.lr})")
