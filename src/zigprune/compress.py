@@ -105,16 +105,20 @@ def parse_target(text: str) -> Target:
     return Target(number, kind)
 
 
-def _hesso(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
-    return HESSO(
-        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_selection(config)
-    )
+def _targeted(cls: type[HESSO] | type[DHSPG]) -> Callable[[Any, Config, Target, int], torch.optim.Optimizer]:
+    """Builds HESSO or DHSPG (explicit target) with the run's base update and selection options."""
 
+    def build(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
+        return cls(
+            space,
+            **_base(config),
+            target=target.fraction,
+            by=target.by,
+            total_steps=steps,
+            **_selection(config),
+        )
 
-def _dhspg(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
-    return DHSPG(
-        space, **_base(config), target=target.fraction, by=target.by, total_steps=steps, **_selection(config)
-    )
+    return build
 
 
 def _hspg(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
@@ -132,8 +136,8 @@ def _selection(config: Config) -> dict[str, float]:
 
 
 OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
-    "hesso": _hesso,
-    "dhspg": _dhspg,
+    "hesso": _targeted(HESSO),
+    "dhspg": _targeted(DHSPG),
     "hspg": _hspg,
 }
 

@@ -164,8 +164,9 @@ def plot(rows: list[Row], title: str) -> bytes | None:
     except ImportError:
         return None
     fig, (ax, rank) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
-    colours = plt.get_cmap("tab20").colors
-    colour = {r.method: colours[(2 * i) % 20 + (2 * i) // 20 % 2] for i, r in enumerate(rows)}
+    tab20 = plt.get_cmap("tab20").colors
+    palette = tab20[::2] + tab20[1::2]  # the ten dark colours, then their light twins
+    colour = {r.method: palette[i % len(palette)] for i, r in enumerate(rows)}
     for r in rows:
         style = {"mfc": "none"} if r.theoretical else {}
         marker = "*" if r.method in ZIGPRUNE_OPTIMIZERS else ("s" if r.method == "dense" else "o")
