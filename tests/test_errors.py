@@ -40,6 +40,17 @@ def test_group_ids_out_of_range() -> None:
         space.zero_([6])
     with pytest.raises(IndexError):
         space.zero_([-1])
+    with pytest.raises(IndexError, match=r"shape \(6,\)"):
+        space.zero_(torch.ones(4, dtype=torch.bool))
+
+
+def test_zero_takes_a_bool_mask_over_groups() -> None:
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    space = zp.analyze(model, torch.randn(3, 4))
+    mask = torch.tensor([False, True, False, False, True, True])
+    space.zero_(mask)
+    assert torch.equal(space.zero_groups(), mask)
+    assert torch.equal(model[0].weight.abs().sum(1) == 0, mask)
 
 
 @torch.library.custom_op("zigtest::shuffle_channels", mutates_args=())

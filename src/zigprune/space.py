@@ -227,6 +227,13 @@ class GroupSpace:
             return self.model.get_buffer(name)
 
     def _check_ids(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
+        """Group ids as a long tensor; a bool tensor is a mask over all groups and must have that length."""
+        if isinstance(ids, torch.Tensor) and ids.dtype == torch.bool:
+            if ids.shape != (self.num_groups,):
+                raise IndexError(
+                    f"a bool mask of groups must have shape ({self.num_groups},), not {tuple(ids.shape)}"
+                )
+            return torch.nonzero(ids).reshape(-1)
         ids = torch.as_tensor(
             list(ids) if not isinstance(ids, torch.Tensor) else ids, dtype=torch.long
         ).reshape(-1)
