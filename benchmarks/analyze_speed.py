@@ -63,7 +63,7 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import zigprune as zp
-from zigprune import models
+from zigprune import models, trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine_info
@@ -241,6 +241,10 @@ def run_main(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     times, peak, _ = measure(lambda: tp_build(model, inputs), repeats)
     res["tp_build_dependency"] = _summary(times, peak)
 
+    traced = trace.as_inputs(inputs, model)
+    times, peak, _ = measure(lambda: trace.export(model, traced), repeats)
+    res["torch_export"] = _summary(times, peak)
+
     # Zeroing edits the model in place, so it comes after every measurement that needs the original.
     g = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(space.num_groups, generator=g)[: space.num_groups // 2]
@@ -249,7 +253,9 @@ def run_main(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     res["construct"] = _summary(times, peak)
     res["zeroed_groups"] = int(chosen.numel())
     res["slim"] = zp.count(slim, inputs)
-    res["ratio_zigprune_tp"] = res["analyze_check_off"]["median_s"] / res["tp_build_dependency"]["median_s"]
+    tp_s = res["tp_build_dependency"]["median_s"]
+    res["ratio_zigprune_tp"] = res["analyze_check_off"]["median_s"] / tp_s
+    res["ratio_export_tp"] = res["torch_export"]["median_s"] / tp_s
     return res
 
 
@@ -341,21 +347,22 @@ def fmt_mib(x: float | None) -> str:
 def main_table(cases: list[Case]) -> str:
     lines = [
         "| model | params | zigprune analyze s (check off) | analyze s (check on) | TP build_dependency s "
-        "| ratio zigprune/TP | construct s | num_groups |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio zigprune/TP | torch.export alone s (/TP) | construct s | num_groups |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         r = case.result
         if "error" in r:
             lines.append(
                 f"| {case.label} | {fmt_count(r.get('params'))} | error | error | error | error "
-                "| error | error |"
+                "| error | error | error |"
             )
             continue
         lines.append(
             f"| {case.label} | {fmt_count(r['params'])} | {fmt_s(r['analyze_check_off']['median_s'])} "
             f"| {fmt_s(r['analyze_check_on']['median_s'])} | {fmt_s(r['tp_build_dependency']['median_s'])} "
-            f"| {r['ratio_zigprune_tp']:.2f} | {fmt_s(r['construct']['median_s'])} | {r['num_groups']} |"
+            f"| {r['ratio_zigprune_tp']:.2f} | {fmt_s(r['torch_export']['median_s'])} "
+            f"({r['ratio_export_tp']:.2f}) | {fmt_s(r['construct']['median_s'])} | {r['num_groups']} |"
         )
     return "\n".join(lines)
 
@@ -584,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         "- *TP build_dependency*: `tp.DependencyGraph().build_dependency(model, example_inputs=inputs)` "
         "(dict inputs are passed through; TP calls `model(**inputs)`).",
         "- *ratio zigprune/TP*: analyze (check off) / TP build_dependency.",
+        "- *torch.export alone*: the tracing step by itself (`torch.export.export(..., strict=False)` in "
+        "eval mode, as `zp.analyze` calls it), and its ratio to TP build_dependency: the floor of "
+        "analyze's time while the analysis traces with torch.export.",
         "- *construct*: `space.construct()` (default `check=True`, which runs both models and compares) "
         "after zeroing a random 50 % of the groups of the check-on space (fixed seed).",
         "- *num_groups*: prunable groups after the check (`space.num_groups`).",

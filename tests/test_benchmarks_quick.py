@@ -1,4 +1,4 @@
-"""Smoke test: ``benchmarks/analyze_speed.py --quick`` runs end to end and writes its three outputs."""
+"""Smoke tests: the benchmarks' --quick paths run end to end and write their outputs."""
 
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "analyze_speed.py"
 
 
-def test_analyze_speed_quick(tmp_path: Path) -> None:
-    pytest.importorskip("torch_pruning")
-    pytest.importorskip("transformers")
+def run_script(script: Path, *args: str) -> None:
+    """Run a benchmark script from the repository root with this checkout's sources; it must succeed."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     env["MPLBACKEND"] = "Agg"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--no-progress", "--out", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+def test_analyze_speed_quick(tmp_path: Path) -> None:
+    pytest.importorskip("torch_pruning")
+    pytest.importorskip("transformers")
+    run_script(SCRIPT, "--quick", "--no-progress", "--out", str(tmp_path))
 
     report = json.loads((tmp_path / "analyze_speed.json").read_text())
     assert report["settings"]["quick"] is True
@@ -41,11 +41,17 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
     for entry in entries:
         assert "error" not in entry, entry.get("error")
         assert entry["params"] > 0
-        for key in ("analyze_check_off", "analyze_check_on", "tp_build_dependency", "construct"):
+        for key in (
+            "analyze_check_off",
+            "analyze_check_on",
+            "tp_build_dependency",
+            "torch_export",
+            "construct",
+        ):
             assert entry[key]["median_s"] > 0, (entry["name"], key)
             assert all(t > 0 for t in entry[key]["times_s"])
         assert entry["num_groups"] > 0
-        assert entry["ratio_zigprune_tp"] > 0
+        assert entry["ratio_zigprune_tp"] > 0 and entry["ratio_export_tp"] > 0
         assert entry["slim"]["params"] < entry["params"]
 
     rows = report["depth_sweep"]["rows"]
@@ -57,3 +63,13 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
     assert "| model |" in md and "| layers |" in md and "benchmarks/analyze_speed.py --quick" in md
     png = tmp_path / "analyze_speed.png"
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slim_speed_quick_times_a_published_run(tmp_path: Path) -> None:
+    run = REPO / "benchmarks" / "results" / "compress_resnet20" / "cost_power_0"
+    run_script(REPO / "benchmarks" / "slim_speed.py", str(run), "--quick", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "slim_speed.json").read_text())
+    (row,) = report["runs"]
+    assert abs(row["macs_reduction"] - 2.50) < 0.01
+    assert len(row["ratios"]) == 1 and row["ratios"][0] > 0
+    assert "--quick" in report["command"] and "| run |" in (tmp_path / "slim_speed.md").read_text()

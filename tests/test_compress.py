@@ -150,6 +150,29 @@ def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
     optimizer = run.OPTIMIZERS[name](space, config, run.parse_target("macs=0.5"), 10)
     assert optimizer.target.cost_power == 0.5 and optimizer.target.round_to == 4
     assert optimizer.target.by == "macs" and optimizer.target.fraction == 0.5
+    assert optimizer.target.cost is None
+
+
+def test_latency_aware_prices_groups_by_measured_time() -> None:
+    from zigprune.layer_latency import LayerLatency
+
+    model = zp.models.create("digits_cnn")
+    space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
+    config = replace(TINY, latency_aware=True)
+    optimizer = run.OPTIMIZERS["hesso"](space, config, run.parse_target("macs=0.5"), 10)
+    cost = optimizer.target.cost
+    assert isinstance(cost, LayerLatency) and optimizer.target.cost_power == 1.0
+    assert [layer.name for layer in cost.layers] == ["0", "3", "8"]
+    assert cost.layers[1].input_shape == (64, 64, 8, 8)
+    none = torch.zeros(space.num_groups, dtype=torch.bool)
+    weight = cost(none)
+    assert weight.shape == (space.num_groups,) and bool((weight > 0).all())
+    timed = len(cost._cache)
+    assert torch.equal(cost(none), weight) and len(cost._cache) == timed
+    half = torch.zeros(space.num_groups, dtype=torch.bool)
+    for family in space.families:
+        half[family.groups[: len(family.groups) // 2]] = True
+    assert cost.estimate_ms(half) < 0.8 * cost.estimate_ms()
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,26 @@ def test_cost_power_trades_importance_against_cost() -> None:
         Target(0.4, "macs", cost_power=2.0)
 
 
+def test_a_cost_function_replaces_macs_in_the_ranking() -> None:
+    """``Target.cost`` prices groups: with equal importance the priced-high family goes first."""
+    space = zp.analyze(models.create("resnet20", in_channels=1), torch.randn(2, 1, 28, 28))
+    last = space.families[-2]
+    seen: list[torch.Tensor] = []
+
+    def cost(taken: torch.Tensor) -> torch.Tensor:
+        seen.append(taken.clone())
+        weight = torch.ones(space.num_groups, dtype=torch.float64)
+        weight[last.groups] = 100.0
+        return weight
+
+    scores = torch.ones(space.num_groups, dtype=torch.float64)
+    none = torch.zeros(space.num_groups, dtype=torch.bool)
+    chosen = select(space, scores, none, Target(0.1, "macs", cost_power=1.0, cost=cost), 1.0)
+    assert len(seen) == 1 and not seen[0].any()
+    assert space.macs(chosen) <= 0.9 * space.total_macs
+    assert chosen.any() and set(chosen.nonzero().reshape(-1).tolist()) <= set(last.groups)
+
+
 def test_dhspg_target_within_one_group_percent() -> None:
     model, space = digits_space()
     x, y = data()

@@ -28,6 +28,7 @@ from . import checkpoint, data, latency, run_report
 from .atomic import atomic_write
 from .errors import ZigpruneError
 from .io import export_onnx, save
+from .layer_latency import LayerLatency
 from .measure import count
 from .models.spec import ModelSpec, resolve
 from .optim import DHSPG, HESSO, HSPG, Target
@@ -70,7 +71,8 @@ class Config:
     batch_size: int = 64
     seed: int = 0
     round_to: int = 8
-    cost_power: float = 0.0
+    cost_power: float | None = None
+    latency_aware: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     baseline: bool = True
     onnx: bool = True
@@ -115,7 +117,7 @@ def _targeted(cls: type[HESSO] | type[DHSPG]) -> Callable[[Any, Config, Target, 
             target=target.fraction,
             by=target.by,
             total_steps=steps,
-            **_selection(config),
+            **_selection(space, config),
         )
 
     return build
@@ -129,10 +131,24 @@ def _base(config: Config) -> dict[str, float]:
     return {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
 
 
-def _selection(config: Config) -> dict[str, float]:
-    """The selection options HESSO and DHSPG share: width rounding and the MACs weight of the ranking."""
+def _selection(space: Any, config: Config) -> dict[str, Any]:
+    """The selection options HESSO and DHSPG share: width rounding, the ranking's cost and its weight.
+
+    With ``latency_aware`` the cost is the measured time a removal saves at the timing batch size
+    (one thread, as the run's latency is timed) instead of MACs.
+    """
     rounding = {"round_to": config.round_to} if config.round_to > 1 else {}
-    return {**rounding, "cost_power": config.cost_power}
+    cost: dict[str, LayerLatency] = {}
+    if config.latency_aware:
+        cost["cost"] = LayerLatency(space, batch=max(LATENCY_BATCHES), round_to=config.round_to)
+    return {**rounding, "cost_power": cost_power(config), **cost}
+
+
+def cost_power(config: Config) -> float:
+    """The ranking's cost exponent: as given, else 1 when latency-aware and 0 (importance alone) otherwise."""
+    if config.cost_power is not None:
+        return config.cost_power
+    return 1.0 if config.latency_aware else 0.0
 
 
 OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
@@ -230,9 +246,9 @@ def compress(
     target = parse_target(config.target)
     if config.optimizer not in OPTIMIZERS:
         raise TargetError(f"unknown optimizer {config.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}")
-    if not 0 <= config.cost_power <= 1:
+    if not 0 <= cost_power(config) <= 1:
         raise TargetError(
-            f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per MAC"
+            f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
         )
     resolve(config.model, **config.model_kwargs)
     dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))

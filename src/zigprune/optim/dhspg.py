@@ -10,6 +10,8 @@ Only candidates can become zero, so the target is never overshot; candidates sti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..space import GroupSpace
@@ -24,8 +26,8 @@ class DHSPG(GroupOptimizer):
     budget: the median norm of the candidates over (learning rate × steps until ``finish_step``),
     so the pull alone could bring a typical candidate to zero within the run, however long it is.
     ``amplify`` and ``hat`` bound the adaptive λ_g in
-    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` weighs cost into
-    the choice of candidates for cost targets (see ``Target``); ``round_to`` N keeps each pruned
+    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` weighs cost (or what
+    ``cost`` returns) into the choice of candidates (see ``Target``); ``round_to`` N keeps each pruned
     family's width a multiple of N.
     """
 
@@ -41,6 +43,7 @@ class DHSPG(GroupOptimizer):
         by: str = "groups",
         round_to: int = 1,
         cost_power: float = 0.0,
+        cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
         start_step: int | None = None,
         finish_step: int | None = None,
         lmbda: float | None = None,
@@ -51,7 +54,7 @@ class DHSPG(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to), float(cost_power))
+        self.target = Target(float(target), by, int(round_to), float(cost_power), cost)
         self.start_step = default(start_step, total_steps, 0.1)
         self.finish_step = max(default(finish_step, total_steps, 0.8), self.start_step + 1)
         self.finish_steps = max(1, default(None, total_steps, 0.1))

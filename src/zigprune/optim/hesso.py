@@ -9,6 +9,8 @@ normalised magnitude and first-order Taylor scores), not one batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..space import GroupSpace
@@ -21,9 +23,10 @@ class HESSO(GroupOptimizer):
 
     ``target`` is the fraction to remove: of the groups (``by="groups"``), of the model's MACs
     (``by="macs"``) or of its parameters (``by="params"``); cost targets take the least important
-    groups until the budget is met (``cost_power`` > 0 divides importance by cost^p first; see
-    ``Target``). ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of
-    the steps), then ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
+    groups until the budget is met (``cost_power`` > 0 divides importance by cost^p first, the cost
+    being MACs/params or what ``cost`` returns, e.g. a ``LayerLatency``; see ``Target``).
+    ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of the steps), then
+    ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
     ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
     ``round_to`` N keeps each pruned family's width a multiple of N (faster kernels on most hardware).
     """
@@ -40,6 +43,7 @@ class HESSO(GroupOptimizer):
         by: str = "groups",
         round_to: int = 1,
         cost_power: float = 0.0,
+        cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
         start_step: int | None = None,
         pruning_steps: int | None = None,
         periods: int = 10,
@@ -47,7 +51,7 @@ class HESSO(GroupOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to), float(cost_power))
+        self.target = Target(float(target), by, int(round_to), float(cost_power), cost)
         self.start_step = default(start_step, total_steps, 0.1)
         pruning_steps = default(pruning_steps, total_steps, 0.2)
         self.periods = max(1, min(periods, pruning_steps))

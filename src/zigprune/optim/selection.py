@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,13 +19,17 @@ class Target:
 
     ``round_to`` N keeps every family's remaining width a multiple of N (where the family allows it).
     ``cost_power`` p ranks groups by score / cost^p for MACs or params targets: 1 is the knapsack
-    ratio, 0 ignores cost, in between favours cheap groups less strongly.
+    ratio, 0 ignores cost, in between favours cheap groups less strongly. ``cost``, given the groups
+    taken so far, returns each group's cost for that ranking in place of its MACs or params (e.g. the
+    time its removal saves: :class:`zigprune.layer_latency.LayerLatency`); the goal is still counted
+    in ``by``.
     """
 
     fraction: float
     by: str = "groups"
     round_to: int = 1
     cost_power: float = 1.0
+    cost: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
@@ -64,6 +69,8 @@ def select(
         weight = (space.group_macs if target.by == "macs" else space.group_params.double()).clamp(min=1e-9)
         total = space.total_macs if target.by == "macs" else space.params(None)
         goal = total * (1 - goal_fraction)
+    if target.cost is not None:
+        weight = target.cost(taken).double().clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target.round_to)
     chosen = torch.zeros(g, dtype=torch.bool)
