@@ -139,6 +139,8 @@ def test_bad_names_fail_before_touching_the_directory(tmp_path: Path) -> None:
         run.compress(replace(TINY, optimizer="sgd"), tmp_path / "x")
     with pytest.raises(run.TargetError, match=r"cost power 1.5 is outside \[0, 1\]"):
         run.compress(replace(TINY, cost_power=1.5), tmp_path / "x")
+    with pytest.raises(run.TargetError, match="hspg has none; use --optimizer hesso or dhspg"):
+        run.compress(replace(TINY, optimizer="hspg", latency_aware=True), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 

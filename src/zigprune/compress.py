@@ -246,6 +246,11 @@ def compress(
     target = parse_target(config.target)
     if config.optimizer not in OPTIMIZERS:
         raise TargetError(f"unknown optimizer {config.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}")
+    if config.optimizer == "hspg" and (config.latency_aware or config.cost_power is not None):
+        raise TargetError(
+            "--cost-power and --latency-aware rank groups towards a target, and hspg has none; "
+            "use --optimizer hesso or dhspg"
+        )
     if not 0 <= cost_power(config) <= 1:
         raise TargetError(
             f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
