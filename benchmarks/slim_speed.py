@@ -45,8 +45,7 @@ def dense_and_example(run_dir: Path) -> tuple[torch.nn.Module, torch.Tensor]:
     spec = plan["spec"]
     torch.manual_seed(0)
     dense = ModelSpec(str(spec["text"]), dict(spec.get("kwargs") or {})).build().eval()
-    inputs = make_inputs(plan["inputs"])
-    tensors = [v for v in (*inputs.args, *inputs.kwargs.values()) if isinstance(v, torch.Tensor)]
+    tensors = make_inputs(plan["inputs"]).tensors()
     if len(tensors) != 1:
         raise SystemExit(f"{run_dir}: timing needs a model with one tensor input")
     return dense, tensors[0]

@@ -56,6 +56,13 @@ class LayerLatency:
         self.repeats = repeats
         self.round_to = round_to
         self.layers = _layers(space, batch)
+        self._touching = {
+            family.index: [
+                layer for layer in self.layers if _touches(layer, space.group_class[family.groups])
+            ]
+            for family in space.families
+            if family.groups
+        }
         self._cache: dict[tuple[str, int, int], float] = {}
 
     def __call__(self, taken: torch.Tensor) -> torch.Tensor:
@@ -70,13 +77,11 @@ class LayerLatency:
             step = width - (width - 1) // self.round_to * self.round_to
             if len(free) <= step:
                 continue
-            removed = self.space.group_class[free[:step]]
             trial = kept.clone()
-            trial[removed] = False
+            trial[self.space.group_class[free[:step]]] = False
             saved = sum(
                 before[layer.name] - self._time(layer, *self._widths(layer, trial))
-                for layer in self.layers
-                if self._touches(layer, removed)
+                for layer in self._touching[family.index]
             )
             weight[free] = max(saved / step, FLOOR_MS)
         return weight
@@ -85,13 +90,6 @@ class LayerLatency:
         """Summed time of the timed layers after removing ``taken`` (all groups kept when None)."""
         kept = self.space.kept_classes(taken)
         return sum(self._time(layer, *self._widths(layer, kept)) for layer in self.layers)
-
-    @staticmethod
-    def _touches(layer: _Layer, classes: torch.Tensor) -> bool:
-        return any(
-            c is not None and bool(torch.isin(c, classes).any())
-            for c in (layer.in_classes, layer.out_classes)
-        )
 
     @staticmethod
     def _widths(layer: _Layer, kept: torch.Tensor) -> tuple[int, int]:
@@ -144,9 +142,16 @@ def _layers(space: GroupSpace, batch: int) -> list[_Layer]:
     return layers
 
 
+def _touches(layer: _Layer, classes: torch.Tensor) -> bool:
+    """Whether the layer's input or output channels include any of ``classes``."""
+    return any(
+        c is not None and bool(torch.isin(c, classes).any()) for c in (layer.in_classes, layer.out_classes)
+    )
+
+
 def _batch_of(inputs: Inputs) -> int:
     """The leading size of the first tensor among the example inputs (0 when there is none)."""
-    tensors = [v for v in (*inputs.args, *inputs.kwargs.values()) if isinstance(v, torch.Tensor)]
+    tensors = inputs.tensors()
     return int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 0
 
 

@@ -24,6 +24,10 @@ class Inputs:
     def call(self, model: nn.Module) -> Any:
         return model(*self.args, **self.kwargs)
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The tensor arguments: positional ones first, then keyword ones in order."""
+        return [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, torch.Tensor)]
+
 
 def as_inputs(example_inputs: Any, model: nn.Module | None = None) -> Inputs:
     """Accept a Tensor, a tuple/list of positional args, or a dict of keyword args (Hugging Face style)."""

@@ -63,14 +63,11 @@ def select(
     g = space.num_groups
     goal_fraction = target.fraction * share
     if target.by == "groups":
-        weight = torch.ones(g, dtype=torch.float64)
         goal = g - round(goal_fraction * g)
     else:
-        weight = (space.group_macs if target.by == "macs" else space.group_params.double()).clamp(min=1e-9)
         total = space.total_macs if target.by == "macs" else space.params(None)
         goal = total * (1 - goal_fraction)
-    if target.cost is not None:
-        weight = target.cost(taken).double().clamp(min=1e-9)
+    weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target.round_to)
     chosen = torch.zeros(g, dtype=torch.bool)
@@ -88,6 +85,17 @@ def select(
     chosen[_flat(units[:lo])] = True
     chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], goal, target.by)] = True
     return chosen
+
+
+def _cost(space: GroupSpace, taken: torch.Tensor, target: Target) -> torch.Tensor:
+    """Each group's cost for the ranking: ``target.cost`` if given, else its MACs, params or 1."""
+    if target.cost is not None:
+        return target.cost(taken).double()
+    if target.by == "macs":
+        return space.group_macs
+    if target.by == "params":
+        return space.group_params.double()
+    return torch.ones(space.num_groups, dtype=torch.float64)
 
 
 def _units(space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, round_to: int) -> list[list[int]]:
