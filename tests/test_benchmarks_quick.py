@@ -67,9 +67,34 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
 
 def test_slim_speed_quick_times_a_published_run(tmp_path: Path) -> None:
     run = REPO / "benchmarks" / "results" / "compress_resnet20" / "cost_power_0"
-    run_script(REPO / "benchmarks" / "slim_speed.py", str(run), "--quick", "--out", str(tmp_path))
+    script = REPO / "benchmarks" / "slim_speed.py"
+    run_script(script, str(run), "--quick", "--layers", "--bar", "0.01", "--out", str(tmp_path))
     report = json.loads((tmp_path / "slim_speed.json").read_text())
     (row,) = report["runs"]
     assert abs(row["macs_reduction"] - 2.50) < 0.01
-    assert len(row["ratios"]) == 1 and row["ratios"][0] > 0
-    assert "--quick" in report["command"] and "| run |" in (tmp_path / "slim_speed.md").read_text()
+    (timed,) = row["rounds"]
+    assert timed["dense_ms"] > 0 and timed["slim_ms"] > 0
+    assert timed["ratio"] == pytest.approx(timed["dense_ms"] / timed["slim_ms"] / row["macs_reduction"])
+    assert row["median_ratio"] == row["p10_ratio"] == row["p90_ratio"] == timed["ratio"]
+    assert row["share_at_bar"] == (1.0 if timed["ratio"] >= 0.01 else 0.0)
+
+    (layers,) = report["layers"]
+    dense, slim = layers["layers"]["dense"], layers["layers"]["slim"]
+    assert dense["layer1.0.conv1"]["weight"] == [16, 16, 3, 3]
+    assert dense["layer1.0.conv1"]["macs"] == 64 * 28 * 28 * 16 * 16 * 9
+    assert all(layer["ms"] > 0 for layer in [*dense.values(), *slim.values()])
+    totals = layers["totals"]
+    assert totals["dense"]["macs"] / totals["slim"]["macs"] == pytest.approx(row["macs_reduction"], rel=0.01)
+
+    md = (tmp_path / "slim_speed.md").read_text()
+    assert "--quick" in report["command"] and "| run |" in md and "| layer1.0.conv1 | 16→16 |" in md
+    assert (tmp_path / "slim_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slim_speed_summary_counts_rounds_at_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from slim_speed import summary
+
+    result = summary([0.7, 0.9, 0.86, 0.8, 1.0], bar=0.85)
+    assert result["median_ratio"] == 0.86 and result["share_at_bar"] == 0.6
+    assert 0.7 <= result["p10_ratio"] < result["median_ratio"] < result["p90_ratio"] <= 1.0

@@ -155,6 +155,25 @@ def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
     assert optimizer.target.cost is None
 
 
+@pytest.mark.parametrize(
+    ("target", "round_to", "given", "latency_aware", "expected"),
+    [
+        ("macs=0.5", 8, None, False, 0.5),
+        ("macs=0.5", 1, None, False, 0.0),
+        ("params=0.5", 8, None, False, 0.0),
+        ("0.5", 8, None, False, 0.0),
+        ("macs=0.5", 1, None, True, 1.0),
+        ("macs=0.5", 8, 0.0, False, 0.0),
+        ("params=0.5", 8, 0.25, True, 0.25),
+    ],
+)
+def test_cost_power_default_depends_on_the_target(
+    target: str, round_to: int, given: float | None, latency_aware: bool, expected: float
+) -> None:
+    config = replace(TINY, target=target, round_to=round_to, cost_power=given, latency_aware=latency_aware)
+    assert run.cost_power(config, run.parse_target(target)) == expected
+
+
 def test_latency_aware_prices_groups_by_measured_time() -> None:
     from zigprune.layer_latency import LayerLatency
 

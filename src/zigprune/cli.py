@@ -196,7 +196,7 @@ def _add_compress(sub: Any) -> None:
             "widths kept multiples of 8, in under a minute."
         ),
         epilog="examples:\n  zigprune compress\n  zigprune compress --model resnet20 --data fashion-mnist "
-        "--target macs=2.5x --epochs 15 --cost-power 0.5\n  zigprune compress --model my_net.py:build --data "
+        "--target macs=2.5x --epochs 15\n  zigprune compress --model my_net.py:build --data "
         "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --out runs/x --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -226,7 +226,8 @@ def _add_compress(sub: Any) -> None:
         metavar="P",
         type=float,
         help="rank groups by importance / cost**P when choosing what to remove (cost: MACs, or time with "
-        "--latency-aware): 0 by importance alone (default), 1 per unit of cost, so costly groups go first",
+        "--latency-aware): 0 by importance alone, 1 per unit of cost, so costly groups go first "
+        "(default 0.5 for a macs= target with --round-to above 1: faster slim models, same accuracy; else 0)",
     )
     g.add_argument(
         "--latency-aware",

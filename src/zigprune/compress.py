@@ -38,6 +38,7 @@ CONFIG, CHECKPOINT, BASELINE = "run.json", "checkpoint.safetensors", "baseline.s
 HISTORY, METRICS, ONNX = "history.json", "metrics.json", "model.onnx"
 OUTPUTS = (METRICS, HISTORY, ONNX, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
 LATENCY_BATCHES = (1, 64)
+MACS_COST_POWER = 0.5
 TINY_MACS = 100_000_000
 TARGET_HELP = "0.5 (share of groups), macs=0.4 or params=0.3 (share removed), macs=2.5x (reduction factor)"
 
@@ -117,7 +118,7 @@ def _targeted(cls: type[HESSO] | type[DHSPG]) -> Callable[[Any, Config, Target, 
             target=target.fraction,
             by=target.by,
             total_steps=steps,
-            **_selection(space, config),
+            **_selection(space, config, target),
         )
 
     return build
@@ -131,7 +132,7 @@ def _base(config: Config) -> dict[str, float]:
     return {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
 
 
-def _selection(space: Any, config: Config) -> dict[str, Any]:
+def _selection(space: Any, config: Config, target: Target) -> dict[str, Any]:
     """The selection options HESSO and DHSPG share: width rounding, the ranking's cost and its weight.
 
     With ``latency_aware`` the cost is the measured time a removal saves at the timing batch size
@@ -141,14 +142,23 @@ def _selection(space: Any, config: Config) -> dict[str, Any]:
     cost: dict[str, LayerLatency] = {}
     if config.latency_aware:
         cost["cost"] = LayerLatency(space, batch=max(LATENCY_BATCHES), round_to=config.round_to)
-    return {**rounding, "cost_power": cost_power(config), **cost}
+    return {**rounding, "cost_power": cost_power(config, target), **cost}
 
 
-def cost_power(config: Config) -> float:
-    """The ranking's cost exponent: as given, else 1 when latency-aware and 0 (importance alone) otherwise."""
+def cost_power(config: Config, target: Target) -> float:
+    """The ranking's cost exponent: as given; else 1 when latency-aware, 0.5 for a MACs target with
+    rounded widths, 0 otherwise.
+
+    Ranking by importance alone thins many layers to narrow, slow widths: on ResNet-20 /
+    Fashion-MNIST at 2.5x fewer MACs its slim model ran at 0.70 of the MACs ratio and P = 0.5's at
+    0.93, and with widths rounded to 8 both kept the same accuracy (80.44 +- 0.24 and 80.32 +- 1.00 %,
+    3 seeds of the bench). Unrounded, P = 0.5 lost 6 pt, so it is not the default there.
+    """
     if config.cost_power is not None:
         return config.cost_power
-    return 1.0 if config.latency_aware else 0.0
+    if config.latency_aware:
+        return 1.0
+    return MACS_COST_POWER if target.by == "macs" and config.round_to > 1 else 0.0
 
 
 OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
@@ -251,7 +261,7 @@ def compress(
             "--cost-power and --latency-aware rank groups towards a target, and hspg has none; "
             "use --optimizer hesso or dhspg"
         )
-    if not 0 <= cost_power(config) <= 1:
+    if not 0 <= cost_power(config, target) <= 1:
         raise TargetError(
             f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
         )
