@@ -112,6 +112,8 @@ def test_run_directory_rules(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("kept")
     metrics = run.compress(replace(TINY, epochs=1, optimizer="dhspg"), tmp_path, force=True, **quiet)
     assert metrics["config"]["optimizer"] == "dhspg" and (tmp_path / "mine.txt").read_text() == "kept"
+    assert metrics["config"]["cost_power"] == 0.5, "the default in force is recorded, not None"
+    assert json.loads((tmp_path / "run.json").read_text())["cost_power"] == 0.5
 
 
 def test_failure_after_training_leaves_no_complete_run(

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,8 @@ def compress(
         raise TargetError(
             f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
         )
+    if config.optimizer != "hspg" and config.cost_power is None:
+        config = replace(config, cost_power=cost_power(config, target))
     resolve(config.model, **config.model_kwargs)
     dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
     spec = resolve(config.model, **_model_kwargs(config, dataset))
