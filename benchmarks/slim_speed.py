@@ -27,7 +27,7 @@ import argparse
 import json
 import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,28 +117,17 @@ def layer_times(model: torch.nn.Module, sample: torch.Tensor) -> dict[str, dict[
             handle.remove()
     modules = dict(model.named_modules())
     layers = {}
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            for name, x in inputs.items():
-                module = modules[name]
-                counter = FlopCounterMode(display=False)
-                with counter:
-                    module(x)
-                best = float("inf")
-                for _ in range(LAYER_REPEATS):
-                    start = time.perf_counter()
-                    module(x)
-                    best = min(best, time.perf_counter() - start)
-                layers[name] = {
-                    "weight": list(module.weight.shape),
-                    "input": list(x.shape),
-                    "macs": counter.get_total_flops() // 2,
-                    "ms": best * 1e3,
-                }
-    finally:
-        torch.set_num_threads(before)
+    for name, x in inputs.items():
+        module = modules[name]
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            module(x)
+        layers[name] = {
+            "weight": list(module.weight.shape),
+            "input": list(x.shape),
+            "macs": counter.get_total_flops() // 2,
+            "ms": latency.fastest_ms(partial(module, x), LAYER_REPEATS),
+        }
     return layers
 
 

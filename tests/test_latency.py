@@ -9,7 +9,16 @@ import torch
 from torch import nn
 
 from zigprune.errors import ZigpruneError
-from zigprune.latency import Latency, LatencyError, compare, make_batch, measure, measure_onnx, speedup
+from zigprune.latency import (
+    Latency,
+    LatencyError,
+    compare,
+    fastest_ms,
+    make_batch,
+    measure,
+    measure_onnx,
+    speedup,
+)
 
 FAST = {"warmup": 1, "repeats": 5, "min_seconds": 0.0}
 
@@ -153,3 +162,18 @@ def test_onnx_errors_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(LatencyError, match=r"pip install 'zigprune\[onnx\]'"):
         measure_onnx(fixed, torch.randn(2, 16))
+
+
+def test_fastest_ms_takes_the_fastest_call_and_restores_threads() -> None:
+    durations = iter([0.05, 0.03, 0.002, 0.02])
+    calls = []
+
+    def call() -> None:
+        calls.append(torch.is_inference_mode_enabled())
+        time.sleep(next(durations))
+
+    before = torch.get_num_threads()
+    ms = fastest_ms(call, repeats=3, threads=1)
+    assert len(calls) == 4 and all(calls), "one warm-up, then three timed calls, without autograd"
+    assert 2 <= ms < 20, "the 2 ms call: not the 50 ms warm-up, nor the 30 and 20 ms ones"
+    assert torch.get_num_threads() == before

@@ -261,12 +261,12 @@ def compress(
             "--cost-power and --latency-aware rank groups towards a target, and hspg has none; "
             "use --optimizer hesso or dhspg"
         )
-    if not 0 <= cost_power(config, target) <= 1:
-        raise TargetError(
-            f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
-        )
-    if config.optimizer != "hspg" and config.cost_power is None:
+    if config.optimizer != "hspg":
         config = replace(config, cost_power=cost_power(config, target))
+        if not 0 <= config.cost_power <= 1:
+            raise TargetError(
+                f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
+            )
     resolve(config.model, **config.model_kwargs)
     dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
     spec = resolve(config.model, **_model_kwargs(config, dataset))

@@ -120,6 +120,26 @@ def speedup(dense: list[Latency], slim: list[Latency]) -> dict[int, float]:
     return {lat.batch: lat.median_ms / slim_ms[lat.batch] for lat in dense if lat.batch in slim_ms}
 
 
+def fastest_ms(call: Call, repeats: int = 5, threads: int = 1) -> float:
+    """Fastest of ``repeats`` timed calls (ms) after one warm-up, on ``threads`` threads, no autograd.
+
+    Load only ever adds time, so the fastest call is the least noisy figure for comparing kernels.
+    """
+    before = torch.get_num_threads()
+    best = float("inf")
+    try:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            call()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return best * 1e3
+
+
 def make_batch(example: Tensor, size: int) -> Tensor:
     """A batch of ``size`` samples: the first ``size`` of ``example``, or ``example`` repeated and cut."""
     if size <= example.shape[0]:

@@ -10,7 +10,6 @@ Timings are cached per (layer, in, out) width, so a ranking step only times widt
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .latency import fastest_ms
 from .space import GroupSpace
 from .trace import Inputs, as_inputs, eval_mode
 
@@ -169,16 +169,4 @@ def _time_layer(layer: _Layer, cin: int, cout: int, threads: int, repeats: int) 
     else:
         conv = getattr(F, f"conv{w.dim() - 2}d")
         call = partial(conv, x, w, None, module.stride, module.padding, module.dilation)
-    before = torch.get_num_threads()
-    best = float("inf")
-    try:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            call()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                call()
-                best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(before)
-    return best * 1e3
+    return fastest_ms(call, repeats, threads)
