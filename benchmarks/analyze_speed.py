@@ -63,7 +63,8 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import zigprune as zp
-from zigprune import models, trace
+from zigprune import models
+from zigprune.core import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine_info

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 import zigprune as zp
 from zigprune import compress as run
 from zigprune import data
+from zigprune.compress import report as run_report
+from zigprune.optim import Target
 from zigprune.training import Hook, Loop
 
 TINY = run.Config(subset=200, epochs=2, batch_size=50, onnx=False, latency=False, baseline=False)
@@ -122,7 +124,7 @@ def test_failure_after_training_leaves_no_complete_run(
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(run.run_report, "render", broken)
+    monkeypatch.setattr(run_report, "render", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         run.compress(TINY, tmp_path, progress=False, log=lambda text: None)
     assert not (tmp_path / "metrics.json").exists()
@@ -151,7 +153,7 @@ def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
     model = zp.models.create("digits_cnn")
     space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
     config = replace(TINY, optimizer=name, cost_power=0.5, round_to=4)
-    optimizer = run.OPTIMIZERS[name](space, config, run.parse_target("macs=0.5"), 10)
+    optimizer = run.OPTIMIZERS[name](space, config, Target.parse("macs=0.5"), 10)
     assert optimizer.target.cost_power == 0.5 and optimizer.target.round_to == 4
     assert optimizer.target.by == "macs" and optimizer.target.fraction == 0.5
     assert optimizer.target.cost is None
@@ -173,7 +175,7 @@ def test_cost_power_default_depends_on_the_target(
     target: str, round_to: int, given: float | None, latency_aware: bool, expected: float
 ) -> None:
     config = replace(TINY, target=target, round_to=round_to, cost_power=given, latency_aware=latency_aware)
-    assert run.cost_power(config, run.parse_target(target)) == expected
+    assert run.cost_power(config, Target.parse(target)) == expected
 
 
 def test_latency_aware_prices_groups_by_measured_time() -> None:
@@ -182,7 +184,7 @@ def test_latency_aware_prices_groups_by_measured_time() -> None:
     model = zp.models.create("digits_cnn")
     space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
     config = replace(TINY, latency_aware=True)
-    optimizer = run.OPTIMIZERS["hesso"](space, config, run.parse_target("macs=0.5"), 10)
+    optimizer = run.OPTIMIZERS["hesso"](space, config, Target.parse("macs=0.5"), 10)
     cost = optimizer.target.cost
     assert isinstance(cost, LayerLatency) and optimizer.target.cost_power == 1.0
     assert [layer.name for layer in cost.layers] == ["0", "3", "8"]
@@ -204,7 +206,7 @@ def test_latency_aware_prices_groups_by_measured_time() -> None:
      (" MACS = 2.5x ", 0.6, "macs"), ("groups=4x", 0.75, "groups")],
 )  # fmt: skip
 def test_parse_target(text: str, fraction: float, by: str) -> None:
-    target = run.parse_target(text)
+    target = Target.parse(text)
     assert target.by == by and target.fraction == pytest.approx(fraction)
 
 
@@ -217,7 +219,7 @@ def test_parse_target(text: str, fraction: float, by: str) -> None:
 )  # fmt: skip
 def test_parse_target_errors(text: str, message: str) -> None:
     with pytest.raises(run.TargetError) as info:
-        run.parse_target(text)
+        Target.parse(text)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 

@@ -19,9 +19,11 @@ from torch import nn
 
 import zigprune as zp
 from zigprune import io
+from zigprune.core.trace import Inputs
 from zigprune.errors import ExportError, LoadError, ModelError
+from zigprune.io import onnx, saved
+from zigprune.io import plan as plan_file
 from zigprune.models.spec import ModelSpec, resolve
-from zigprune.trace import Inputs
 
 TINY = """
 from torch import nn
@@ -130,7 +132,7 @@ def test_plan_records_what_was_pruned(resnet: Run, resnet_dir: Path) -> None:
     assert plan["macs"]["after"] < plan["macs"]["before"]
     stem = plan["widths"][0]
     assert stem["before"] == 16 and 0 < stem["after"] < 16
-    assert plan["fingerprint"].startswith("sha256:") and plan["fingerprint"] == io.fingerprint(resnet.space)
+    assert plan["fingerprint"].startswith("sha256:") and plan["fingerprint"] == plan_file.fingerprint(resnet.space)
     weights = load_file(str(resnet_dir / "model.safetensors"))
     assert weights["conv1.weight"].shape[0] == stem["after"]
 
@@ -201,7 +203,7 @@ def test_truncated_weights(tiny: tuple[Run, Path]) -> None:
     weights = directory / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-40])
     load_error(directory, r"model\.safetensors' is corrupt or was changed after saving \(its sha256 differs")
-    edit_plan(directory, weights={"file": "model.safetensors", "sha256": io._sha256(weights)})
+    edit_plan(directory, weights={"file": "model.safetensors", "sha256": plan_file.sha256_file(weights)})
     load_error(
         directory, r"model\.safetensors' does not fit the rebuilt slim model \(.*\); save the model again"
     )
@@ -213,7 +215,7 @@ def test_weights_of_the_wrong_shape(tiny: tuple[Run, Path]) -> None:
     state = load_file(str(weights))
     state["7.weight"] = torch.zeros(3, 9)
     save_file(state, str(weights))
-    edit_plan(directory, weights={"file": "model.safetensors", "sha256": io._sha256(weights)})
+    edit_plan(directory, weights={"file": "model.safetensors", "sha256": plan_file.sha256_file(weights)})
     load_error(
         directory,
         r"does not fit the rebuilt slim model \(ValueError: 7\.weight has shape \(3, 9\) in the file",
@@ -252,7 +254,7 @@ def test_failed_save_leaves_no_plan(tiny: tuple[Run, Path], monkeypatch: pytest.
         path.write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "_save_weights", fail)
+    monkeypatch.setattr(saved, "_save_weights", fail)
     with pytest.raises(OSError, match="disk full"):
         zp.save(directory, run.slim, run.space, run.spec)
     assert sorted(p.name for p in directory.iterdir()) == ["model.safetensors"]
@@ -325,7 +327,7 @@ def test_onnx_falls_back_to_the_torchscript_exporter(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("no dynamo today")
 
-    monkeypatch.setattr(io, "_export_dynamo", fail)
+    monkeypatch.setattr(onnx, "_export_dynamo", fail)
     x = torch.randn(1, 1, 8, 8)
     with caplog.at_level(logging.INFO, logger="zigprune.io"):
         path = zp.export_onnx(run.slim, x, tmp_path / "tiny.onnx")

@@ -19,7 +19,7 @@ from zigprune.methods import allocators, criteria, recipes, schedules
 from zigprune.methods.hooks import BNPenalty, GroupMask, SoftZero, WeightMask
 from zigprune.methods.recovery import Found, reinitialise, weight_rewind
 from zigprune.methods.run import Setup, Trainer, split
-from zigprune.optim.selection import Target
+from zigprune.optim import Target
 from zigprune.training import Hook, train
 
 SHAPE = (1, 8, 8)

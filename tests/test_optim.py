@@ -10,7 +10,7 @@ from torch import nn
 
 import zigprune as zp
 from zigprune import models
-from zigprune.optim.selection import Target, select
+from zigprune.core.selection import Target, select
 
 
 def data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,9 +18,12 @@ import torch
 from . import compress as run
 from . import data, io, models
 from .bench.command import add_subcommand as add_bench
+from .compress.rundir import METRICS, ONNX
+from .core.selection import TARGET_HELP
 from .errors import DataError, LoadError, ModelError, ZigpruneError
-from .latency import LatencyError
-from .measure import count
+from .io.onnx import quiet_onnx
+from .measure.count import count
+from .measure.latency import LatencyError
 from .models.spec import kind_of, resolve
 
 USAGE_ERRORS = (ModelError, DataError, run.TargetError, run.RunDirError, LatencyError)
@@ -39,7 +42,7 @@ def _known(text: str) -> str:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from . import analyze
+    from .core.analysis import analyze
 
     spec = resolve(_known(args.model), **args.model_kwargs)
     if spec.kind in ("file", "module") and args.input_shape is None:
@@ -60,9 +63,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _demo(model: torch.nn.Module, inputs: Any, fraction: float, seed: int) -> None:
     """Zero a random fraction of groups in a copy, construct, and show that outputs are unchanged."""
-    from . import analyze
-    from .construct import outputs
-    from .trace import as_inputs
+    from .core.analysis import analyze
+    from .core.construct import outputs
+    from .core.trace import as_inputs
 
     trial = copy.deepcopy(model)
     space = analyze(trial, inputs, check=False)
@@ -105,7 +108,7 @@ def _compress(args: argparse.Namespace) -> int:
         threads=args.threads,
         command=command,
     )
-    from .run_report import table
+    from .compress.report import table
 
     print(f"\n{metrics['config']['model']} on {metrics['config']['data']}: run saved in {out}\n")
     print(table(metrics))
@@ -143,17 +146,17 @@ def _export(args: argparse.Namespace) -> int:
     directory = Path(args.run_dir)
     slim = io.load(directory)
     inputs = io.make_inputs(io.read_plan(directory)["inputs"])
-    with run.quiet_onnx():
-        path = io.export_onnx(slim, inputs, Path(args.output) if args.output else directory / run.ONNX)
+    with quiet_onnx():
+        path = io.export_onnx(slim, inputs, Path(args.output) if args.output else directory / ONNX)
     print(f"wrote {path} (checked in ONNX Runtime against PyTorch)")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .run_report import render_dir, table
+    from .compress.report import render_dir, table
 
     path = render_dir(args.run_dir)
-    print(table(json.loads((Path(args.run_dir) / run.METRICS).read_text(encoding="utf-8"))))
+    print(table(json.loads((Path(args.run_dir) / METRICS).read_text(encoding="utf-8"))))
     print(f"\nwrote {path}")
     return 0
 
@@ -214,7 +217,7 @@ def _add_compress(sub: Any) -> None:
     )
     g = p.add_argument_group("how")
     g.add_argument("--optimizer", choices=sorted(run.OPTIMIZERS), help=f"default {d.optimizer}")
-    g.add_argument("--target", help=f"what to remove: {run.TARGET_HELP}; default {d.target}")
+    g.add_argument("--target", help=f"what to remove: {TARGET_HELP}; default {d.target}")
     g.add_argument(
         "--round-to",
         metavar="N",

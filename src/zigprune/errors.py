@@ -31,3 +31,21 @@ class ModelError(ZigpruneError):
 
 class ExportError(ZigpruneError):
     """An ONNX export failed, or ONNX Runtime does not reproduce the PyTorch outputs."""
+
+
+class TargetError(ZigpruneError, ValueError):
+    """A target that is not a share in (0, 1) or a reduction factor above 1, or an unknown optimizer."""
+
+
+class RunDirError(ZigpruneError):
+    """The run directory holds a run that would be overwritten, or no run to resume."""
+
+
+class Interrupted(ZigpruneError):
+    """Training stopped on Ctrl-C or SIGTERM; the message says how to resume."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's text (or its type name): enough for a one-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

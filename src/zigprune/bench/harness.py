@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
-from .. import count, data, latency, models
+from .. import data, models
+from ..core.selection import Target
 from ..errors import ZigpruneError
+from ..measure import latency
+from ..measure.count import count
 from ..methods import recipes
 from ..methods.run import Setup
-from ..optim.selection import Target
 from ..training import evaluate
 from . import tp_baselines  # noqa: F401  (registers the Torch-Pruning recipes)
 from .cache import RunCache, fingerprint

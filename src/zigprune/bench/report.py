@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..atomic import atomic_write
+from .._version import __version__
+from ..io.atomic import atomic_write
 from .harness import ZIGPRUNE_OPTIMIZERS, RunRecord
 
 GOAL_GAP = 0.3

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..core.selection import Target, cost_left, select
+from ..core.space import GroupSpace
 from ..errors import ZigpruneError
-from ..optim.selection import Target, cost_left, select
-from ..space import GroupSpace
 
 Allocator = Callable[[GroupSpace, torch.Tensor, Target, "torch.Tensor | None"], torch.Tensor]
 BISECTIONS = 40

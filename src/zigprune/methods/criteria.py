@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..core.grouping import Grouping
+from ..core.space import GroupSpace
 from ..errors import ZigpruneError
-from ..optim.grouping import Grouping
-from ..space import GroupSpace
 
 
 class Criterion:

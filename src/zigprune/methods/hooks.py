@@ -12,9 +12,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..optim.grouping import Grouping
-from ..optim.selection import Target
-from ..space import GroupSpace
+from ..core.grouping import Grouping
+from ..core.selection import Target
+from ..core.space import GroupSpace
 from ..training import Hook, Loop
 from . import unstructured
 from .allocators import allocate

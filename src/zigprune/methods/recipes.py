@@ -15,10 +15,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .. import analyze
+from ..core.analysis import analyze
+from ..core.space import GroupSpace
 from ..errors import ZigpruneError
 from ..optim import DHSPG, HESSO, HSPG
-from ..space import GroupSpace
 from . import unstructured
 from .allocators import allocate
 from .criteria import Taylor, make

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.selection import Target
 from ..errors import ZigpruneError
-from ..optim.selection import Target
 from ..training import Hook, train
 
 PHASE_SEED_STRIDE = 101

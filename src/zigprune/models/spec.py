@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 
 FORMS = "a zoo name, path/to/file.py:factory, package.module:factory or hf:PATH"
 TEXT_SEQUENCE = 16
@@ -97,18 +97,13 @@ def _generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _call(spec: ModelSpec, factory: Callable[..., Any]) -> Any:
     """Call a factory with the spec's keyword arguments, wrapping whatever it raises."""
     try:
         return factory(**spec.kwargs)
     except Exception as err:
         raise ModelError(
-            f"model spec {spec.text!r} raised {type(err).__name__}: {_first_line(err)}; fix the factory or "
+            f"model spec {spec.text!r} raised {type(err).__name__}: {first_line(err)}; fix the factory or "
             f"its keyword arguments {spec.kwargs}"
         ) from err
 
@@ -178,7 +173,7 @@ def _load_file(path: Path) -> Any:
         exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), module.__dict__)
     except Exception as err:
         raise ModelError(
-            f"could not import {str(path)!r} ({type(err).__name__}: {_first_line(err)}); fix the file"
+            f"could not import {str(path)!r} ({type(err).__name__}: {first_line(err)}); fix the file"
         ) from err
     finally:
         sys.path.remove(str(path.resolve().parent))
@@ -216,7 +211,7 @@ def _build_module(spec: ModelSpec) -> Any:
         module = importlib.import_module(target)
     except Exception as err:
         raise ModelError(
-            f"could not import module {target!r} ({type(err).__name__}: {_first_line(err)}); install it or "
+            f"could not import module {target!r} ({type(err).__name__}: {first_line(err)}); install it or "
             "put its folder on PYTHONPATH"
         ) from err
     return _call(spec, _factory(spec, module, f"module {target!r}"))
@@ -273,7 +268,7 @@ def _hf_config(spec: ModelSpec) -> Any:
     except Exception as err:
         raise ModelError(
             f"cannot read the Hugging Face config in {str(folder)!r} ({type(err).__name__}: "
-            f"{_first_line(err)}); fix config.json or the keyword arguments {spec.kwargs}"
+            f"{first_line(err)}); fix config.json or the keyword arguments {spec.kwargs}"
         ) from err
 
 
@@ -315,7 +310,7 @@ def _build_hf(spec: ModelSpec) -> nn.Module:
     except Exception as err:
         raise ModelError(
             f"cannot load the Hugging Face model in {str(folder)!r} as {model_class.__name__} "
-            f"({type(err).__name__}: {_first_line(err)}); check its weights and config.json"
+            f"({type(err).__name__}: {first_line(err)}); check its weights and config.json"
         ) from err
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ..space import GroupSpace
-from .grouping import Grouping
+from ..core.grouping import Grouping
+from ..core.space import GroupSpace
 
 VARIANTS = ("sgd", "adam", "adamw")
 

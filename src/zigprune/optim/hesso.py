@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..space import GroupSpace
+from ..core.selection import Target, select
+from ..core.space import GroupSpace
 from .base import GroupOptimizer, default, linear_decay
-from .selection import Target, select
 
 
 class HESSO(GroupOptimizer):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..space import GroupSpace
+from ..core.space import GroupSpace
 from .base import GroupOptimizer, default
 
 

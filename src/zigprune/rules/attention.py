@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..label import Label, expand_dims
-from ..store import HeadRecord
+from ..core.label import Label, expand_dims
+from ..core.store import HeadRecord
 from .registry import Ctx, rule
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..label import Label, ParamRef, expand_dims
+from ..core.label import Label, ParamRef, expand_dims
 from .elementwise import combine
 from .registry import Ctx, rule
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..label import Label, ParamRef, expand_dims
+from ..core.label import Label, ParamRef, expand_dims
 from .registry import Ctx, rule
 
 ZERO_PRESERVING = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..label import Label, ParamRef
+from ..core.label import Label, ParamRef
 from .contraction import _channels
 from .registry import Ctx, rule
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..label import Label, normalize_dim
+from ..core.label import Label, normalize_dim
 from .registry import Ctx, rule
 
 SUM_LIKE = ("sum", "nansum")

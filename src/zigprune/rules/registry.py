@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from ..label import Label, ParamRef
-from ..store import Store
+from ..core.label import Label, ParamRef
+from ..core.store import Store
 
 Rule = Callable[["Ctx"], Any]
 RULES: dict[str, Rule] = {}

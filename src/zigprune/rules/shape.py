@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..label import Label, ParamRef, normalize_dim, permute, reshape
+from ..core.label import Label, ParamRef, normalize_dim, permute, reshape
 from .elementwise import combine
 from .registry import Ctx, rule
 

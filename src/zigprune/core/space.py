@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from .components import components
+from .construct import construct
 from .store import Store
+from .summary import summary
 from .trace import Inputs
 
 
@@ -356,14 +358,10 @@ class GroupSpace:
         With ``check`` the slim model is run on the example inputs and must match the full model
         (max abs difference ≤ ``atol`` × output scale), or :class:`ConstructionError` names the family.
         """
-        from .construct import construct
-
         return construct(self, check=check, atol=atol)
 
     def summary(self, max_rows: int = 40) -> str:
         """A table of families: width, prunable groups, MACs share, and why the rest cannot go."""
-        from .report import summary
-
         return summary(self, max_rows)
 
     def __repr__(self) -> str:

@@ -10,7 +10,6 @@ are deferred to the next step boundary, then raised as ``KeyboardInterrupt`` aft
 from __future__ import annotations
 
 import math
-import random
 import signal
 import threading
 import time
@@ -19,21 +18,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .errors import ZigpruneError
+from .evaluate import evaluate, fetch, logits
+from .rng import SEED_STRIDE, epoch_order, rng_state, set_rng_state
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-SEED_STRIDE = 1_000_003
-
-
-class OutputError(ZigpruneError, TypeError):
-    """A model's output holds no class scores to train or evaluate on."""
 
 
 class Hook:
@@ -56,15 +50,6 @@ class Hook:
 
     def on_interrupt(self, loop: Loop) -> None:
         """Called on Ctrl-C or SIGTERM: at a step boundary, unless ``loop.clean`` is False."""
-
-
-@dataclass
-class Metrics:
-    """Mean loss and accuracy of a model over a dataset."""
-
-    loss: float
-    accuracy: float
-    count: int
 
 
 @dataclass
@@ -143,31 +128,6 @@ class Loop:
         self.history = History.from_dict(state["history"])
         self.running = {k: float(v) for k, v in state["running"].items()}
         set_rng_state(state["rng"])
-
-
-def rng_state() -> dict[str, Any]:
-    """The global RNG states of torch, Python and NumPy, as tensors and JSON-able scalars."""
-    version, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "python": [list(item) if isinstance(item, tuple) else item for item in random.getstate()],
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "gauss": [has_gauss, cached],
-        },
-        "numpy_kind": version,
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of ``rng_state``."""
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy = state["numpy"]
-    keys = numpy["keys"].numpy().astype(np.uint32)
-    np.random.set_state((state["numpy_kind"], keys, numpy["pos"], int(numpy["gauss"][0]), numpy["gauss"][1]))
 
 
 def train(
@@ -334,54 +294,6 @@ def _end_epoch(loop: Loop, epoch: int, hooks: Sequence[Hook], test_set: Dataset 
     loop.running = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
     for hook in hooks:
         hook.on_epoch_end(loop, epoch)
-
-
-def logits(output: Any) -> torch.Tensor:
-    """The class scores in a model output: the tensor, ``.logits`` (Hugging Face) or the first item."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, (tuple, list)) and output:
-        return logits(output[0])
-    raise OutputError(
-        f"cannot find class scores in a model output of type {type(output).__name__}; "
-        "return a tensor of logits, an object with .logits, or a tuple starting with them"
-    )
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of ``epoch``: a permutation drawn from ``seed + epoch`` alone."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * SEED_STRIDE + epoch + 1))
-
-
-def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch ``(x, y)`` at ``indices``: sliced from a TensorDataset, else stacked item by item."""
-    if isinstance(dataset, TensorDataset):
-        x, y = dataset.tensors[:2]
-        return x[indices], y[indices]
-    items = [dataset[int(i)] for i in indices]
-    return torch.stack([torch.as_tensor(item[0]) for item in items]), torch.as_tensor(
-        [int(item[1]) for item in items]
-    )
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 512) -> Metrics:
-    """Mean cross-entropy loss and accuracy of ``model`` on ``dataset``, in eval mode (mode restored)."""
-    was_training = model.training
-    model.eval()
-    loss = correct = 0.0
-    n = len(dataset)
-    try:
-        for begin in range(0, n, batch_size):
-            x, y = fetch(dataset, torch.arange(begin, min(begin + batch_size, n)))
-            out = logits(model(x))
-            loss += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += float((out.argmax(1) == y).sum())
-    finally:
-        model.train(was_training)
-    return Metrics(loss / max(n, 1), correct / max(n, 1), n)
 
 
 @contextmanager

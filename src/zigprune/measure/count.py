@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import TraceError
-from .trace import as_inputs, eval_mode, export
+from ..core.trace import as_inputs, eval_mode, export
+from ..errors import TraceError
 
 
 def count(module: nn.Module, example_inputs: Any) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ExampleInputError, TraceError
+from ..errors import ExampleInputError, TraceError, first_line
 
 
 @dataclass
@@ -76,7 +76,7 @@ def run(model: nn.Module, inputs: Inputs) -> Any:
     except Exception as err:
         raise ExampleInputError(
             f"{type(model).__name__} does not run on the example inputs "
-            f"({type(err).__name__}: {_first_line(err)}). "
+            f"({type(err).__name__}: {first_line(err)}). "
             "Pass inputs the model's forward() accepts: a Tensor, a tuple of positional arguments, "
             "or a dict of keyword arguments."
         ) from err
@@ -93,12 +93,7 @@ def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
     except Exception as err:
         run(model, inputs)
         raise TraceError(
-            f"torch.export could not trace {type(model).__name__}: {type(err).__name__}: {_first_line(err)}\n"
+            f"torch.export could not trace {type(model).__name__}: {type(err).__name__}: {first_line(err)}\n"
             "Try: make data-dependent control flow static (or wrap it in torch.cond), avoid Python-side "
             "tensor-to-number conversions (.item(), int(tensor)) in forward(), or trace a submodule."
         ) from err
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import rules
+from .. import rules
+from ..rules.opaque import unknown
 from .components import components
 from .label import Label, ParamRef, varying_dims
-from .rules.opaque import unknown
+from .probe import probe
+from .space import GroupSpace
 from .store import Store
 from .trace import Inputs, as_inputs, export
 
@@ -149,3 +151,19 @@ def analyze_model(model: nn.Module, example_inputs: Any) -> tuple[Store, torch.T
     ep = export(model, inputs)
     store = walk(ep)
     return store, resolve(store), inputs
+
+
+def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupSpace:
+    """Find the zero-invariant groups of ``model``.
+
+    ``example_inputs`` is a Tensor, a tuple of positional arguments, or a dict of keyword arguments.
+    With ``check`` (default), a copy of the model has half of every family's groups zeroed and is
+    constructed; families whose construction does not reproduce the outputs are made unprunable.
+    """
+    store, root, inputs = analyze_model(model, example_inputs)
+    space = GroupSpace(model, inputs, store, root)
+    if check:
+        broken = probe(space)
+        if broken:
+            space.drop_families(broken, "the slim model did not match in the construction check")
+    return space

@@ -7,19 +7,18 @@ outputs on the example inputs. If it does not, the failing family is found by bi
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import random
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from ..errors import ConstructionError, first_line
 from . import attributes
-from .errors import ConstructionError
-from .space import GroupSpace
 from .trace import Inputs, eval_mode
+
+if TYPE_CHECKING:
+    from .space import GroupSpace
 
 
 def construct(space: GroupSpace, check: bool = True, atol: float = 1e-4) -> nn.Module:
@@ -27,9 +26,9 @@ def construct(space: GroupSpace, check: bool = True, atol: float = 1e-4) -> nn.M
     slim = build(space, pruned)
     if check:
         reference = outputs(space.model, space.inputs)
-        problem = _mismatch(reference, slim, space.inputs, atol)
+        problem = mismatch(reference, slim, space.inputs, atol)
         if problem:
-            names = [space.families[f].name for f in _culprits(space, pruned, reference, atol)]
+            names = [space.families[f].name for f in culprits(space, pruned, reference, atol)]
             raise ConstructionError(
                 f"the slim model does not reproduce the full model ({problem}); failing famil"
                 f"{'y' if len(names) == 1 else 'ies'}: {', '.join(names)}. Mark them unprunable with "
@@ -52,7 +51,7 @@ def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
             keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
     memo: dict[int, Any] = {}
     for name, cuts in keep.items():
-        tensor = _lookup(model, name)
+        tensor = lookup(model, name)
         new = tensor.detach()
         for dim, index in cuts:
             new = new.index_select(dim, index.to(new.device))
@@ -81,7 +80,7 @@ def _owns(module: nn.Module, memo: dict[int, Any]) -> bool:
     return any(t is not None and id(t) in memo for t in tensors)
 
 
-def _lookup(model: nn.Module, name: str) -> torch.Tensor:
+def lookup(model: nn.Module, name: str) -> torch.Tensor:
     try:
         return model.get_parameter(name)
     except AttributeError:
@@ -91,25 +90,25 @@ def _lookup(model: nn.Module, name: str) -> torch.Tensor:
 def outputs(model: nn.Module, inputs: Inputs) -> list[torch.Tensor]:
     """The model's outputs on the example inputs, in eval mode, flattened to a list of tensors."""
     with torch.no_grad(), eval_mode(model):
-        return _tensors(inputs.call(model))
+        return output_tensors(inputs.call(model))
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
+def output_tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+        return [t for v in value.values() for t in output_tensors(v)]
     if isinstance(value, list | tuple):
-        return [t for v in value for t in _tensors(v)]
+        return [t for v in value for t in output_tensors(v)]
     return []
 
 
-def _mismatch(reference: list[torch.Tensor], slim: nn.Module, inputs: Inputs, atol: float) -> str | None:
+def mismatch(reference: list[torch.Tensor], slim: nn.Module, inputs: Inputs, atol: float) -> str | None:
     """Why ``slim``'s outputs differ from ``reference`` (None if they agree)."""
     try:
         got = outputs(slim, inputs)
     except Exception as err:
-        return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        return f"{type(err).__name__}: {first_line(err)}"
     if len(got) != len(reference):
         return f"{len(got)} outputs instead of {len(reference)}"
     for i, (r, g) in enumerate(zip(reference, got)):
@@ -126,7 +125,7 @@ def _mismatch(reference: list[torch.Tensor], slim: nn.Module, inputs: Inputs, at
     return None
 
 
-def _culprits(
+def culprits(
     space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float
 ) -> list[int]:
     """Bisect the families with pruned groups down to the ones whose removal breaks the outputs."""
@@ -141,7 +140,7 @@ def _culprits(
             slim = build(space, chosen)
         except Exception:
             return True
-        return _mismatch(reference, slim, space.inputs, atol) is not None
+        return mismatch(reference, slim, space.inputs, atol) is not None
 
     def search(families: list[int]) -> list[int]:
         if len(families) <= 1:
@@ -151,48 +150,3 @@ def _culprits(
         return found or families
 
     return search(involved)
-
-
-@contextlib.contextmanager
-def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
-    """Zero ``groups`` in the space's model for the duration of the block, then restore every value."""
-    saved = []
-    chosen = torch.zeros(space.num_groups + 1, dtype=torch.bool)
-    chosen[torch.as_tensor(groups, dtype=torch.long)] = True
-    with torch.no_grad():
-        for s in space.slices:
-            if s.producer:
-                positions = torch.nonzero(chosen[space.class_group[s.classes]])
-                if positions.numel():
-                    tensor = _lookup(space.model, s.name)
-                    index = positions.reshape(-1).to(tensor.device)
-                    saved.append((tensor, s.dim, index, tensor.index_select(s.dim, index)))
-    try:
-        space.zero_(groups)
-        yield
-    finally:
-        with torch.no_grad():
-            for tensor, dim, index, values in reversed(saved):
-                tensor.index_copy_(dim, index, values)
-
-
-def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[int]:
-    """Zero half of every family's groups (temporarily), construct, and return the families that break."""
-    if not space.num_groups:
-        return []
-    rng = random.Random(seed)
-    chosen: list[int] = []
-    for family in space.families:
-        if len(family.groups) > 1:
-            chosen += rng.sample(family.groups, len(family.groups) // 2)
-        elif family.groups and rng.random() < 0.5:
-            chosen += family.groups
-    with zeroed(space, chosen):
-        pruned = space.pruned_classes(torch.as_tensor(chosen, dtype=torch.long))
-        reference = outputs(space.model, space.inputs)
-        try:
-            if _mismatch(reference, build(space, pruned), space.inputs, atol) is None:
-                return []
-        except Exception:
-            pass
-        return _culprits(space, pruned, reference, atol)

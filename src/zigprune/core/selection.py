@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..space import GroupSpace
+from ..errors import TargetError
+
+if TYPE_CHECKING:
+    from .space import GroupSpace
 
 KINDS = ("groups", "macs", "params")
+TARGET_HELP = "0.5 (share of groups), macs=0.4 or params=0.3 (share removed), macs=2.5x (reduction factor)"
 LOOKAHEAD = 64
 
 
@@ -40,6 +46,32 @@ class Target:
             raise ValueError(f"round_to must be a positive integer, not {self.round_to}")
         if not 0 <= self.cost_power <= 1:
             raise ValueError(f"cost_power must lie in [0, 1], not {self.cost_power}")
+
+    @classmethod
+    def parse(cls, text: str, **options: Any) -> Target:
+        """``0.5``: half the groups; ``macs=0.4``/``params=0.3``: that share removed; ``macs=2.5x``: 2.5x less.
+
+        ``options`` (``round_to``, ``cost_power``, ``cost``) are passed on to the Target.
+        """
+        kind, _, value = str(text).strip().rpartition("=")
+        kind = kind.strip().lower() or "groups"
+        if kind not in ("groups", "macs", "params"):
+            raise TargetError(f"target kind {kind!r} is not groups, macs or params; use {TARGET_HELP}")
+        value = value.strip().lower()
+        factor = value.endswith("x")
+        try:
+            number = float(value.removesuffix("x"))
+        except ValueError:
+            raise TargetError(f"target {text!r} is not a number; use {TARGET_HELP}") from None
+        if factor:
+            if not number > 1 or not math.isfinite(number):
+                raise TargetError(f"target factor {value} must be above 1x (e.g. macs=2.5x)")
+            number = 1 - 1 / number
+        if not 0 < number < 1:
+            raise TargetError(
+                f"target {text!r} is outside (0, 1): give the share to remove, e.g. {TARGET_HELP}"
+            )
+        return cls(number, kind, **options)
 
 
 def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:

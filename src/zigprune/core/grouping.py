@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..space import GroupSpace
+from .space import GroupSpace
 
 
 @dataclass

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write
-from .errors import LoadError
+from ..errors import LoadError
+from ..io.atomic import atomic_write
 
 REPORT = "report.md"
 MAX_WIDTH_ROWS = 40

@@ -1,0 +1,58 @@
+"""The run-directory protocol: which files a run writes, when a folder may be overwritten or resumed.
+
+A run directory holds ``run.json`` (the settings), ``checkpoint.safetensors`` while training,
+``model.safetensors`` + ``plan.json`` (``zp.save``), ``model.onnx``, ``history.json``, ``report.md``
+with plots, and ``metrics.json``, written last: a run is complete exactly when it has ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunDirError
+from ..io.atomic import atomic_write
+from . import report
+from .config import Config
+
+CONFIG, CHECKPOINT, BASELINE = "run.json", "checkpoint.safetensors", "baseline.safetensors"
+HISTORY, METRICS, ONNX = "history.json", "metrics.json", "model.onnx"
+OUTPUTS = (METRICS, HISTORY, ONNX, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
+
+
+def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:
+    """Check ``out`` against ``resume``/``force``; on resume return the saved config. Changes nothing."""
+    complete, partial = (out / METRICS).is_file(), (out / CHECKPOINT).is_file()
+    if resume and force:
+        raise RunDirError("--resume continues a run and --force starts it over; pass one of them")
+    if resume:
+        if complete:
+            raise RunDirError(f"{out} holds a complete run; nothing to resume (pass --force to run it again)")
+        if not partial or not (out / CONFIG).is_file():
+            raise RunDirError(f"{out} has no checkpoint to resume from; run without --resume")
+        try:
+            return Config.from_dict(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as err:
+            raise RunDirError(f"{out / CONFIG} is corrupt ({err}); start over with --force") from None
+    if (complete or partial) and not force:
+        state = "a complete run" if complete else "an unfinished run (pass --resume to continue it)"
+        raise RunDirError(
+            f"{out} holds {state}; pass --force to overwrite it or --out to pick another folder"
+        )
+    return None
+
+
+def start_dir(out: Path, config: Config) -> None:
+    """Remove a previous run's files from ``out`` (nothing else) and record ``config`` as ``run.json``."""
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    report.clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, asdict(config))
+
+
+def write_json(path: Path, value: Any) -> None:
+    text = json.dumps(value, indent=1, allow_nan=False)
+    atomic_write(path, lambda temp: temp.write_text(text + "\n", encoding="utf-8"))

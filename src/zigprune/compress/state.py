@@ -1,0 +1,37 @@
+"""The live state of one compress run: stage timings, and the analysed model with its optimizer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Stage:
+    """Wall time of each stage, and where stage messages go."""
+
+    log: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        value = fn()
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        return value
+
+
+@dataclass
+class Run:
+    """The analysed model, a copy of its initial weights for the baseline, and the pruning optimizer."""
+
+    model: torch.nn.Module
+    initial: torch.nn.Module
+    example: Any
+    single: Any
+    space: Any
+    optimizer: torch.optim.Optimizer
+    steps: int

@@ -1,0 +1,172 @@
+"""Measured layer latency against kept channels: a cost that makes group ranking latency-aware.
+
+Removing MACs does not save time in proportion on a CPU: a 3x3 convolution with 8 channels on a
+28x28 map does far fewer MACs per millisecond than one with 64 channels on 7x7, so cutting a layer
+to a narrow width can save little time. ``LayerLatency`` times each ungrouped Conv/Linear layer on
+its own (random data of the layer's input shape at the timing batch size, on one thread) at the
+widths a removal would leave, and prices each group by the time its family's next removal saves.
+Timings are cached per (layer, in, out) width, so a ranking step only times widths it has not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.space import GroupSpace
+from ..core.trace import Inputs, as_inputs, eval_mode
+from .latency import fastest_ms
+
+LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+FLOOR_MS = 1e-4
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One timed layer: its module, input shape at the timing batch, and the classes of its weight dims."""
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    out_classes: torch.Tensor | None
+    in_classes: torch.Tensor | None
+
+
+class LayerLatency:
+    """Per-group latency cost of ``space``'s model, from layers timed at the widths pruning leaves.
+
+    ``batch`` and ``threads`` should match how the slim model will be timed or served; ``repeats``
+    calls per width (after one warm-up) are timed and the fastest is kept, the least noisy figure.
+    ``round_to`` is the selection's width rounding: a family's next removal brings its kept width
+    down to the next multiple of it.
+    """
+
+    def __init__(
+        self, space: GroupSpace, batch: int = 64, threads: int = 1, repeats: int = 5, round_to: int = 1
+    ) -> None:
+        if min(batch, threads, repeats, round_to) < 1:
+            raise ValueError("batch, threads, repeats and round_to must be positive")
+        self.space = space
+        self.threads = threads
+        self.repeats = repeats
+        self.round_to = round_to
+        self.layers = _layers(space, batch)
+        self._touching = {
+            family.index: [
+                layer for layer in self.layers if _touches(layer, space.group_class[family.groups])
+            ]
+            for family in space.families
+            if family.groups
+        }
+        self._cache: dict[tuple[str, int, int], float] = {}
+
+    def __call__(self, taken: torch.Tensor) -> torch.Tensor:
+        """Per group: ms its family saves by its next removal, shared by the groups removed (>= FLOOR_MS)."""
+        kept = self.space.kept_classes(taken)
+        weight = torch.full((self.space.num_groups,), FLOOR_MS, dtype=torch.float64)
+        gone = taken.tolist()
+        before = {layer.name: self._time(layer, *self._widths(layer, kept)) for layer in self.layers}
+        for family in self.space.families:
+            free = [g for g in family.groups if not gone[g]]
+            width = family.width - (len(family.groups) - len(free))
+            step = width - (width - 1) // self.round_to * self.round_to
+            if len(free) <= step:
+                continue
+            trial = kept.clone()
+            trial[self.space.group_class[free[:step]]] = False
+            saved = sum(
+                before[layer.name] - self._time(layer, *self._widths(layer, trial))
+                for layer in self._touching[family.index]
+            )
+            weight[free] = max(saved / step, FLOOR_MS)
+        return weight
+
+    def estimate_ms(self, taken: torch.Tensor | None = None) -> float:
+        """Summed time of the timed layers after removing ``taken`` (all groups kept when None)."""
+        kept = self.space.kept_classes(taken)
+        return sum(self._time(layer, *self._widths(layer, kept)) for layer in self.layers)
+
+    @staticmethod
+    def _widths(layer: _Layer, kept: torch.Tensor) -> tuple[int, int]:
+        """Kept (in, out) channels; positions with no channel identity (class -1) always stay."""
+        shape = layer.module.weight.shape
+        cin = shape[1] if layer.in_classes is None else int(kept[layer.in_classes].sum())
+        cout = shape[0] if layer.out_classes is None else int(kept[layer.out_classes].sum())
+        return int(cin), int(cout)
+
+    def _time(self, layer: _Layer, cin: int, cout: int) -> float:
+        key = (layer.name, cin, cout)
+        if key not in self._cache:
+            self._cache[key] = _time_layer(layer, cin, cout, self.threads, self.repeats)
+        return self._cache[key]
+
+
+def _layers(space: GroupSpace, batch: int) -> list[_Layer]:
+    """Every ungrouped Conv/Linear module the example reaches, with its input shape at ``batch``."""
+    model = space.model
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            shapes.setdefault(name, tuple(args[0].shape))
+
+        return hook
+
+    handles = [
+        module.register_forward_pre_hook(record(name))
+        for name, module in model.named_modules()
+        if isinstance(module, LAYERS) and getattr(module, "groups", 1) == 1
+    ]
+    inputs = as_inputs(space.inputs)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            inputs.call(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    slices = {(s.name, s.dim): s.classes for s in space.slices}
+    modules = dict(model.named_modules())
+    example_batch = _batch_of(inputs)
+    layers = []
+    for name, shape in shapes.items():
+        scaled = (batch * shape[0] // example_batch if example_batch else shape[0], *shape[1:])
+        out_classes = slices.get((f"{name}.weight", 0))
+        in_classes = slices.get((f"{name}.weight", 1))
+        if out_classes is not None or in_classes is not None:
+            layers.append(_Layer(name, modules[name], scaled, out_classes, in_classes))
+    return layers
+
+
+def _touches(layer: _Layer, classes: torch.Tensor) -> bool:
+    """Whether the layer's input or output channels include any of ``classes``."""
+    return any(
+        c is not None and bool(torch.isin(c, classes).any()) for c in (layer.in_classes, layer.out_classes)
+    )
+
+
+def _batch_of(inputs: Inputs) -> int:
+    """The leading size of the first tensor among the example inputs (0 when there is none)."""
+    tensors = inputs.tensors()
+    return int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 0
+
+
+def _time_layer(layer: _Layer, cin: int, cout: int, threads: int, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls (ms) of the layer's op at ``cin`` -> ``cout`` channels."""
+    if cin < 1 or cout < 1:
+        return 0.0
+    module = layer.module
+    shape = list(layer.input_shape)
+    shape[-1 if isinstance(module, nn.Linear) else 1] = cin
+    x = torch.randn(shape)
+    w = torch.randn(cout, cin, *module.weight.shape[2:])
+    if isinstance(module, nn.Linear):
+        call = partial(F.linear, x, w)
+    else:
+        conv = getattr(F, f"conv{w.dim() - 2}d")
+        call = partial(conv, x, w, None, module.stride, module.padding, module.dilation)
+    return fastest_ms(call, repeats, threads)
