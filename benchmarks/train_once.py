@@ -4,19 +4,20 @@ Every run uses the same recipe: ``models.create("resnet20", in_channels=1, num_c
 1x28x28 images, SGD with momentum 0.9 and weight decay 5e-4, batch 128, learning rate 0.1 with a
 per-step cosine schedule (``CosineAnnealingLR`` down to 0 over all steps), ``--epochs`` epochs, and
 for each seed the same initial weights, the same batch order and the same random horizontal flips
-for every method. The methods:
+for every method: the training is ``zigprune.training.train``, the loop ``zigprune compress`` and
+the bench run on. The optimizers come from ``zigprune.optim.make``:
 
 * ``dense``: ``torch.optim.SGD`` (the baseline);
 * ``hspg``: ``zp.HSPG(lmbda=1e-3)``, which has no explicit target (it prunes what the penalty zeroes);
-* ``dhspg``: ``zp.DHSPG(target=--macs-target, by="macs")``;
-* ``hesso``: ``zp.HESSO(target=--macs-target, by="macs")``.
+* ``dhspg``: ``zp.DHSPG(target=Target(--macs-target, "macs"))``;
+* ``hesso``: ``zp.HESSO(target=Target(--macs-target, "macs"))``.
 
-``--macs-target 0.6`` (default) asks to remove 60 % of the MACs, i.e. 2.5x fewer MACs. After
-training the pruning runs call ``space.construct()`` (which checks that the slim model reproduces
-the zero-group model's outputs), and the reported accuracy is the last-epoch test accuracy of the
-slim model (of the trained model for ``dense``). Parameters and MACs come from ``zp.count`` on a
-1x1x28x28 input. Per-epoch test accuracy during training is measured on the full (not yet
-constructed) model.
+``--macs-target 0.6`` (default) asks to remove 60 % of the MACs, i.e. 2.5x fewer MACs. The model is
+analysed on the first two training images, and after training the pruning runs call
+``space.construct()`` (which checks that the slim model reproduces the zero-group model's outputs on
+them), and the reported accuracy is the last-epoch test accuracy of the slim model (of the trained
+model for ``dense``). Parameters and MACs come from ``zp.count`` on one 1x28x28 training image.
+Per-epoch test accuracy during training is measured on the full (not yet constructed) model.
 
 Wall time of a run is ``zp.analyze`` + the training loop + ``space.construct()``; the per-epoch test
 evaluations and the progress-bar bookkeeping (``opt.report()`` every few steps) are excluded and
@@ -53,7 +54,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import statistics
 import sys
 import time
@@ -63,6 +63,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 try:
@@ -73,6 +74,8 @@ except ImportError:  # run from a checkout without PYTHONPATH=src
 from zigprune import data as datasets
 from zigprune import models
 from zigprune.errors import DataError
+from zigprune.optim import Target, make, targeted
+from zigprune.training import Hook, Loop, evaluate, steps_per_epoch, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine_info
@@ -84,7 +87,6 @@ MODEL = "resnet20"
 METHODS = ("dense", "hspg", "dhspg", "hesso")
 LABELS = {"dense": "dense SGD", "hspg": "HSPG", "dhspg": "DHSPG", "hesso": "HESSO"}
 QUICK_TRAIN, QUICK_TEST, QUICK_EPOCHS, QUICK_STEP_ITERS = 2000, 1000, 1, 20
-EVAL_BATCH = 1000
 HSPG_LAMBDA = 1e-3
 STEP_WARMUP = 3
 FLIP = datasets.Augment(flip=True)
@@ -116,116 +118,122 @@ def build(seed: int) -> nn.Module:
 def make_optimizer(
     method: str, model: nn.Module, space: Any, total_steps: int, args: argparse.Namespace
 ) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` for ``dense``, else the zigprune optimizer from the library's one factory."""
     common = {"lr": args.lr, "momentum": args.momentum, "weight_decay": args.weight_decay}
     if method == "dense":
         return torch.optim.SGD(model.parameters(), **common)
-    if method == "hspg":
-        return zp.HSPG(space, **common, lmbda=HSPG_LAMBDA, total_steps=total_steps)
-    cls = {"dhspg": zp.DHSPG, "hesso": zp.HESSO}[method]
-    return cls(space, **common, target=args.macs_target, by="macs", total_steps=total_steps)
+    options = {"target": Target(args.macs_target, "macs")} if targeted(method) else {"lmbda": HSPG_LAMBDA}
+    return make(method, space, total_steps=total_steps, **common, **options)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, x.shape[0], EVAL_BATCH):
-        correct += int((model(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]).sum())
-    model.train(was_training)
-    return correct / max(x.shape[0], 1)
+def examples(data: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """The first ``n`` training images: real inputs for ``zp.analyze``'s construction check and counts."""
+    return data["train_x"][:n]
 
 
-def example() -> torch.Tensor:
-    return torch.zeros(1, 1, 28, 28)
+class RunClock(Hook):
+    """Times every step's forward+backward and ``optimizer.step()``, and the parts excluded from wall time.
+
+    At each epoch end it evaluates the full model on the test set (timed, excluded) and completes the
+    epoch's record with test accuracy, learning rate and, for pruning runs, ``opt.report()``; the
+    progress fields (``postfix``, ``opt.report()`` every few steps) are timed and excluded too.
+    """
+
+    def __init__(self, label: str, model: nn.Module, opt: torch.optim.Optimizer, test: TensorDataset) -> None:
+        self.label, self.opt, self.test = label, opt, test
+        self.pruning = hasattr(opt, "report")
+        self.fwd_bwd: list[float] = []
+        self.step: list[float] = []
+        self.epochs: list[dict] = []
+        self.eval_s = self.eval_cpu_s = self.log_s = self.log_cpu_s = 0.0
+        self._forward = self._step = 0.0
+        self.handles = [
+            model.register_forward_pre_hook(self._on_forward),
+            opt.register_step_pre_hook(self._on_step),
+            opt.register_step_post_hook(self._on_stepped),
+        ]
+
+    def _on_forward(self, *_: Any) -> None:
+        self._forward = time.perf_counter()
+
+    def _on_step(self, *_: Any) -> None:
+        self._step = time.perf_counter()
+        self.fwd_bwd.append(self._step - self._forward)
+
+    def _on_stepped(self, *_: Any) -> None:
+        self.step.append(time.perf_counter() - self._step)
+
+    def postfix(self) -> dict[str, float]:
+        """``opt.report()`` for the step log and the bar, its time kept out of the training time."""
+        start, cpu = time.perf_counter(), time.process_time()
+        report = self.opt.report()
+        self.log_s += time.perf_counter() - start
+        self.log_cpu_s += time.process_time() - cpu
+        return report
+
+    def on_epoch_end(self, loop: Loop, epoch: int) -> None:
+        start, cpu = time.perf_counter(), time.process_time()
+        test_acc = evaluate(loop.model, self.test).accuracy
+        self.eval_s += time.perf_counter() - start
+        self.eval_cpu_s += time.process_time() - cpu
+        row = loop.history.epochs[-1]
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": row["train_loss"],
+            "train_acc": row["train_accuracy"],
+            "test_acc": test_acc,
+            "lr_end": float(self.opt.param_groups[0]["lr"]),
+        }
+        if self.pruning:
+            record.update(self.opt.report())
+        self.epochs.append(record)
+        tqdm.write(
+            f"{self.label} epoch {epoch + 1}: loss {record['train_loss']:.4f} "
+            f"train acc {record['train_acc']:.4f} test acc {test_acc:.4f}"
+            + (f" macs_left {record['macs_left']:.3f}" if self.pruning else ""),
+            file=sys.stderr,
+        )
+
+    def close(self) -> None:
+        """Remove the model and optimizer hooks."""
+        for handle in self.handles:
+            handle.remove()
 
 
 def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argparse.Namespace) -> dict:
-    """One training run; returns its record (accuracy per epoch, final slim model stats, timings)."""
-    n = data["train_x"].shape[0]
-    steps_per_epoch = math.ceil(n / args.batch_size)
-    total_steps = steps_per_epoch * args.epochs
-    log_every = max(1, min(10, steps_per_epoch // 20))
+    """One training run on ``zigprune.training.train``; returns its record (accuracy per epoch, slim model
+    stats, timings)."""
+    train_set = TensorDataset(data["train_x"], data["train_y"])
+    test_set = TensorDataset(data["test_x"], data["test_y"])
+    per_epoch = steps_per_epoch(len(train_set), args.batch_size)
+    total_steps = per_epoch * args.epochs
     model = build(seed)
-    dense_counts = zp.count(model, example())
+    dense_counts = zp.count(model, examples(data, 1))
 
     t0, c0 = time.perf_counter(), time.process_time()
-    space = zp.analyze(model, torch.zeros(2, 1, 28, 28)) if method != "dense" else None
+    space = zp.analyze(model, examples(data, 2)) if method != "dense" else None
     analyze_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     opt = make_optimizer(method, model, space, total_steps, args)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed)
-
-    epochs: list[dict] = []
-    macs_history: list[tuple[int, float]] = [(0, 1.0)]
-    train_s = eval_s = log_s = log_cpu_s = 0.0
-    step_times: list[float] = []
-    fwd_bwd_times: list[float] = []
-    step = 0
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"{LABELS[method]:>9} seed {seed} epoch {epoch + 1}/{args.epochs}",
-            disable=args.no_progress,
-            leave=True,
-            dynamic_ncols=True,
-        )
-        loss_sum = correct = seen = 0.0
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for i in range(steps_per_epoch):
-            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            xb = FLIP(data["train_x"][idx], gen)
-            yb = data["train_y"][idx]
-            opt.zero_grad(set_to_none=True)
-            t_fb = time.perf_counter()
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            loss.backward()
-            t_step = time.perf_counter()
-            opt.step()
-            step_times.append(time.perf_counter() - t_step)
-            fwd_bwd_times.append(t_step - t_fb)
-            sched.step()
-            step += 1
-            loss_sum += float(loss.detach()) * yb.numel()
-            correct += float((out.argmax(1) == yb).sum())
-            seen += yb.numel()
-            if step % log_every == 0 or i == steps_per_epoch - 1:
-                t_log, c_log = time.perf_counter(), time.process_time()
-                postfix = {"loss": f"{loss_sum / seen:.4f}"}
-                if space is not None:
-                    macs_left = opt.report()["macs_left"]
-                    macs_history.append((step, macs_left))
-                    postfix["macs_left"] = f"{macs_left:.3f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(step - bar.n - (epoch * steps_per_epoch))
-                log_s += time.perf_counter() - t_log
-                log_cpu_s += time.process_time() - c_log
-        train_s += time.perf_counter() - start
-        cpu_s += time.process_time() - cpu_start
-        bar.close()
-        t_eval = time.perf_counter()
-        test_acc = evaluate(model, data["test_x"], data["test_y"])
-        eval_s += time.perf_counter() - t_eval
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
-            "test_acc": test_acc,
-            "lr_end": float(opt.param_groups[0]["lr"]),
-        }
-        if space is not None:
-            record.update(opt.report())
-        epochs.append(record)
-        tqdm.write(
-            f"{LABELS[method]} seed {seed} epoch {epoch + 1}: loss {record['train_loss']:.4f} "
-            f"train acc {record['train_acc']:.4f} test acc {test_acc:.4f}"
-            + (f" macs_left {record['macs_left']:.3f}" if space is not None else ""),
-            file=sys.stderr,
-        )
+    clock = RunClock(f"{LABELS[method]} seed {seed}", model, opt, test_set)
+    c_train = time.process_time()
+    history = train(
+        model,
+        opt,
+        train_set,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
+        augment=FLIP,
+        hooks=[clock],
+        seed=seed,
+        progress=not args.no_progress,
+        postfix=clock.postfix if clock.pruning else None,
+        log_every=max(1, min(10, per_epoch // 20)),
+        desc=f"{LABELS[method]:>9} seed {seed}",
+    )
+    cpu_s += time.process_time() - c_train - clock.eval_cpu_s - clock.log_cpu_s
+    train_s = history.seconds - clock.eval_s - clock.log_s
+    clock.close()
 
     model.eval()
     construct_s = 0.0
@@ -237,16 +245,15 @@ def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argpa
         final = space.construct()
         construct_s, cpu_s = time.perf_counter() - t_c, cpu_s + time.process_time() - c_c
     t_eval = time.perf_counter()
-    accuracy = evaluate(final, data["test_x"], data["test_y"])
-    eval_s += time.perf_counter() - t_eval
-    counts = zp.count(final, example())
-    train_s -= log_s
-    cpu_s -= log_cpu_s
+    accuracy = evaluate(final, test_set).accuracy
+    eval_s = clock.eval_s + time.perf_counter() - t_eval
+    counts = zp.count(final, examples(data, 1))
+    macs_history = [(0, 1.0)] + [(int(r["step"]), r["macs_left"]) for r in history.steps if "macs_left" in r]
     return {
         "method": method,
         "seed": seed,
         "accuracy": accuracy,
-        "accuracy_full_model": epochs[-1]["test_acc"],
+        "accuracy_full_model": clock.epochs[-1]["test_acc"],
         "params": counts["params"],
         "macs": counts["macs"],
         "dense_params": dense_counts["params"],
@@ -256,19 +263,19 @@ def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argpa
         "report": report,
         "num_groups": space.num_groups if space is not None else None,
         "steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": per_epoch,
         "wall_s": analyze_s + train_s + construct_s,
         "cpu_s": cpu_s,
         "analyze_s": analyze_s,
         "train_s": train_s,
         "construct_s": construct_s,
         "eval_s": eval_s,
-        "log_s": log_s,
-        "in_run_step_ms_mean": 1e3 * statistics.fmean(step_times),
-        "in_run_step_ms_median": 1e3 * statistics.median(step_times),
-        "in_run_fwd_bwd_ms_mean": 1e3 * statistics.fmean(fwd_bwd_times),
-        "in_run_fwd_bwd_ms_median": 1e3 * statistics.median(fwd_bwd_times),
-        "epochs": epochs,
+        "log_s": clock.log_s,
+        "in_run_step_ms_mean": 1e3 * statistics.fmean(clock.step),
+        "in_run_step_ms_median": 1e3 * statistics.median(clock.step),
+        "in_run_fwd_bwd_ms_mean": 1e3 * statistics.fmean(clock.fwd_bwd),
+        "in_run_fwd_bwd_ms_median": 1e3 * statistics.median(clock.fwd_bwd),
+        "epochs": clock.epochs,
         "macs_left_history": macs_history if space is not None else None,
     }
 
@@ -288,7 +295,7 @@ def step_overhead(
     setups = {}
     for method in names:
         model = build(seed)
-        space = zp.analyze(model, torch.zeros(2, 1, 28, 28)) if method != "dense" else None
+        space = zp.analyze(model, examples(data, 2)) if method != "dense" else None
         model.train()
         for _ in range(STEP_WARMUP):  # untimed: first-call allocations of autograd and the kernels
             model.zero_grad(set_to_none=True)
@@ -684,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             "test_subset": args.test_subset,
             "train_size": n_train,
             "test_size": n_test,
-            "steps_per_epoch": math.ceil(n_train / args.batch_size),
+            "steps_per_epoch": steps_per_epoch(n_train, args.batch_size),
             "batch_size": args.batch_size,
             "lr": args.lr,
             "momentum": args.momentum,

@@ -14,6 +14,7 @@ import zigprune as zp
 from zigprune import compress as run
 from zigprune import data
 from zigprune.compress import report as run_report
+from zigprune.errors import OptimizerError, TargetError
 from zigprune.optim import Target
 from zigprune.training import Hook, Loop
 
@@ -50,6 +51,8 @@ def test_run_directory_is_complete(full_run: tuple[Path, dict]) -> None:
     assert len(history["epochs"]) == 2 and history["steps"][-1]["step"] == metrics["steps"] == 8
     report = (out / "report.md").read_text()
     assert "![Training](training.png)" in report and "| MACs" in report
+    total = metrics["seconds"]["total"]
+    assert f"total {total:.1f} s" in report, "report.md must show the total that metrics.json records"
 
 
 def test_saved_model_loads_with_identical_outputs(full_run: tuple[Path, dict]) -> None:
@@ -139,8 +142,11 @@ def test_bad_names_fail_before_touching_the_directory(tmp_path: Path) -> None:
         run.compress(replace(TINY, model="nope"), tmp_path / "x")
     with pytest.raises(DataError, match=r"unknown dataset 'nope'; valid names: .*digits"):
         run.compress(replace(TINY, data="nope"), tmp_path / "x")
-    with pytest.raises(run.TargetError, match="unknown optimizer 'sgd'; valid names: hesso, dhspg, hspg"):
+    with pytest.raises(
+        OptimizerError, match="unknown optimizer 'sgd'; valid names: hesso, dhspg, hspg"
+    ) as info:
         run.compress(replace(TINY, optimizer="sgd"), tmp_path / "x")
+    assert not isinstance(info.value, TargetError), "an unknown optimizer is not a target error"
     with pytest.raises(run.TargetError, match=r"cost power 1.5 is outside \[0, 1\]"):
         run.compress(replace(TINY, cost_power=1.5), tmp_path / "x")
     with pytest.raises(run.TargetError, match="hspg has none; use --optimizer hesso or dhspg"):
@@ -226,7 +232,10 @@ def test_parse_target_errors(text: str, message: str) -> None:
 def test_default_out_names() -> None:
     assert run.default_out(run.Config()) == Path("runs/digits_cnn-digits")
     config = run.Config(model="nets/my_net.py:build", data="imagefolder:/data/photos/")
-    assert run.default_out(config) == Path("runs/build-imagefolder-photos")
+    assert run.default_out(config) == Path("runs/my_net-build-imagefolder-photos")
+    other = run.Config(model="nets/other_net.py:build", data="imagefolder:/data/photos/")
+    assert run.default_out(other) != run.default_out(config), "two files' build factories must not collide"
+    assert run.default_out(run.Config(model="mypkg.nets:build")) == Path("runs/nets-build-digits")
     assert run.default_out(run.Config(model="hf:/models/tiny-vit", data="cifar10")) == Path(
         "runs/tiny-vit-cifar10"
     )

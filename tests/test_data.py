@@ -99,6 +99,13 @@ def test_fashion_mnist_missing_directory_says_how_to_get_it(tmp_path: Path) -> N
     assert "--data-dir" in message and "\n" not in message
 
 
+def test_ci_installs_the_real_fashion_mnist() -> None:
+    """CI must run the real-format test below: .ci/run installs the Debian package, so it is never skipped."""
+    if os.environ.get("CI"):
+        assert fashion_mnist.DEFAULT_DIR.is_dir(), "CI did not install dataset-fashion-mnist (see .ci/run)"
+    assert "dataset-fashion-mnist" in (Path(__file__).parents[1] / ".ci" / "run").read_text()
+
+
 @pytest.mark.skipif(not fashion_mnist.DEFAULT_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_real_files_from_the_debian_package() -> None:
     ds = data.load("fashion-mnist")

@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's and the docs' Python examples run as written."""
 
 import re
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = README.parent / "docs"
 
 
 def test_readme_examples_run() -> None:
@@ -23,3 +24,19 @@ def test_cli_analyze_runs(capsys: pytest.CaptureFixture) -> None:
     assert "prunable groups" in out and "x fewer" in out
     assert main(["analyze", "--model", "nope"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("page", ["rules.md", "architecture.md"])
+def test_docs_page_examples_run(page: str) -> None:
+    """Every Python block of the page, in order, in one namespace; rules registered there are undone."""
+    from zigprune.rules import RULES
+
+    doc = DOCS / page
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert blocks
+    saved = dict(RULES)
+    try:
+        exec(compile("\n".join(blocks), str(doc), "exec"), {})
+    finally:
+        RULES.clear()
+        RULES.update(saved)

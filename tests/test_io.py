@@ -89,6 +89,7 @@ def outputs_equal(a: nn.Module, b: nn.Module, *inputs: Any) -> bool:
 
 
 def load_error(directory: Path, match: str, **kwargs: Any) -> str:
+    kwargs.setdefault("trust_factory", True)  # the tiny runs name a factory file this test wrote
     with pytest.raises(LoadError, match=match) as info:
         zp.load(directory, **kwargs)
     assert "\n" not in str(info.value)
@@ -132,14 +133,16 @@ def test_plan_records_what_was_pruned(resnet: Run, resnet_dir: Path) -> None:
     assert plan["macs"]["after"] < plan["macs"]["before"]
     stem = plan["widths"][0]
     assert stem["before"] == 16 and 0 < stem["after"] < 16
-    assert plan["fingerprint"].startswith("sha256:") and plan["fingerprint"] == plan_file.fingerprint(resnet.space)
+    assert plan["fingerprint"].startswith("sha256:") and plan["fingerprint"] == plan_file.fingerprint(
+        resnet.space
+    )
     weights = load_file(str(resnet_dir / "model.safetensors"))
     assert weights["conv1.weight"].shape[0] == stem["after"]
 
 
 def test_factory_file_round_trip(tiny: tuple[Run, Path]) -> None:
     run, directory = tiny
-    loaded = zp.load(directory)
+    loaded = zp.load(directory, trust_factory=True)
     assert loaded[3].out_channels == run.slim[3].out_channels < 6
     assert outputs_equal(loaded, run.slim, run.inputs, torch.randn(4, 1, 8, 8))
 
@@ -165,7 +168,7 @@ def test_half_precision_weights_keep_their_dtype(tiny: tuple[Run, Path], tmp_pat
     run, _ = tiny
     half = run.slim.to(torch.bfloat16)
     directory = zp.save(tmp_path / "half", half, run.space, run.spec)
-    loaded = zp.load(directory)
+    loaded = zp.load(directory, trust_factory=True)
     assert loaded[0].weight.dtype == torch.bfloat16
     assert torch.equal(loaded[0].weight, half[0].weight)
 
@@ -243,7 +246,7 @@ def test_checksum_mismatch(tiny: tuple[Run, Path]) -> None:
     load_error(
         directory, r"does not reproduce the saved outputs \(output 0 value 0 is .*, checksum mismatch\)"
     )
-    assert outputs_equal(zp.load(directory, check=False), run.slim, run.inputs)
+    assert outputs_equal(zp.load(directory, check=False, trust_factory=True), run.slim, run.inputs)
 
 
 def test_failed_save_leaves_no_plan(tiny: tuple[Run, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,7 +286,7 @@ def test_save_records_given_example_inputs(tiny: tuple[Run, Path], tmp_path: Pat
     run, _ = tiny
     directory = zp.save(tmp_path / "x", run.slim, run.space, run.spec, example_inputs=torch.randn(3, 1, 8, 8))
     assert json.loads((directory / "plan.json").read_text())["inputs"]["args"][0]["shape"] == [3, 1, 8, 8]
-    assert outputs_equal(zp.load(directory), run.slim, run.inputs)
+    assert outputs_equal(zp.load(directory, trust_factory=True), run.slim, run.inputs)
 
 
 def test_inputs_are_described_and_remade_deterministically() -> None:

@@ -325,7 +325,7 @@ def test_tp_group_sl_adds_the_group_lasso_gradient_then_prunes_to_the_target(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("torch_pruning")
-    from zigprune.bench import tp_baselines
+    from zigprune.methods import tp_baselines
 
     s = setup(epochs=2)
     s.data.num_classes = 10

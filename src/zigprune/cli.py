@@ -20,13 +20,21 @@ from . import data, io, models
 from .bench.command import add_subcommand as add_bench
 from .compress.rundir import METRICS, ONNX
 from .core.selection import TARGET_HELP
-from .errors import DataError, LoadError, ModelError, ZigpruneError
+from .errors import ConfigError, DataError, ModelError, OptimizerError, ZigpruneError
 from .io.onnx import quiet_onnx
 from .measure.count import count
 from .measure.latency import LatencyError
 from .models.spec import kind_of, resolve
 
-USAGE_ERRORS = (ModelError, DataError, run.TargetError, run.RunDirError, LatencyError)
+USAGE_ERRORS = (
+    ModelError,
+    DataError,
+    ConfigError,
+    OptimizerError,
+    run.TargetError,
+    run.RunDirError,
+    LatencyError,
+)
 INTERRUPTED = 130
 SPEC_FORMS = "path/to/file.py:factory, package.module:factory or hf:PATH"
 
@@ -107,6 +115,7 @@ def _compress(args: argparse.Namespace) -> int:
         progress=progress,
         threads=args.threads,
         command=command,
+        trust_factory=args.trust_factory,
     )
     from .compress.report import table
 
@@ -120,18 +129,30 @@ def _compress(args: argparse.Namespace) -> int:
 # -- eval / export / report --------------------------------------------------------------------------------
 
 
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    """--factory / --trust-factory: the only ways a run folder that names a factory gets it run."""
+    p.add_argument("--factory", metavar="SPEC", help="build the model with this file.py:fn or module:fn")
+    p.add_argument(
+        "--trust-factory", action="store_true", help="run the factory the run folder names (trusted folders)"
+    )
+
+
+def _load(args: argparse.Namespace) -> torch.nn.Module:
+    return io.load(Path(args.run_dir), factory=args.factory, trust_factory=args.trust_factory)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .training import evaluate
 
     directory = Path(args.run_dir)
-    slim = io.load(directory)
+    slim = _load(args)
     recorded = io.read_plan(directory)["metadata"]
     name = args.data or recorded.get("data")
     if not name:
         raise DataError(f"{directory} does not record its dataset; pass --data ({', '.join(data.names())})")
     same = args.data is None
     data_dir = args.data_dir or (recorded.get("data_dir") if same else None)
-    subset = args.subset or (recorded.get("subset") if same else None)
+    subset = args.subset if args.subset is not None else (recorded.get("subset") if same else None)
     dataset = data.load(name, data_dir, subset=subset)
     metrics = evaluate(slim, dataset.test, batch_size=args.batch_size)
     params = sum(p.numel() for p in slim.parameters())
@@ -144,7 +165,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     directory = Path(args.run_dir)
-    slim = io.load(directory)
+    slim = _load(args)
     inputs = io.make_inputs(io.read_plan(directory)["inputs"])
     with quiet_onnx():
         path = io.export_onnx(slim, inputs, Path(args.output) if args.output else directory / ONNX)
@@ -162,6 +183,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {value}")
+    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -262,9 +294,15 @@ def _add_compress(sub: Any) -> None:
     g = p.add_argument_group("where")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    g.add_argument(
+        "--trust-factory", action="store_true", help="with --resume: run the factory the run folder names"
+    )
     g.add_argument("--force", action="store_true", help="overwrite the run already in --out")
     g.add_argument(
-        "--threads", metavar="N", type=int, help="torch threads for training (default: 1 for tiny models)"
+        "--threads",
+        metavar="N",
+        type=_positive_int,
+        help="torch threads for training (default: 1 for tiny models)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_compress)
@@ -293,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-shape", type=_shape, help="shape of one input sample, e.g. 3,32,32 (factories need it)"
     )
-    p.add_argument("--batch", type=int, default=2, help="batch size of the example input")
+    p.add_argument("--batch", type=_positive_int, default=2, help="batch size of the example input")
     p.add_argument("--max-rows", type=int, default=40, help="families to list")
     p.add_argument("--no-check", action="store_true", help="skip the construction check during analysis")
     p.add_argument(
@@ -308,10 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a run's slim model (checked against its saved outputs) and evaluate it.",
     )
     p.add_argument("run_dir", help="a run directory written by zigprune compress (or zp.save)")
+    _add_trust(p)
     p.add_argument("--data", help="dataset (default: the run's own, with its --data-dir and --subset)")
     p.add_argument("--data-dir", help="folder of the dataset's files")
-    p.add_argument("--subset", type=int, help="evaluate on a share matching this many training samples")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument(
+        "--subset", type=_positive_int, help="evaluate on a share matching this many training samples"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=512)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser(
@@ -321,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is checked against PyTorch in ONNX Runtime.",
     )
     p.add_argument("run_dir", help="a run directory written by zigprune compress (or zp.save)")
+    _add_trust(p)
     p.add_argument("--output", help="ONNX file to write (default RUN_DIR/model.onnx)")
     p.set_defaults(func=_export)
 
@@ -349,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         print(f"zigprune: {err}", file=sys.stderr)
         return 2
-    except (ZigpruneError, LoadError) as err:
+    except ZigpruneError as err:
         print(f"zigprune: {err}", file=sys.stderr)
         return 1
 

@@ -34,7 +34,15 @@ class ExportError(ZigpruneError):
 
 
 class TargetError(ZigpruneError, ValueError):
-    """A target that is not a share in (0, 1) or a reduction factor above 1, or an unknown optimizer."""
+    """A target that is not a share in (0, 1) or a reduction factor above 1."""
+
+
+class OptimizerError(ZigpruneError, ValueError):
+    """An unknown optimizer name, or options that do not fit the optimizer (a target for HSPG)."""
+
+
+class ConfigError(ZigpruneError, ValueError):
+    """A compress setting out of range (epochs, batch size, learning rate ...); the message names the flag."""
 
 
 class RunDirError(ZigpruneError):

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ZigpruneError
+from ..core.selection import parse_number
+from ..errors import TargetError, ZigpruneError
 from . import report
 from .harness import DEFAULT_METHODS, Bench, Settings
 
@@ -34,9 +35,10 @@ def _subset(given: int | None, default: int | None) -> int | None:
 
 
 def _ratio(text: str) -> float:
+    """``--macs``: a reduction factor, ``2.5x`` or ``2.5``, read by the targets' own number parser."""
     try:
-        return float(text.strip().lower().removesuffix("x"))
-    except ValueError as err:
+        return parse_number(text)[0]
+    except TargetError as err:
         raise argparse.ArgumentTypeError(f"expected a MACs reduction such as 2.5x, not {text!r}") from err
 
 

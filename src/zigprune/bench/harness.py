@@ -24,9 +24,9 @@ from ..errors import ZigpruneError
 from ..measure import latency
 from ..measure.count import count
 from ..methods import recipes
+from ..methods.options import ScratchOptions, read_options
 from ..methods.run import Setup
-from ..training import evaluate
-from . import tp_baselines  # noqa: F401  (registers the Torch-Pruning recipes)
+from ..training import evaluate, fetch
 from .cache import RunCache, fingerprint
 
 DEFAULT_METHODS = (
@@ -34,6 +34,8 @@ DEFAULT_METHODS = (
     "scratch", "magnitude", "lth", "tp-l2", "tp-group-sl",
 )  # fmt: skip
 ZIGPRUNE_OPTIMIZERS = ("hspg", "dhspg", "hesso")
+EXAMPLES = 2
+LATENCY_BATCH = 64
 
 
 @dataclass
@@ -78,7 +80,10 @@ class Settings:
 
     @property
     def target(self) -> Target:
-        """The MACs fraction every method removes: 1 − 1/macs."""
+        """The MACs fraction every method removes, 1 − 1/macs, with ``Target``'s defaults otherwise.
+
+        Recipes read ``round_to`` and ``cost_power`` from it (HESSO's and DHSPG's options may replace them).
+        """
         return Target(1 - 1 / self.macs, "macs")
 
     def run_key(self, method: str) -> str:
@@ -86,7 +91,8 @@ class Settings:
         shared = {
             k: v for k, v in asdict(self).items() if k not in ("seeds", "methods", "options", "progress")
         }
-        source = self.options.get(method, {}).get("source", "hesso") if method.startswith("scratch") else None
+        given = self.options.get(method, {})
+        source = read_options(ScratchOptions, given).source if method.startswith("scratch") else None
         extra = {"source_options": self.options.get(source, {})} if source else {}
         return fingerprint({**shared, "method": method, "options": self.options.get(method, {}), **extra})
 
@@ -114,7 +120,11 @@ class RunRecord:
 
 
 class Bench:
-    """Runs the settings' (method, seed) pairs, reusing cached runs from ``out / "runs"``."""
+    """Runs the settings' (method, seed) pairs, reusing cached runs from ``out / "runs"``.
+
+    The example inputs (analysis, construction check, counts) are the first training images, so
+    construction is checked on real data rather than on zeros.
+    """
 
     def __init__(self, settings: Settings, out: Path, log: Callable[[str], None] = print) -> None:
         self.settings = settings
@@ -123,8 +133,7 @@ class Bench:
         full = data.load(settings.data, settings.data_dir)
         test = settings.test_subset or len(full.test)
         self.data = data.take_subset(full, settings.subset, 0, test)
-        shape = tuple(self.data.input_shape)
-        self.example = torch.zeros(2, *shape)
+        self.example = fetch(self.data.train, torch.arange(min(EXAMPLES, len(self.data.train))))[0]
         self.ran: list[str] = []
         self._dense: dict[str, int] | None = None
 
@@ -206,7 +215,7 @@ class Bench:
         record.epochs, record.pruned, record.notes = outcome.epochs, outcome.pruned, outcome.notes
         record.history = outcome.history
         if self.settings.latency and not record.theoretical:
-            batch = torch.zeros(64, *self.example.shape[1:])
+            batch = fetch(self.data.test, torch.arange(LATENCY_BATCH) % len(self.data.test))[0]
             measured = latency.compare(
                 dense_model, model, batch, min_seconds=self.settings.latency_seconds, repeats=5
             )

@@ -1,4 +1,4 @@
-"""``zigprune compress``, the CLI's main job: train once, construct, measure, save a run folder with a report."""
+"""``zigprune compress``, the CLI's main job: train once, construct, measure, save a run folder."""
 
 from ..core.selection import Target
 from ..errors import Interrupted, RunDirError, TargetError

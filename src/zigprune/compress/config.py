@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .. import data
+from ..errors import ConfigError
 
 
 @dataclass
@@ -35,6 +36,17 @@ class Config:
     latency: bool = True
     latency_seconds: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("round_to", 1)):
+            _check(name, getattr(self, name), low, integer=True)
+        if self.subset is not None:
+            _check("subset", self.subset, 1, integer=True)
+        _check("lr", self.lr, 0.0, strict=True)
+        _check("weight_decay", self.weight_decay, 0.0)
+        _check("latency_seconds", self.latency_seconds, 0.0, strict=True)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum is {self.momentum}; give a number in [0, 1), e.g. 0.9")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
         """A Config from ``run.json``, ignoring keys this version does not know."""
@@ -42,13 +54,26 @@ class Config:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def _check(name: str, value: Any, low: float, *, integer: bool = False, strict: bool = False) -> None:
+    """``value`` must be a finite number (an integer if asked) at least ``low`` (above it if ``strict``)."""
+    flag = "--" + name.replace("_", "-")
+    kind = int if integer else (int, float)
+    number = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value < low or (strict and value == low):
+        bound = f"above {low:g}" if strict else f"at least {low:g}"
+        what = "an integer" if integer else "a number"
+        raise ConfigError(f"{flag} is {value!r}; give {what} {bound}")
+
+
 def default_out(config: Config) -> Path:
-    """``runs/<model>-<data>``, named from the specs' last parts (a factory's name, a folder's name)."""
+    """``runs/<model>-<data>``, named from the specs' last parts; a factory keeps its file or module name
+    (``nets/my_net.py:build`` -> ``my_net-build``), so two files' ``build`` factories do not collide."""
 
     def slug(text: str) -> str:
-        tail = re.split(r"[:/\\]", text.rstrip("/\\"))[-1].removesuffix(".py")
-        head = text.split(":")[0] if ":" in text and not text.startswith("hf:") else ""
-        name = f"{head}-{tail}" if head in data.names() or head == "imagefolder" else tail
+        head, _, tail = text.removeprefix("hf:").rstrip("/\\").rpartition(":")
+        tail = re.split(r"[/\\]", tail)[-1]
+        head = re.split(r"[/\\.]", head.removesuffix(".py"))[-1] if head else ""
+        name = f"{head}-{tail}" if head else tail
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
 
     return Path("runs") / f"{slug(config.model)}-{slug(config.data)}"

@@ -1,9 +1,8 @@
-"""``zigprune compress``: train once with a group-sparse optimizer, build the slim model, measure, save a run."""
+"""``zigprune compress``: train once with a group-sparse optimizer, build the slim model, measure, save."""
 
 from __future__ import annotations
 
 import copy
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,15 +15,16 @@ import torch
 from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target
-from ..errors import Interrupted, TargetError
+from ..errors import ConfigError, Interrupted, TargetError
 from ..io.saved import save
 from ..models.spec import ModelSpec, resolve
-from ..training import History, Hook, checkpoint, evaluate, train
+from ..optim import targeted
+from ..training import History, Hook, checkpoint, evaluate, steps_per_epoch, train
 from . import report as run_report
 from .config import Config, default_out
 from .measurement import measure
 from .optimizers import OPTIMIZERS, base_options, cost_power
-from .rundir import BASELINE, CHECKPOINT, HISTORY, METRICS, check_dir, start_dir, write_json
+from .rundir import BASELINE, CHECKPOINT, HISTORY, METRICS, check_dir, check_named, start_dir, write_json
 from .state import Run, Stage
 
 TINY_MACS = 100_000_000
@@ -41,6 +41,7 @@ def compress(
     hooks: Sequence[Hook] = (),
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    trust_factory: bool = False,
 ) -> dict[str, Any]:
     """Run ``config`` end to end into ``out`` (default ``default_out``) and return its metrics.
 
@@ -48,20 +49,25 @@ def compress(
     holds a run that ``resume``/``force`` do not allow touching, and data and model errors as they come.
     ``threads`` sets torch's threads while training (default: 1 for tiny models, which run faster so);
     ``hooks`` are extra training hooks for the pruning run (see ``zigprune.training.Hook``).
+    On ``resume`` the run's saved factory runs only if ``config.model`` names it or ``trust_factory``.
     """
     start = time.perf_counter()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"--threads is {threads!r}; give a whole number of at least 1")
     out = Path(out) if out is not None else default_out(config)
     stage = Stage(log or (lambda text: print(text, file=sys.stderr)))
-    config = check_dir(out, resume=resume, force=force) or config
+    saved = check_dir(out, resume=resume, force=force)
+    if saved is not None and saved.model != config.model and not trust_factory:
+        check_named(saved.model, out)
+    config = saved or config
     target = Target.parse(config.target)
-    if config.optimizer not in OPTIMIZERS:
-        raise TargetError(f"unknown optimizer {config.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}")
-    if config.optimizer == "hspg" and (config.latency_aware or config.cost_power is not None):
+    aims = targeted(config.optimizer)
+    if not aims and (config.latency_aware or config.cost_power is not None):
         raise TargetError(
             "--cost-power and --latency-aware rank groups towards a target, and hspg has none; "
             "use --optimizer hesso or dhspg"
         )
-    if config.optimizer != "hspg":
+    if aims:
         config = replace(config, cost_power=cost_power(config, target))
         if not 0 <= config.cost_power <= 1:
             raise TargetError(
@@ -102,8 +108,7 @@ def compress(
     metrics.update(command=command, spec=spec.to_json(), optimizer_report=report)
     write_json(out / HISTORY, {"train": history.to_dict()})
     metrics["seconds"]["total"] = time.perf_counter() - start
-    stage.timed("report", lambda: run_report.render(out, metrics, history.to_dict()))
-    metrics["seconds"]["total"] = time.perf_counter() - start
+    run_report.render(out, metrics, history.to_dict())
     write_json(out / METRICS, metrics)
     for name in (CHECKPOINT, BASELINE):
         (out / name).unlink(missing_ok=True)
@@ -122,7 +127,7 @@ def _setup(stage: Stage, config: Config, spec: ModelSpec, dataset: data.Dataset,
     stage.log(
         f"analysed {config.model}: {space.num_groups} groups in {prunable} of {len(space.families)} families"
     )
-    steps = max(1, math.ceil(len(dataset.train) / config.batch_size)) * config.epochs
+    steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.epochs
     optimizer = OPTIMIZERS[config.optimizer](space, config, target, steps)
     if config.optimizer == "hspg":
         stage.log("note: hspg has no explicit target; it removes the groups its penalty drives to zero")
@@ -158,7 +163,7 @@ def _train(
     hooks: Sequence[Hook] = (),
 ) -> History:
     """Train with a per-step cosine schedule, checkpointing at every epoch end and on interrupt."""
-    steps = max(1, math.ceil(len(dataset.train) / config.batch_size)) * config.epochs
+    steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     saver = checkpoint.Checkpointer(path)
     state = checkpoint.load(path) if resume and path.is_file() else None

@@ -1,56 +1,45 @@
-"""The pruning optimizer of a compress run, built from its Config and Target."""
+"""The pruning optimizer of a compress run: ``zigprune.optim.make`` on its Config and Target."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
 
+from .. import optim
 from ..core.selection import Target
 from ..measure.layer_latency import LayerLatency
-from ..optim import DHSPG, HESSO, HSPG
 from .config import Config
 
 LATENCY_BATCHES = (1, 64)
 MACS_COST_POWER = 0.5
 
 
-def _targeted(cls: type[HESSO] | type[DHSPG]) -> Callable[[Any, Config, Target, int], torch.optim.Optimizer]:
-    """Builds HESSO or DHSPG (explicit target) with the run's base update and selection options."""
-
-    def build(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
-        return cls(
-            space,
-            **base_options(config),
-            target=target.fraction,
-            by=target.by,
-            total_steps=steps,
-            **_selection(space, config, target),
-        )
-
-    return build
-
-
-def _hspg(space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
-    return HSPG(space, **base_options(config), total_steps=steps)
+def build(name: str, space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
+    """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``."""
+    chosen = {"target": run_target(space, config, target)} if optim.targeted(name) else {}
+    return optim.make(name, space, total_steps=steps, **base_options(config), **chosen)
 
 
 def base_options(config: Config) -> dict[str, float]:
+    """The base update's learning rate, momentum and weight decay."""
     return {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
 
 
-def _selection(space: Any, config: Config, target: Target) -> dict[str, Any]:
-    """The selection options HESSO and DHSPG share: width rounding, the ranking's cost and its weight.
+def run_target(space: Any, config: Config, target: Target) -> Target:
+    """``target`` with the run's selection options: width rounding, the ranking's cost and its weight.
 
     With ``latency_aware`` the cost is the measured time a removal saves at the timing batch size
     (one thread, as the run's latency is timed) instead of MACs.
     """
-    rounding = {"round_to": config.round_to} if config.round_to > 1 else {}
-    cost: dict[str, LayerLatency] = {}
+    cost = None
     if config.latency_aware:
-        cost["cost"] = LayerLatency(space, batch=max(LATENCY_BATCHES), round_to=config.round_to)
-    return {**rounding, "cost_power": cost_power(config, target), **cost}
+        cost = LayerLatency(space, batch=max(LATENCY_BATCHES), round_to=config.round_to)
+    rounding = max(config.round_to, 1)
+    return replace(target, round_to=rounding, cost_power=cost_power(config, target), cost=cost)
 
 
 def cost_power(config: Config, target: Target) -> float:
@@ -70,7 +59,5 @@ def cost_power(config: Config, target: Target) -> float:
 
 
 OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
-    "hesso": _targeted(HESSO),
-    "dhspg": _targeted(DHSPG),
-    "hspg": _hspg,
+    name: partial(build, name) for name in optim.OPTIMIZERS
 }

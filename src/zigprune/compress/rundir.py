@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import RunDirError
 from ..io.atomic import atomic_write
+from ..models.spec import kind_of
 from . import report
 from .config import Config
 
@@ -24,6 +25,8 @@ OUTPUTS = (METRICS, HISTORY, ONNX, "plan.json", "model.safetensors", CHECKPOINT,
 
 def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:
     """Check ``out`` against ``resume``/``force``; on resume return the saved config. Changes nothing."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file, not a folder; pass --out a folder for the run")
     complete, partial = (out / METRICS).is_file(), (out / CHECKPOINT).is_file()
     if resume and force:
         raise RunDirError("--resume continues a run and --force starts it over; pass one of them")
@@ -56,3 +59,12 @@ def start_dir(out: Path, config: Config) -> None:
 def write_json(path: Path, value: Any) -> None:
     text = json.dumps(value, indent=1, allow_nan=False)
     atomic_write(path, lambda temp: temp.write_text(text + "\n", encoding="utf-8"))
+
+
+def check_named(model: str, out: Path) -> None:
+    """A resumed run's factory (code the folder names) must be named by the caller: refuse otherwise."""
+    if kind_of(model) in ("file", "module"):
+        raise RunDirError(
+            f"{out} names the factory {model!r}; --resume runs it only if you name it "
+            f"(--model {model}) or trust the folder (--trust-factory)"
+        )

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from .. import rules
+from ..errors import ExampleInputError
 from ..rules.opaque import unknown
 from .components import components
+from .construct import outputs
 from .label import Label, ParamRef, varying_dims
 from .probe import probe
 from .space import GroupSpace
@@ -148,6 +150,12 @@ def resolve(store: Store) -> torch.Tensor:
 def analyze_model(model: nn.Module, example_inputs: Any) -> tuple[Store, torch.Tensor, Inputs]:
     """Trace, walk and resolve: the raw facts a GroupSpace is built from."""
     inputs = as_inputs(example_inputs, model)
+    empty = [tuple(v.shape) for v in inputs.tensors() if v.numel() == 0]
+    if empty:
+        raise ExampleInputError(
+            f"an example input has no elements (shape {empty[0]}); pass at least one sample (a batch of 2 "
+            "is best: torch.export treats a batch of 1 as a fixed size)"
+        )
     ep = export(model, inputs)
     store = walk(ep)
     return store, resolve(store), inputs
@@ -163,7 +171,18 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
     store, root, inputs = analyze_model(model, example_inputs)
     space = GroupSpace(model, inputs, store, root)
     if check:
+        _check_finite(space)
         broken = probe(space)
         if broken:
             space.drop_families(broken, "the slim model did not match in the construction check")
     return space
+
+
+def _check_finite(space: GroupSpace) -> None:
+    """The construction check compares outputs: NaN or Inf on the example inputs would make it meaningless."""
+    for i, value in enumerate(outputs(space.model, space.inputs)):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ExampleInputError(
+                f"{type(space.model).__name__} gives NaN or Inf in output {i} on the example inputs; fix the "
+                "model's weights or the inputs (or pass check=False to skip the construction check)"
+            )

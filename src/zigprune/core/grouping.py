@@ -2,7 +2,7 @@
 
 A group's vector is the concatenation of its rows in every producer slice (weight rows, biases,
 norm scales …). Optimizers need norms, dot products and scalings of these vectors every step, so
-each slice keeps its group index per row and everything is one ``index_add``/gather per slice.
+each slice keeps its group index per row and everything is one scatter (``per_group``)/gather per slice.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .reduction import Slices, per_group
 from .space import GroupSpace
 
 
@@ -48,37 +49,36 @@ class Grouping:
         self._pinned: tuple[torch.Tensor, list[tuple[ProducerSlice, torch.Tensor]]] | None = None
 
     def _sizes(self) -> torch.Tensor:
-        sizes = torch.zeros(self.num_groups + 1, dtype=torch.float64)
-        for s in self.slices:
-            per_row = s.param.numel() // s.param.shape[s.dim]
-            sizes.index_add_(
-                0, s.group.cpu(), torch.full((s.group.numel(),), float(per_row), dtype=torch.float64)
-            )
-        return sizes[: self.num_groups].clamp(min=1)
+        """Number of values in each group's vector (at least 1)."""
 
-    @staticmethod
-    def _rows(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-        return tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1)
+        def row_size(rows: torch.Tensor) -> torch.Tensor:
+            return torch.full(rows.shape[:1], float(rows.shape[1]), dtype=torch.float64, device=rows.device)
+
+        return per_group(self.slices_of(), self.num_groups, row_size).clamp(min=1)
+
+    def slices_of(self, params: set[int] | None = None) -> Slices:
+        """``(param, dim, group)`` of each producer slice for ``per_group``; only ``params`` (ids) if set."""
+        for s in self.slices:
+            if params is None or id(s.param) in params:
+                yield s.param.detach(), s.dim, s.group
 
     def reduce(
         self, tensors: dict[int, torch.Tensor] | None = None, other: dict[int, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Per-group sum of squares of ``tensors`` (params by default), or of ``tensors * other``."""
-        out = None
+        """Per-group float32 sum of squares of ``tensors`` (params by default), or of ``tensors * other``."""
+        return per_group(
+            self._products(tensors, other), self.num_groups, lambda rows: rows.sum(1), dtype=torch.float32
+        )
+
+    def _products(
+        self, tensors: dict[int, torch.Tensor] | None, other: dict[int, torch.Tensor] | None
+    ) -> Slices:
+        """``tensors * other`` (or ``tensors`` squared) on every producer slice where both are given."""
         for s in self.slices:
             a = s.param.detach() if tensors is None else tensors.get(id(s.param))
-            if a is None:
-                continue
             b = a if other is None else other.get(id(s.param))
-            if b is None:
-                continue
-            rows = (self._rows(a, s.dim).float() * self._rows(b, s.dim).float()).sum(1)
-            if out is None:
-                out = torch.zeros(self.num_groups + 1, dtype=torch.float32, device=rows.device)
-            out.index_add_(0, s.group, rows)
-        if out is None:
-            return torch.zeros(self.num_groups)
-        return out[: self.num_groups].cpu()
+            if a is not None and b is not None:
+                yield a.float() * b.float(), s.dim, s.group
 
     def norms(self) -> torch.Tensor:
         return self.reduce().clamp(min=0).sqrt()

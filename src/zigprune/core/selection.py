@@ -24,8 +24,9 @@ class Target:
     """Remove ``fraction`` of the groups, of the MACs, or of the parameters (``by``).
 
     ``round_to`` N keeps every family's remaining width a multiple of N (where the family allows it).
-    ``cost_power`` p ranks groups by score / cost^p for MACs or params targets: 1 is the knapsack
-    ratio, 0 ignores cost, in between favours cheap groups less strongly. ``cost``, given the groups
+    ``cost_power`` p ranks groups by score / cost^p for MACs or params targets: 0 (the default, also
+    HESSO's and DHSPG's) ignores cost, 1 is the knapsack ratio (the ``cost-aware`` allocator's), in
+    between favours cheap groups less strongly. ``cost``, given the groups
     taken so far, returns each group's cost for that ranking in place of its MACs or params (e.g. the
     time its removal saves: :class:`zigprune.layer_latency.LayerLatency`); the goal is still counted
     in ``by``.
@@ -34,7 +35,7 @@ class Target:
     fraction: float
     by: str = "groups"
     round_to: int = 1
-    cost_power: float = 1.0
+    cost_power: float = 0.0
     cost: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,30 +49,63 @@ class Target:
             raise ValueError(f"cost_power must lie in [0, 1], not {self.cost_power}")
 
     @classmethod
+    def of(cls, target: float | Target, **options: Any) -> Target:
+        """``target`` if it is a Target, else the fraction ``target`` with the ``options`` not None.
+
+        The optimizers' two spellings, ``target=Target(0.5, "macs")`` and ``target=0.5, by="macs"``;
+        options left None take the Target's defaults, and a Target with options beside it is refused.
+        """
+        given = {name: value for name, value in options.items() if value is not None}
+        if not isinstance(target, Target):
+            return cls(float(target), **given)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} must go inside the Target when target is one, e.g. "
+                f"Target({target.fraction}, {target.by!r}, {next(iter(given))}=...)"
+            )
+        return target
+
+    @classmethod
     def parse(cls, text: str, **options: Any) -> Target:
-        """``0.5``: half the groups; ``macs=0.4``/``params=0.3``: that share removed; ``macs=2.5x``: 2.5x less.
+        """Parse ``0.5`` (half the groups), ``macs=0.4`` or ``params=0.3`` (share removed), ``macs=2.5x``.
 
         ``options`` (``round_to``, ``cost_power``, ``cost``) are passed on to the Target.
         """
         kind, _, value = str(text).strip().rpartition("=")
         kind = kind.strip().lower() or "groups"
-        if kind not in ("groups", "macs", "params"):
+        if kind not in KINDS:
             raise TargetError(f"target kind {kind!r} is not groups, macs or params; use {TARGET_HELP}")
-        value = value.strip().lower()
-        factor = value.endswith("x")
-        try:
-            number = float(value.removesuffix("x"))
-        except ValueError:
-            raise TargetError(f"target {text!r} is not a number; use {TARGET_HELP}") from None
+        number, factor = parse_number(value)
         if factor:
             if not number > 1 or not math.isfinite(number):
-                raise TargetError(f"target factor {value} must be above 1x (e.g. macs=2.5x)")
+                raise TargetError(f"target factor {value.strip().lower()} must be above 1x (e.g. macs=2.5x)")
             number = 1 - 1 / number
         if not 0 < number < 1:
             raise TargetError(
                 f"target {text!r} is outside (0, 1): give the share to remove, e.g. {TARGET_HELP}"
             )
         return cls(number, kind, **options)
+
+
+def parse_number(text: str) -> tuple[float, bool]:
+    """``"0.4"`` → ``(0.4, False)``, ``"2.5x"`` → ``(2.5, True)``: a target's number, and if it is a factor.
+
+    The one reader of a target's number, for ``Target.parse`` and the bench's ``--macs 2.5x``.
+    """
+    value = str(text).strip().lower()
+    try:
+        return float(value.removesuffix("x")), value.endswith("x")
+    except ValueError:
+        raise TargetError(f"target {text!r} is not a number; use {TARGET_HELP}") from None
+
+
+def goal(space: GroupSpace, target: Target, share: float = 1.0) -> float:
+    """The cost (groups, MACs or params) that may remain once ``share`` of the way to ``target`` is done."""
+    fraction = target.fraction * share
+    if target.by == "groups":
+        return space.num_groups - round(fraction * space.num_groups)
+    total = space.total_macs if target.by == "macs" else space.params(None)
+    return total * (1 - fraction)
 
 
 def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
@@ -92,30 +126,24 @@ def select(
     emptying a family that has no other channels, then the shortest prefix of units that meets the
     goal, checked with exact costs.
     """
-    g = space.num_groups
-    goal_fraction = target.fraction * share
-    if target.by == "groups":
-        goal = g - round(goal_fraction * g)
-    else:
-        total = space.total_macs if target.by == "macs" else space.params(None)
-        goal = total * (1 - goal_fraction)
+    limit = goal(space, target, share)
     weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target.round_to)
-    chosen = torch.zeros(g, dtype=torch.bool)
-    if cost_left(space, taken, target.by) <= goal or not units:
+    chosen = torch.zeros(space.num_groups, dtype=torch.bool)
+    if cost_left(space, taken, target.by) <= limit or not units:
         return chosen
     lo, hi = 0, len(units)
     while lo < hi:
         mid = (lo + hi) // 2
         trial = taken.clone()
         trial[_flat(units[: mid + 1])] = True
-        if cost_left(space, trial, target.by) <= goal:
+        if cost_left(space, trial, target.by) <= limit:
             hi = mid
         else:
             lo = mid + 1
     chosen[_flat(units[:lo])] = True
-    chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], goal, target.by)] = True
+    chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], limit, target.by)] = True
     return chosen
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from .components import components
 from .construct import construct
+from .reduction import per_group
 from .store import Store
 from .summary import summary
 from .trace import Inputs
@@ -258,18 +259,14 @@ class GroupSpace:
                 tensor.index_fill_(s.dim, positions.to(tensor.device), 0)
         return self
 
-    @torch.no_grad()
     def _per_group(self, row_stat: Any, reduce: str) -> torch.Tensor:
         """Reduce a per-row statistic of every producer slice into one value per group (float64, CPU)."""
-        out = torch.zeros(self.num_groups + 1, dtype=torch.float64)
-        for s in self.slices:
-            if not s.producer:
-                continue
-            tensor = self._tensor(s.name).detach()
-            rows = row_stat(tensor.movedim(s.dim, 0).reshape(tensor.shape[s.dim], -1)).double().cpu()
-            index = self.class_group[s.classes] % (self.num_groups + 1)
-            out.scatter_reduce_(0, index, rows, reduce=reduce)
-        return out[: self.num_groups]
+        slices = (
+            (self._tensor(s.name).detach(), s.dim, self.class_group[s.classes] % (self.num_groups + 1))
+            for s in self.slices
+            if s.producer
+        )
+        return per_group(slices, self.num_groups, row_stat, reduce)
 
     def group_norms(self) -> torch.Tensor:
         """L2 norm of every group's producer slices (float64, on CPU)."""

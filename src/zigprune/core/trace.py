@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ExampleInputError, TraceError, first_line
+from ..errors import ExampleInputError, ModelError, TraceError, first_line
 
 
 @dataclass
@@ -31,6 +32,11 @@ class Inputs:
 
 def as_inputs(example_inputs: Any, model: nn.Module | None = None) -> Inputs:
     """Accept a Tensor, a tuple/list of positional args, or a dict of keyword args (Hugging Face style)."""
+    if model is not None and not isinstance(model, nn.Module):
+        raise ModelError(
+            f"zigprune works on a torch.nn.Module, not a {type(model).__name__}; wrap the function in an "
+            "nn.Module whose forward() calls it"
+        )
     if isinstance(example_inputs, Inputs):
         return example_inputs
     if isinstance(example_inputs, torch.Tensor):
@@ -88,12 +94,28 @@ def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
     If tracing fails, the model is run eagerly once to tell bad example inputs from untraceable code.
     """
     try:
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), eval_mode(model), _quiet_torch_logs():
             return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
     except Exception as err:
         run(model, inputs)
         raise TraceError(
-            f"torch.export could not trace {type(model).__name__}: {type(err).__name__}: {first_line(err)}\n"
+            f"torch.export could not trace {type(model).__name__}: {type(err).__name__}: {first_line(err)}. "
             "Try: make data-dependent control flow static (or wrap it in torch.cond), avoid Python-side "
             "tensor-to-number conversions (.item(), int(tensor)) in forward(), or trace a submodule."
         ) from err
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """Silence torch's own multi-line failure logs while tracing: the TraceError says what went wrong."""
+    loggers = [
+        logging.getLogger(name) for name in ("torch", "torch.export", "torch._export", "torch._dynamo")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

@@ -16,9 +16,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(temp)
+        os.chmod(temp, 0o666 & ~_umask())  # as a plain open() would: some writers create files 0600
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

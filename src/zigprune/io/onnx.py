@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.construct import output_tensors
+from ..core.construct import output_tensors, outside_tolerance
 from ..core.trace import Inputs, as_inputs, eval_mode
 from ..errors import ExportError, first_line
 from .atomic import atomic_write
@@ -135,12 +135,10 @@ def _check_onnx(
                     f"ONNX output {i} has shape {tuple(g.shape)} instead of {tuple(r.shape)} at batch "
                     f"{feed[0].shape[0]}; export with dynamic_batch=False or fix batch-dependent code"
                 )
-            r = r.detach().cpu().double()
-            diff = (g.double() - r).abs().max().item() if r.numel() else 0.0
-            scale = r.abs().max().item() if r.numel() else 0.0
-            if not diff <= atol * scale + 1e-6:
+            off = outside_tolerance(r, g, atol)
+            if off is not None:
                 raise ExportError(
-                    f"ONNX Runtime output {i} differs from PyTorch by {diff:.3g} (scale {scale:.3g}, atol "
+                    f"ONNX Runtime output {i} differs from PyTorch by {off[0]:.3g} (scale {off[1]:.3g}, atol "
                     f"{atol:g}) at batch {feed[0].shape[0]}; report the model or raise atol"
                 )
 

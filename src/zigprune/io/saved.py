@@ -36,6 +36,7 @@ from .plan import (
     read_plan,
     sha256_file,
 )
+from .trust import Factory, build_recorded
 
 
 def _canonical_names(model: nn.Module) -> dict[int, str]:
@@ -97,7 +98,7 @@ def save(
     :func:`load` can re-analyse. With ``check``, the spec is built once to prove it gives the same group
     structure. Files are written atomically, ``plan.json`` last, so a folder with a plan is complete.
     """
-    spec = resolve(spec.text, **spec.kwargs) if isinstance(spec, ModelSpec) else resolve(spec)
+    spec = (resolve(spec.text, **spec.kwargs) if isinstance(spec, ModelSpec) else resolve(spec)).absolute()
     try:
         json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -160,13 +161,21 @@ def _load_weights(slim: nn.Module, path: Path) -> None:
             target.copy_(value)
 
 
-def load(directory: str | os.PathLike, *, check: bool = True) -> nn.Module:
+def load(
+    directory: str | os.PathLike,
+    *,
+    check: bool = True,
+    factory: Factory | None = None,
+    trust_factory: bool = False,
+) -> nn.Module:
     """Rebuild a slim model saved by :func:`save`, in eval mode, on the CPU.
 
     The original is rebuilt from the recorded spec and re-analysed on the recorded inputs; its group
     structure must match the saved fingerprint; the recorded groups are cut and the weights loaded
     strictly. With ``check`` the outputs must match the saved checksum. Every failure is a
-    :class:`LoadError` saying what to do.
+    :class:`LoadError` saying what to do. Only code the caller names or allows runs: zoo models and
+    Hugging Face folders always; a recorded factory only as ``factory`` (a callable or spec text) or
+    with ``trust_factory=True`` (see :mod:`zigprune.io.trust`).
     """
     directory = Path(directory)
     plan = read_plan(directory)
@@ -179,8 +188,9 @@ def load(directory: str | os.PathLike, *, check: bool = True) -> nn.Module:
             "save the model again"
         )
     text = str(plan["spec"].get("text"))
+    spec = ModelSpec(text, dict(plan["spec"].get("kwargs") or {}))
     with _as_load_error(f"cannot rebuild the model from spec {text!r}", "restore the factory or save again"):
-        model = ModelSpec(text, dict(plan["spec"].get("kwargs") or {})).build()
+        model = build_recorded(spec, factory, trust_factory)
     with _as_load_error(f"{PLAN} records inputs this zigprune cannot remake", "save the model again"):
         inputs = make_inputs(plan["inputs"])
     with _as_load_error(f"cannot re-analyse the model from spec {text!r}", "restore the factory"):

@@ -1,5 +1,9 @@
-"""Pruning methods on a GroupSpace: criteria × allocators × schedules × recovery, and named recipes."""
+"""Pruning methods on a GroupSpace: criteria × allocators × schedules × recovery, and named recipes.
 
+Importing the package registers every recipe, the Torch-Pruning baselines (``tp_baselines``) included.
+"""
+
+from . import tp_baselines
 from .allocators import ALLOCATORS, allocate
 from .criteria import CRITERIA, Criterion
 from .recipes import RECIPES, get, register
@@ -9,5 +13,5 @@ from .schedules import CURVES, SCHEDULES, Schedule
 
 __all__ = [
     "ALLOCATORS", "CRITERIA", "CURVES", "RECIPES", "RECOVERIES", "SCHEDULES", "Criterion", "Outcome",
-    "Schedule", "Setup", "Trainer", "allocate", "get", "recover", "register",
+    "Schedule", "Setup", "Trainer", "allocate", "get", "recover", "register", "tp_baselines",
 ]  # fmt: skip

@@ -9,23 +9,17 @@ emptied unless it keeps unprunable channels.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
-from ..core.selection import Target, cost_left, select
+from ..core.selection import Target, cost_left, goal, select
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
 
 Allocator = Callable[[GroupSpace, torch.Tensor, Target, "torch.Tensor | None"], torch.Tensor]
 BISECTIONS = 40
-
-
-def goal(space: GroupSpace, target: Target) -> float:
-    """The cost (groups, MACs or params) that may remain once ``target`` is met."""
-    if target.by == "groups":
-        return space.num_groups - round(target.fraction * space.num_groups)
-    total = space.total_macs if target.by == "macs" else space.params(None)
-    return total * (1 - target.fraction)
+KNAPSACK = 1.0
 
 
 def room(space: GroupSpace, taken: torch.Tensor) -> torch.Tensor:
@@ -118,9 +112,12 @@ def uniform(
 def cost_aware(
     space: GroupSpace, scores: torch.Tensor, target: Target, taken: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Lowest score per unit of cost first (``optim.selection.select``): the most accuracy per MAC saved."""
+    """Lowest score per unit of cost first (``core.selection.select``): the most accuracy per MAC saved.
+
+    The ranking is the knapsack ratio (``cost_power`` 1) whatever the target's own ``cost_power``.
+    """
     scores, base = _check(space, scores), _taken(space, taken)
-    return base | select(space, scores, base, target, 1.0)
+    return base | select(space, scores, base, replace(target, cost_power=KNAPSACK), 1.0)
 
 
 ALLOCATORS: dict[str, Allocator] = {"global": global_ranking, "uniform": uniform, "cost-aware": cost_aware}

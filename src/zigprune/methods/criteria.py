@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..core.grouping import Grouping
+from ..core.reduction import per_group
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
 
@@ -33,13 +34,11 @@ class Criterion:
         """One float64 score per group (CPU); lower means less important."""
         raise NotImplementedError
 
-    def per_group(self, row_stat: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Sum of ``row_stat(rows)`` over every producer slice of each group (float64, CPU)."""
-        out = torch.zeros(self.space.num_groups + 1, dtype=torch.float64)
-        for s in self.grouping.slices:
-            rows = s.param.detach().movedim(s.dim, 0).reshape(s.param.shape[s.dim], -1)
-            out.index_add_(0, s.group.cpu(), row_stat(rows).double().cpu())
-        return out[: self.space.num_groups]
+    def per_group(
+        self, row_stat: Callable[[torch.Tensor], torch.Tensor], params: set[int] | None = None
+    ) -> torch.Tensor:
+        """Sum of ``row_stat(rows)`` over every producer slice (of ``params`` if given) of each group."""
+        return per_group(self.grouping.slices_of(params), self.space.num_groups, row_stat)
 
 
 class Magnitude(Criterion):
@@ -69,14 +68,8 @@ class BNScale(Criterion):
         }
 
     def scores(self) -> torch.Tensor:
-        total = torch.zeros(self.space.num_groups + 1, dtype=torch.float64)
-        count = torch.zeros_like(total)
-        for s in self.grouping.slices:
-            if id(s.param) in self.scales:
-                group = s.group.cpu()
-                total.index_add_(0, group, s.param.detach().abs().double().cpu())
-                count.index_add_(0, group, torch.ones_like(total[group]))
-        total, count = total[:-1], count[:-1]
+        total = self.per_group(lambda rows: rows.abs().sum(1), self.scales)
+        count = self.per_group(lambda rows: torch.ones(len(rows), device=rows.device), self.scales)
         return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("inf")))
 
 

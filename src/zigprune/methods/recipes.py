@@ -4,13 +4,15 @@ Each recipe is ``fn(setup) -> Outcome`` and spends exactly ``setup.epochs`` epoc
 (pre-training, pruning and recovery all count), except ``scratch-b``, which by definition trains
 the found architecture for as much compute as the dense model. Structured recipes end with
 ``space.construct()``, so their model is physically smaller; ``magnitude`` and ``lth`` are
-unstructured and report theoretical MACs. Hyper-parameters are named ``setup.options`` keys,
-listed in each recipe's docstring with their defaults.
+unstructured and report theoretical MACs. Hyper-parameters are named ``setup.options`` keys, read
+into each recipe's options dataclass (its fields, types and defaults; an unknown name is an error);
+the optimizer recipes pass their options on to the optimizer as keywords.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -18,11 +20,23 @@ from torch import nn
 from ..core.analysis import analyze
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
-from ..optim import DHSPG, HESSO, HSPG
+from ..optim import make as make_optimizer
+from ..optim import targeted
 from . import unstructured
 from .allocators import allocate
 from .criteria import Taylor, make
 from .hooks import Accumulate, BNPenalty, Gradual, GradualMagnitude, GroupMask, Snapshot, SoftZero, WeightMask
+from .options import (
+    DenseOptions,
+    LTHOptions,
+    MagnitudeOptions,
+    OneCycleOptions,
+    PruneOnceOptions,
+    ScratchOptions,
+    SFPOptions,
+    SlimmingOptions,
+    TaylorOptions,
+)
 from .recovery import Found, recover
 from .run import Outcome, Setup, Trainer, split
 from .schedules import Schedule
@@ -67,21 +81,23 @@ def _ids(mask: torch.Tensor) -> list[int]:
 @register("dense")
 def dense(setup: Setup) -> Outcome:
     """The unpruned model, trained for the whole budget: the reference every method is compared to."""
+    options = setup.read(DenseOptions)
     model, trainer = setup.build(), Trainer(setup)
     trainer.fit(model, setup.epochs, "train")
-    return trainer.outcome(model, [])
+    return trainer.outcome(model, [], notes=str(options.note))
 
 
-def prune_and_recover(setup: Setup, criterion: str, allocator: str, **criterion_options) -> Outcome:
-    """Pre-train, prune once by ``criterion`` and ``allocator``, construct, then recover (fine-tune)."""
+def prune_and_recover(setup: Setup, criterion: str, **criterion_options) -> Outcome:
+    """Pre-train, prune once by ``criterion`` and the allocator, construct, then recover (fine-tune)."""
+    options = setup.read(PruneOnceOptions)
     model, trainer = setup.build(), Trainer(setup)
-    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "pretrain")
     space = _space(setup, model)
     scores = make(criterion, space, **criterion_options).scores()
-    pruned = allocate(setup.option("allocator", allocator), space, scores, setup.target)
+    pruned = allocate(options.allocator, space, scores, setup.target)
     found = Found(slim(space, pruned), setup.lr, second, seed=setup.seed)
-    retrain = recover(setup.option("recovery", "fine-tune"), found)
+    retrain = recover(options.recovery, found)
     trainer.fit(retrain.model, retrain.epochs, "fine-tune", lr=retrain.lr)
     return trainer.outcome(retrain.model, _ids(pruned))
 
@@ -90,30 +106,31 @@ def prune_and_recover(setup: Setup, criterion: str, allocator: str, **criterion_
 def l1_filter(setup: Setup) -> Outcome:
     """Li et al.: L1 norm of each group, the same share of every layer, one shot, then fine-tune.
 
-    Options: ``pretrain_share`` 0.5, ``allocator`` "uniform", ``recovery`` "fine-tune".
+    Options: ``PruneOnceOptions`` (``pretrain_share`` 0.5, ``allocator`` "uniform", ``recovery``).
     """
-    return prune_and_recover(setup, "l1", "uniform")
+    return prune_and_recover(setup, "l1")
 
 
 @register("random")
-def random(setup: Setup) -> Outcome:
-    """Random groups instead of a criterion, otherwise as ``l1-filter`` (allocator "uniform")."""
-    return prune_and_recover(setup, "random", "uniform", seed=setup.seed)
+def random_groups(setup: Setup) -> Outcome:
+    """Random groups instead of a criterion, otherwise as ``l1-filter`` (``PruneOnceOptions``)."""
+    return prune_and_recover(setup, "random", seed=setup.seed)
 
 
 @register("slimming")
 def slimming(setup: Setup) -> Outcome:
     """Liu et al.: train with λ·Σ|γ| on BatchNorm scales, prune by |γ| globally, then fine-tune.
 
-    Options: ``lmbda`` 1e-4, ``pretrain_share`` 0.5, ``allocator`` "global".
+    Options: ``SlimmingOptions``.
     """
+    options = setup.read(SlimmingOptions)
     model, trainer = setup.build(), Trainer(setup)
-    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
-    trainer.fit(model, first, "sparsity", hooks=[BNPenalty(model, setup.option("lmbda", 1e-4))])
+    first, second = split(setup.epochs, options.pretrain_share)
+    trainer.fit(model, first, "sparsity", hooks=[BNPenalty(model, options.lmbda)])
     space = _space(setup, model)
-    pruned = allocate(setup.option("allocator", "global"), space, make("bn", space).scores(), setup.target)
+    pruned = allocate(options.allocator, space, make("bn", space).scores(), setup.target)
     model = slim(space, pruned)
-    trainer.fit(model, second, "fine-tune", lr=setup.lr * setup.option("fine_tune_lr", 0.1))
+    trainer.fit(model, second, "fine-tune", lr=setup.lr * options.fine_tune_lr)
     return trainer.outcome(model, _ids(pruned))
 
 
@@ -122,11 +139,12 @@ def sfp(setup: Setup) -> Outcome:
     """He et al.: at every epoch end zero the lowest-L2 groups of every layer; they keep training.
 
     The zeros of the last epoch end are removed by ``construct``; no fine-tuning. Options:
-    ``allocator`` "uniform".
+    ``SFPOptions``.
     """
+    options = setup.read(SFPOptions)
     model, trainer = setup.build(), Trainer(setup)
     space = _space(setup, model)
-    soft = SoftZero(space, make("l2", space), setup.option("allocator", "uniform"), setup.target)
+    soft = SoftZero(space, make("l2", space), options.allocator, setup.target)
     trainer.fit(model, setup.epochs, "soft-prune", hooks=[soft])
     return trainer.outcome(space.construct(), _ids(soft.pruned))
 
@@ -137,26 +155,27 @@ def taylor(setup: Setup) -> Outcome:
 
     Groups are removed in ``events`` equal rounds over the first half of the second phase (global
     ranking, masks pinned), which then fine-tunes; ``construct`` at the end. Options:
-    ``pretrain_share`` 0.5, ``events`` 10, ``momentum`` 0.9, ``allocator`` "global".
+    ``TaylorOptions``.
     """
+    options = setup.read(TaylorOptions)
     model, trainer = setup.build(), Trainer(setup)
-    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "pretrain")
     space = _space(setup, model)
-    criterion = Taylor(space, momentum=setup.option("momentum", 0.9))
+    criterion = Taylor(space, momentum=options.momentum)
     steps = second * setup.steps_per_epoch
-    events = max(1, min(setup.option("events", 10), steps // 2))
+    events = max(1, min(options.events, steps // 2))
     mask = GroupMask(space)
     gradual = Gradual(
         mask,
         criterion,
-        setup.option("allocator", "global"),
+        options.allocator,
         setup.target,
         Schedule("linear", events=events),
         first=max(1, steps // (2 * events)),
         last=max(1, steps // 2),
     )
-    lr = setup.lr * setup.option("fine_tune_lr", 0.1)
+    lr = setup.lr * options.fine_tune_lr
     trainer.fit(model, second, "prune+fine-tune", hooks=[Accumulate(criterion), gradual, mask], lr=lr)
     return trainer.outcome(slim(space, mask.pruned), _ids(mask.pruned))
 
@@ -165,18 +184,19 @@ def taylor(setup: Setup) -> Outcome:
 def one_cycle(setup: Setup) -> Outcome:
     """Hubens et al.: prune from the start along a logistic ramp over the whole run; no fine-tuning.
 
-    Group L2 norms, cost-aware allocation, hard masks, ``events`` 20 pruning events; ``construct``
-    at the end. Options: ``events``, ``allocator`` "cost-aware", ``criterion`` "l2".
+    Group L2 norms, cost-aware allocation, hard masks, 20 pruning events; ``construct`` at the end.
+    Options: ``OneCycleOptions``.
     """
+    options = setup.read(OneCycleOptions)
     model, trainer = setup.build(), Trainer(setup)
     space = _space(setup, model)
     steps = setup.epochs * setup.steps_per_epoch
-    events = max(1, min(setup.option("events", 20), steps))
+    events = max(1, min(options.events, steps))
     mask = GroupMask(space)
     gradual = Gradual(
         mask,
-        make(setup.option("criterion", "l2"), space),
-        setup.option("allocator", "cost-aware"),
+        make(options.criterion, space),
+        options.allocator,
         setup.target,
         Schedule("one-cycle", events=events),
         first=max(1, steps // events),
@@ -187,7 +207,7 @@ def one_cycle(setup: Setup) -> Outcome:
 
 
 def _scratch(setup: Setup, recovery: str) -> Outcome:
-    source = setup.option("source", "hesso")
+    source = setup.read(ScratchOptions).source
     if setup.architecture is None:
         raise ZigpruneError(
             f"scratch trains the architecture another method found: run it with {source!r} (the bench does)"
@@ -223,16 +243,17 @@ def magnitude(setup: Setup) -> Outcome:
     """Han et al.: global |w| masks on conv/linear weights, raised along AGP's cubic ramp, then fine-tuned.
 
     Unstructured: theoretical MACs. The masks grow at ``events`` points over the first half of the
-    second phase and stay zero through training. Options: ``pretrain_share`` 0.5, ``events`` 10.
+    second phase and stay zero through training. Options: ``MagnitudeOptions``.
     """
+    options = setup.read(MagnitudeOptions)
     model, trainer = setup.build(), Trainer(setup)
-    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "pretrain")
     macs = unstructured.layer_macs(model, setup.example)
     steps = second * setup.steps_per_epoch
-    events = max(1, min(setup.option("events", 10), steps // 2))
+    events = max(1, min(options.events, steps // 2))
     hook = GradualMagnitude(model, macs, setup.target.fraction, Schedule("agp", events=events), steps // 2)
-    lr = setup.lr * setup.option("fine_tune_lr", 0.1)
+    lr = setup.lr * options.fine_tune_lr
     trainer.fit(model, second, "prune+fine-tune", hooks=[hook], lr=lr)
     return trainer.outcome(model, [], theoretical=unstructured.theoretical(model, macs))
 
@@ -244,14 +265,15 @@ def lth(setup: Setup) -> Outcome:
     The budget is cut into ``rounds`` + 1 equal segments; after each of the first ``rounds`` the
     global |w| masks grow geometrically (the same share of what is left) and the surviving weights
     rewind to their values after ``rewind_share`` of the first segment, replaying the schedule.
-    Options: ``rounds`` 3 (fewer if the budget is short), ``rewind_share`` 0.05.
+    Options: ``LTHOptions`` (fewer ``rounds`` if the budget is short).
     """
-    rounds = max(1, min(setup.option("rounds", 3), setup.epochs - 1))
+    options = setup.read(LTHOptions)
+    rounds = max(1, min(options.rounds, setup.epochs - 1))
     segments = [setup.epochs // (rounds + 1)] * (rounds + 1)
     segments[-1] += setup.epochs - sum(segments)
     model, trainer = setup.build(), Trainer(setup)
     macs = unstructured.layer_macs(model, setup.example)
-    rewind_at = max(1, round(setup.option("rewind_share", 0.05) * segments[0] * setup.steps_per_epoch))
+    rewind_at = max(1, round(options.rewind_share * segments[0] * setup.steps_per_epoch))
     snapshot = Snapshot(rewind_at)
     masks = WeightMask(model, {})
     fractions = Schedule("geometric", events=rounds).fractions(setup.target.fraction)
@@ -264,18 +286,30 @@ def lth(setup: Setup) -> Outcome:
     return trainer.outcome(model, [], theoretical=unstructured.theoretical(model, macs))
 
 
-def _optimizer_recipe(setup: Setup, cls: type, **defaults) -> Outcome:
-    """Train once with ``cls``; recipe options are passed to it as keyword arguments (over ``defaults``)."""
+TARGET_OPTIONS = {"target": "fraction", "by": "by", "round_to": "round_to", "cost_power": "cost_power"}
+
+
+def _optimizer_recipe(setup: Setup, name: str) -> Outcome:
+    """Train once with optimizer ``name`` (``zigprune.optim.make``); no fine-tuning.
+
+    HESSO and DHSPG get the setup's ``Target`` (its ``round_to`` and ``cost_power`` included), with
+    the options ``target``, ``by``, ``round_to`` and ``cost_power`` replacing its fields; every other
+    option is passed to the optimizer as a keyword argument.
+    """
     model, trainer = setup.build(), Trainer(setup)
     space = _space(setup, model)
-    total = setup.epochs * setup.steps_per_epoch
-    opt = cls(
+    options = dict(setup.options)
+    if targeted(name):
+        fields_given = {field: options.pop(key) for key, field in TARGET_OPTIONS.items() if key in options}
+        options["target"] = replace(setup.target, **fields_given)
+    opt = make_optimizer(
+        name,
         space,
         lr=setup.lr,
         momentum=setup.momentum,
         weight_decay=setup.weight_decay,
-        total_steps=total,
-        **{**defaults, **setup.options},
+        total_steps=setup.epochs * setup.steps_per_epoch,
+        **options,
     )
     trainer.fit(model, setup.epochs, "train once", optimizer=opt)
     pruned = space.zero_groups()
@@ -288,22 +322,22 @@ def hspg(setup: Setup) -> Outcome:
 
     Options: any ``zp.HSPG`` keyword, e.g. ``lmbda`` (1e-3), ``epsilon``.
     """
-    return _optimizer_recipe(setup, HSPG)
+    return _optimizer_recipe(setup, "hspg")
 
 
 @register("dhspg")
 def dhspg(setup: Setup) -> Outcome:
     """zigprune's DHSPG with the setup's target (by MACs), one run, no fine-tuning.
 
-    Options: any ``zp.DHSPG`` keyword, e.g. ``lmbda``, ``cost_power``.
+    Options: any ``zp.DHSPG`` keyword, e.g. ``lmbda``, ``cost_power``, ``round_to``.
     """
-    return _optimizer_recipe(setup, DHSPG, target=setup.target.fraction, by=setup.target.by)
+    return _optimizer_recipe(setup, "dhspg")
 
 
 @register("hesso")
 def hesso(setup: Setup) -> Outcome:
     """zigprune's HESSO with the setup's target (by MACs), one run, no fine-tuning.
 
-    Options: any ``zp.HESSO`` keyword, e.g. ``periods``, ``cost_power``.
+    Options: any ``zp.HESSO`` keyword, e.g. ``periods``, ``cost_power``, ``round_to``.
     """
-    return _optimizer_recipe(setup, HESSO, target=setup.target.fraction, by=setup.target.by)
+    return _optimizer_recipe(setup, "hesso")

@@ -7,7 +7,6 @@ epochs of every phase so each recipe's total can be checked against the shared b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,8 @@ from torch import nn
 
 from ..core.selection import Target
 from ..errors import ZigpruneError
-from ..training import Hook, train
+from ..training import Hook, steps_per_epoch, train
+from .options import OptionsT, read_options
 
 PHASE_SEED_STRIDE = 101
 
@@ -27,8 +27,9 @@ class Setup:
     """The shared conditions of one (method, seed) run: model, data, MACs target, epoch budget, recipe.
 
     ``build()`` returns a freshly initialised model, identical for every method of the seed.
-    ``options`` overrides a recipe's hyper-parameters by name; ``architecture(method)`` returns the
-    group ids another method removed for this seed (``scratch`` trains that architecture anew).
+    ``options`` overrides a recipe's hyper-parameters by name (``read`` checks them);
+    ``architecture(method)`` returns the group ids another method removed for this seed (``scratch``
+    trains that architecture anew).
     """
 
     build: Callable[[], nn.Module]
@@ -46,14 +47,14 @@ class Setup:
     options: dict[str, Any] = field(default_factory=dict)
     architecture: Callable[[str], list[int]] | None = None
 
-    def option(self, name: str, default: Any) -> Any:
-        """The recipe option ``name`` if set, else ``default``."""
-        return self.options.get(name, default)
+    def read(self, kind: type[OptionsT]) -> OptionsT:
+        """The recipe's options as ``kind`` (a dataclass of typed defaults), filled from ``options``."""
+        return read_options(kind, self.options)
 
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch of the training set."""
-        return max(1, math.ceil(len(self.data.train) / self.batch_size))
+        return steps_per_epoch(len(self.data.train), self.batch_size)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A curve maps ``(progress, fraction)`` — progress through the pruning phase in [0, 1] and the final
 fraction to remove — to the fraction removed by then. ``Schedule`` adds how many pruning events
-there are and whether zeroed groups stay zero (hard masks) or keep training (SFP's soft zeroing).
+there are and when they happen. Whether zeroed groups stay zero is the hooks' business (``GroupMask``
+pins them; SFP's ``SoftZero`` lets them train).
 """
 
 from __future__ import annotations
@@ -52,11 +53,10 @@ CURVES: dict[str, Curve] = {
 
 @dataclass(frozen=True)
 class Schedule:
-    """``events`` pruning events along ``curve``; ``soft`` groups are zeroed but keep training (SFP)."""
+    """``events`` pruning events along ``curve``."""
 
     curve: str = "one-shot"
     events: int = 1
-    soft: bool = False
 
     def __post_init__(self) -> None:
         if self.curve not in CURVES:
@@ -81,5 +81,4 @@ SCHEDULES: dict[str, Schedule] = {
     "iterative": Schedule("geometric", events=5),
     "agp": Schedule("agp", events=10),
     "one-cycle": Schedule("one-cycle", events=20),
-    "sfp": Schedule("one-shot", soft=True),
 }

@@ -63,6 +63,13 @@ class ModelSpec:
         shape = tuple(int(n) for n in input_shape) if input_shape is not None else None
         return _KINDS[self.kind].inputs(self, batch, shape)
 
+    def absolute(self) -> ModelSpec:
+        """The same spec with a factory file's path made absolute, so a saved run loads from any folder."""
+        if self.kind != "file":
+            return self
+        target, _, name = self.text.rpartition(":")
+        return ModelSpec(f"{Path(target).resolve()}:{name}", dict(self.kwargs))
+
     def to_json(self) -> dict[str, Any]:
         """``{"text": ..., "kwargs": ...}``, the inverse of ``ModelSpec(**data)``."""
         return {"text": self.text, "kwargs": dict(self.kwargs)}

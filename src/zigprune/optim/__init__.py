@@ -1,9 +1,13 @@
 """Optimizers that drive zero-invariant groups to exact zero while training: HSPG, DHSPG, HESSO."""
 
 from ..core.selection import Target
-from .base import GroupOptimizer
+from .base import GroupOptimizer, TargetedOptimizer
 from .dhspg import DHSPG
+from .factory import OPTIMIZERS, make, optimizer_class, targeted
 from .hesso import HESSO
 from .hspg import HSPG
 
-__all__ = ["DHSPG", "HESSO", "HSPG", "GroupOptimizer", "Target"]
+__all__ = [
+    "DHSPG", "HESSO", "HSPG", "OPTIMIZERS", "GroupOptimizer", "Target", "TargetedOptimizer", "make",
+    "optimizer_class", "targeted",
+]  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..core.grouping import Grouping
+from ..core.selection import Target
 from ..core.space import GroupSpace
 
 VARIANTS = ("sgd", "adam", "adamw")
@@ -181,10 +182,47 @@ class GroupOptimizer(torch.optim.Optimizer):
         self.zig["importance"].mul_(beta).add_(score, alpha=1 - beta)
 
 
+class TargetedOptimizer(GroupOptimizer):
+    """Base of HESSO and DHSPG: a ``Target`` to reach within ``total_steps``, importance tracked meanwhile.
+
+    ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``
+    and ``cost`` beside it; those left out take ``Target``'s defaults (groups, 1, 0, no cost function).
+    ``start_step`` ends the warm-up (default 10% of ``total_steps``); ``importance_momentum`` is the
+    moving average's momentum. Every other argument goes to ``GroupOptimizer``.
+    """
+
+    def __init__(
+        self,
+        space: GroupSpace,
+        lr: float,
+        *args: float,
+        target: float | Target,
+        total_steps: int,
+        by: str | None = None,
+        round_to: int | None = None,
+        cost_power: float | None = None,
+        cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        start_step: int | None = None,
+        importance_momentum: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(
+                f"total_steps is {total_steps!r}: give the number of optimizer steps the run will take "
+                "(epochs x batches per epoch), at least 1; the schedule's warm-up and pruning depend on it"
+            )
+        super().__init__(space, lr, *args, **kwargs)
+        self.target = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, cost=cost)
+        self.total_steps = total_steps
+        self.start_step = default(start_step, total_steps, 0.1)
+        self.importance_momentum = importance_momentum
+
+
 def linear_decay(step_in_period: int, period: int) -> float:
     """Factor that takes a group linearly to exactly zero over ``period`` steps (0 at the last step)."""
     return max(period - step_in_period - 1, 0) / max(period - step_in_period, 1)
 
 
 def default(value: int | None, total_steps: int, share: float) -> int:
+    """``value`` if given, else ``share`` of ``total_steps`` (at least one step)."""
     return int(value) if value is not None else max(1, math.floor(total_steps * share))

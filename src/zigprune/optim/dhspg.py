@@ -10,56 +10,43 @@ Only candidates can become zero, so the target is never overshot; candidates sti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from ..core.selection import Target, select
+from ..core.selection import select
 from ..core.space import GroupSpace
-from .base import GroupOptimizer, default, linear_decay
+from .base import TargetedOptimizer, default, linear_decay
 
 
-class DHSPG(GroupOptimizer):
+class DHSPG(TargetedOptimizer):
     """``torch.optim.Optimizer`` reaching ``target`` group sparsity (or MACs/params cut, ``by``).
 
     ``lmbda`` is the base penalty λ₀. By default (``None``) it is set at ``start_step`` from the
     budget: the median norm of the candidates over (learning rate × steps until ``finish_step``),
     so the pull alone could bring a typical candidate to zero within the run, however long it is.
     ``amplify`` and ``hat`` bound the adaptive λ_g in
-    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` weighs cost (or what
-    ``cost`` returns) into the choice of candidates (see ``Target``); ``round_to`` N keeps each pruned
-    family's width a multiple of N.
+    ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` (default 0) weighs
+    cost (or what ``cost`` returns) into the choice of candidates (see ``Target``; ``target`` may be
+    one); ``round_to`` N keeps each pruned family's width a multiple of N.
     """
 
     def __init__(
         self,
         space: GroupSpace,
         lr: float,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        *,
-        target: float,
-        total_steps: int,
-        by: str = "groups",
-        round_to: int = 1,
-        cost_power: float = 0.0,
-        cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        start_step: int | None = None,
+        *args: float,
         finish_step: int | None = None,
         lmbda: float | None = None,
         amplify: float = 2.0,
         hat: float = 10.0,
         epsilon: float = 0.9,
-        importance_momentum: float = 0.9,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to), float(cost_power), cost)
-        self.start_step = default(start_step, total_steps, 0.1)
-        self.finish_step = max(default(finish_step, total_steps, 0.8), self.start_step + 1)
-        self.finish_steps = max(1, default(None, total_steps, 0.1))
+        super().__init__(space, lr, *args, **kwargs)
+        self.finish_step = max(default(finish_step, self.total_steps, 0.8), self.start_step + 1)
+        self.finish_steps = max(1, default(None, self.total_steps, 0.1))
         self.amplify, self.hat, self.epsilon = amplify, hat, epsilon
-        self.importance_momentum = importance_momentum
         self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool), lmbda=lmbda)
         self._before: dict[int, torch.Tensor] = {}
 

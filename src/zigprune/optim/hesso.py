@@ -9,22 +9,23 @@ normalised magnitude and first-order Taylor scores), not one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from ..core.selection import Target, select
+from ..core.selection import select
 from ..core.space import GroupSpace
-from .base import GroupOptimizer, default, linear_decay
+from .base import TargetedOptimizer, default, linear_decay
 
 
-class HESSO(GroupOptimizer):
+class HESSO(TargetedOptimizer):
     """``torch.optim.Optimizer`` that drives ``target`` of the groups (or of MACs/params) to exact zero.
 
     ``target`` is the fraction to remove: of the groups (``by="groups"``), of the model's MACs
-    (``by="macs"``) or of its parameters (``by="params"``); cost targets take the least important
-    groups until the budget is met (``cost_power`` > 0 divides importance by cost^p first, the cost
-    being MACs/params or what ``cost`` returns, e.g. a ``LayerLatency``; see ``Target``).
+    (``by="macs"``) or of its parameters (``by="params"``), or a ``Target`` holding all of it; cost
+    targets take the least important groups until the budget is met (``cost_power`` > 0, default 0,
+    divides importance by cost^p first, the cost being MACs/params or what ``cost`` returns, e.g. a
+    ``LayerLatency``; see ``Target``).
     ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of the steps), then
     ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
     ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
@@ -35,28 +36,15 @@ class HESSO(GroupOptimizer):
         self,
         space: GroupSpace,
         lr: float,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        *,
-        target: float,
-        total_steps: int,
-        by: str = "groups",
-        round_to: int = 1,
-        cost_power: float = 0.0,
-        cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        start_step: int | None = None,
+        *args: float,
         pruning_steps: int | None = None,
         periods: int = 10,
-        importance_momentum: float = 0.9,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(space, lr, momentum, weight_decay, **kwargs)
-        self.target = Target(float(target), by, int(round_to), float(cost_power), cost)
-        self.start_step = default(start_step, total_steps, 0.1)
-        pruning_steps = default(pruning_steps, total_steps, 0.2)
+        super().__init__(space, lr, *args, **kwargs)
+        pruning_steps = default(pruning_steps, self.total_steps, 0.2)
         self.periods = max(1, min(periods, pruning_steps))
         self.period_steps = max(1, pruning_steps // self.periods)
-        self.importance_momentum = importance_momentum
         self.zig.update(active=torch.zeros(space.num_groups, dtype=torch.bool))
 
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:

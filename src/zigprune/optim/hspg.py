@@ -8,6 +8,8 @@ appear at normal learning rates.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..core.space import GroupSpace
@@ -25,14 +27,12 @@ class HSPG(GroupOptimizer):
         self,
         space: GroupSpace,
         lr: float,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        *,
+        *args: float,
         lmbda: float = 1e-3,
         epsilon: float = 0.0,
         switch_step: int | None = None,
         total_steps: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if switch_step is None and total_steps is None:
             raise ValueError(
@@ -40,7 +40,7 @@ class HSPG(GroupOptimizer):
             )
         if not 0 <= epsilon < 1:
             raise ValueError(f"epsilon must lie in [0, 1), not {epsilon}")
-        super().__init__(space, lr, momentum, weight_decay, **kwargs)
+        super().__init__(space, lr, *args, **kwargs)
         self.lmbda, self.epsilon = lmbda, epsilon
         self.switch_step = default(switch_step, total_steps or 0, 0.25)
         self._before: dict[int, torch.Tensor] = {}

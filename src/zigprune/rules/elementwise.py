@@ -225,9 +225,7 @@ def prelu(ctx: Ctx) -> Label:
     if isinstance(weight, ParamRef) and weight.shape[0] > 1 and len(lab.shape) > 1:
         channel_view = [1] * len(lab.shape)
         channel_view[1] = weight.shape[0]
-        ref = ParamRef(weight.name, weight.kind, tuple(channel_view), (None,) * len(lab.shape))
-        ref = ParamRef(
-            weight.name, weight.kind, ref.shape, tuple(0 if d == 1 else None for d in range(len(lab.shape)))
-        )
+        dims = tuple(0 if d == 1 else None for d in range(len(lab.shape)))
+        ref = ParamRef(weight.name, weight.kind, tuple(channel_view), dims)
         return combine(ctx, [x, ref], tuple(ctx.out_shape), "mul", zero_of=[x])
     return passthrough(lab)

@@ -1,10 +1,10 @@
-"""The training loop of compress and the benchmarks: exactly resumable, with hooks and pickle-free checkpoints."""
+"""The training loop of compress and the benchmarks: exactly resumable, hooks, pickle-free checkpoints."""
 
 from .evaluate import Metrics, OutputError, evaluate, fetch, logits
-from .loop import Augment, History, Hook, Loop, train
+from .loop import Augment, History, Hook, Loop, steps_per_epoch, train
 from .rng import epoch_order, rng_state, set_rng_state
 
 __all__ = [
-    "Augment", "History", "Hook", "Loop", "Metrics", "OutputError", "epoch_order", "evaluate", "fetch", "logits",
-    "rng_state", "set_rng_state", "train",
+    "Augment", "History", "Hook", "Loop", "Metrics", "OutputError", "epoch_order", "evaluate", "fetch",
+    "logits", "rng_state", "set_rng_state", "steps_per_epoch", "train",
 ]  # fmt: skip

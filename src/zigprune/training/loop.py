@@ -30,6 +30,11 @@ from .rng import SEED_STRIDE, epoch_order, rng_state, set_rng_state
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of ``samples`` at ``batch_size`` (the last batch may be smaller)."""
+    return max(1, math.ceil(samples / batch_size))
+
+
 class Hook:
     """Base class of training hooks: every method is a no-op; subclasses override what they need."""
 
@@ -95,7 +100,7 @@ class Loop:
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch (the last one may be smaller)."""
-        return max(1, math.ceil(len(self.train_set) / self.batch_size))
+        return steps_per_epoch(len(self.train_set), self.batch_size)
 
     @property
     def total_steps(self) -> int:

@@ -4,7 +4,8 @@
 Torch-Pruning's own benchmark does) until the dense/pruned MACs ratio reaches the target, fine-tune.
 ``tp-group-sl``: the same, but the pre-training phase is group-lasso sparse learning
 (``GroupNormPruner.regularize`` after every backward, ``reg`` 5e-4, no weight decay: its defaults).
-The classifier (every ``nn.Linear`` with one output per class) is never pruned.
+The classifier (every ``nn.Linear`` with one output per class) is never pruned. Registered with the
+other recipes (``zigprune.methods.get("tp-l2")``); ``torch_pruning`` is imported only when one runs.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from types import ModuleType
 from torch import nn
 
 from ..errors import ZigpruneError
-from ..methods.recipes import register
-from ..methods.run import Outcome, Setup, Trainer, split
 from ..training import Hook, Loop
+from .options import GroupLassoOptions, PhasedOptions
+from .recipes import register
+from .run import Outcome, Setup, Trainer, split
 
 STEPS = 200
 
@@ -42,6 +44,7 @@ class _Regularize(Hook):
 
 
 def _pruner(setup: Setup, model: nn.Module, sparse: bool):
+    """Torch-Pruning's pruner over ``model``: group-lasso (``GroupNormPruner``) when ``sparse``."""
     tp = _tp()
     classes = getattr(setup.data, "num_classes", None)
     ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes]
@@ -53,7 +56,8 @@ def _pruner(setup: Setup, model: nn.Module, sparse: bool):
         ignored_layers=ignored,
     )
     if sparse:
-        return tp.pruner.GroupNormPruner(model, setup.example, reg=setup.option("reg", 5e-4), **common)
+        reg = setup.read(GroupLassoOptions).reg
+        return tp.pruner.GroupNormPruner(model, setup.example, reg=reg, **common)
     return tp.pruner.MetaPruner(model, setup.example, **common)
 
 
@@ -74,8 +78,9 @@ def _prune_to_target(setup: Setup, model: nn.Module, pruner) -> None:
 def _run(setup: Setup, sparse: bool) -> Outcome:
     if setup.target.by != "macs":
         raise ZigpruneError("the Torch-Pruning baselines prune to a MACs target; use by='macs'")
+    options = setup.read(GroupLassoOptions if sparse else PhasedOptions)
     model, trainer = setup.build(), Trainer(setup)
-    first, second = split(setup.epochs, setup.option("pretrain_share", 0.5))
+    first, second = split(setup.epochs, options.pretrain_share)
     pruner = _pruner(setup, model, sparse)
     if sparse:
         optimizer = trainer.optimizer(model, weight_decay=0.0)
@@ -83,7 +88,7 @@ def _run(setup: Setup, sparse: bool) -> Outcome:
     else:
         trainer.fit(model, first, "pretrain")
     _prune_to_target(setup, model, pruner)
-    trainer.fit(model, second, "fine-tune", lr=setup.lr * setup.option("fine_tune_lr", 0.1))
+    trainer.fit(model, second, "fine-tune", lr=setup.lr * options.fine_tune_lr)
     return trainer.outcome(model, [], notes="Torch-Pruning")
 
 
