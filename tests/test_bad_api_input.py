@@ -33,10 +33,11 @@ def test_nan_outputs_are_told_at_analyze() -> None:
         zp.analyze(model, torch.randn(2, 1, 8, 8))
 
 
-def test_trace_error_is_one_line() -> None:
+def test_trace_error_is_one_line_and_torch_prints_no_graph(capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(zp.TraceError) as info:
         zp.analyze(DataDependent(), torch.randn(2, 4))
     assert "\n" not in str(info.value)
+    assert "def forward" not in capfd.readouterr().err  # torch.export prints the partial graph to stderr
 
 
 def test_a_wrong_dtype_prints_no_torch_log(capfd: pytest.CaptureFixture[str]) -> None:

@@ -98,3 +98,20 @@ def test_slim_speed_summary_counts_rounds_at_the_bar(monkeypatch: pytest.MonkeyP
     result = summary([0.7, 0.9, 0.86, 0.8, 1.0], bar=0.85)
     assert result["median_ratio"] == 0.86 and result["share_at_bar"] == 0.6
     assert 0.7 <= result["p10_ratio"] < result["median_ratio"] < result["p90_ratio"] <= 1.0
+
+
+def test_timm_coverage_quick_runs_or_says_what_it_needs(tmp_path: Path) -> None:
+    """timm is optional (it needs a torchvision that imports beside this torch): else exit 2 and why."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    script = REPO / "benchmarks" / "timm_coverage.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if proc.returncode == 2:
+        assert "timm_coverage needs timm" in proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        rows = json.loads((tmp_path / "timm_coverage.json").read_text())["models"]
+        assert [r["model"] for r in rows] == ["vit_tiny_patch16_224", "resnetblur18"]

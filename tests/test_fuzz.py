@@ -3,7 +3,9 @@
 A hypothesis strategy draws a *spec* (a tuple of nodes, each reading earlier nodes) and
 :class:`FuzzNet` interprets it: conv2d (dense, grouped, depthwise), BatchNorm2d, activations
 (some with f(0) != 0), residual adds (optionally through a 1x1 projection), channel concat,
-gating products, equal channel halves (chunk/split) and dropout, on a fixed 8x8 spatial size.
+gating products, learned per-channel scales, equal channel halves (chunk/split) and dropout, on a
+fixed 8x8 spatial size; with ``shape_reads``, also a Linear over channels whose output is reshaped to a
+channel count read from another tensor's shape (exact only through analyze's construction check).
 Every node nobody reads is globally average-pooled, concatenated and fed to a head of optional
 LayerNorm, hidden Linear and dropout, then a Linear to 5 outputs.
 """
@@ -26,7 +28,7 @@ IN_CHANNELS, SIZE, NUM_OUT = 3, 8, 5
 MAX_NODES = 8
 MAX_CAT = 16
 ACTS = ("relu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu", "hardswish", "identity")
-OPS = ("conv", "bn", "act", "add", "cat", "mul", "chunk", "dropout")
+OPS = ("conv", "bn", "act", "add", "cat", "mul", "chunk", "dropout", "scale")
 
 
 # -- spec -------------------------------------------------------------------------------------------------
@@ -48,6 +50,7 @@ class Node:
     half: int = 0  # chunk: which half
     split: bool = False  # chunk: torch.split instead of Tensor.chunk
     p: float = 0.0  # dropout
+    shape_of: int = 0  # shaperead: the node whose channel count the reshape reads
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,15 @@ def _src(draw: st.DrawFn, chans: list[int], allow_input: bool) -> int:
 
 
 @st.composite
-def node_spec(draw: st.DrawFn, chans: list[int]) -> Node:
+def node_spec(draw: st.DrawFn, chans: list[int], shape_reads: bool = False) -> Node:
     """One node over the earlier nodes' channel counts ``chans`` (index 0: the input)."""
     even = [i for i, c in enumerate(chans) if i > 0 and c % 2 == 0]
-    op = draw(st.sampled_from([op for op in OPS if op != "chunk" or even]))
+    ops = [op for op in OPS if op != "chunk" or even] + (["shaperead"] * 2 if shape_reads else [])
+    op = draw(st.sampled_from(ops))
+    if op == "shaperead":
+        s = _src(draw, chans, allow_input=False)
+        same = [t for t, c in enumerate(chans) if t > 0 and c == chans[s]]
+        return Node(op, (s,), chans[s], shape_of=draw(st.sampled_from(same)))
     if op == "conv":
         s = _src(draw, chans, allow_input=True)
         cin = chans[s]
@@ -103,8 +111,8 @@ def node_spec(draw: st.DrawFn, chans: list[int]) -> Node:
             g = draw(st.sampled_from(_divisors(cin)))
             return Node(op, (s,), g * draw(st.integers(1, max(1, 12 // g))), kernel, g, bias)
         return Node(op, (s,), draw(st.integers(2, 12)), kernel, 1, bias)
-    if op in ("bn", "act", "dropout"):
-        s = _src(draw, chans, allow_input=False)
+    if op in ("bn", "act", "dropout", "scale"):
+        s = _src(draw, chans, allow_input=op == "scale")
         act = draw(st.sampled_from(ACTS)) if op == "act" else "identity"
         p = draw(st.sampled_from([0.1, 0.5])) if op == "dropout" else 0.0
         return Node(op, (s,), chans[s], act=act, p=p)
@@ -127,13 +135,13 @@ def node_spec(draw: st.DrawFn, chans: list[int]) -> Node:
 
 
 @st.composite
-def specs(draw: st.DrawFn) -> Spec:
+def specs(draw: st.DrawFn, shape_reads: bool = False) -> Spec:
     """A stem conv on the input, then up to ``MAX_NODES - 1`` random nodes, then the head."""
     stem = Node("conv", (0,), draw(st.integers(2, 12)), draw(st.sampled_from([1, 3])), 1, draw(st.booleans()))
     chans = [IN_CHANNELS, stem.out]
     nodes = [stem]
     for _ in range(draw(st.integers(0, MAX_NODES - 1))):
-        node = draw(node_spec(chans))
+        node = draw(node_spec(chans, shape_reads))
         nodes.append(node)
         chans.append(node.out)
     head = Head(
@@ -163,7 +171,11 @@ def make_act(name: str) -> nn.Module:
 
 
 class FuzzNet(nn.Module):
-    """Interprets a :class:`Spec`; forward reads channel counts only from tensors, never from the spec."""
+    """Interprets a :class:`Spec`; forward reads channel counts only from tensors, never from the spec.
+
+    A ``scale`` node is a learned per-channel factor (a [1, C, 1, 1] parameter); a ``shaperead`` node
+    reads the channel count of its reshape from another node's tensor, as user code often does.
+    """
 
     def __init__(self, spec: Spec) -> None:
         super().__init__()
@@ -182,6 +194,10 @@ class FuzzNet(nn.Module):
                 self.layers[key] = make_act(n.act)
             elif n.op == "dropout":
                 self.layers[key] = nn.Dropout(n.p)
+            elif n.op == "scale":
+                self.layers[key] = Scale(n.out)
+            elif n.op == "shaperead":
+                self.layers[key] = nn.Linear(n.out, n.out)
             elif n.op in ("add", "mul") and n.proj:
                 self.layers[key] = nn.Conv2d(chans[n.srcs[1]], n.out, 1, bias=n.bias)
         width = sum(chans[i] for i in sinks(spec))
@@ -198,8 +214,12 @@ class FuzzNet(nn.Module):
         for i, n in enumerate(self.spec.nodes, 1):
             key = f"n{i}"
             a = vals[n.srcs[0]]
-            if n.op in ("conv", "bn", "act", "dropout"):
+            if n.op in ("conv", "bn", "act", "dropout", "scale"):
                 y = self.layers[key](a)
+            elif n.op == "shaperead":
+                b, _, h, w = a.shape
+                c = vals[n.shape_of].shape[1]
+                y = self.layers[key](a.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
             elif n.op in ("add", "mul"):
                 b = vals[n.srcs[1]]
                 if n.op == "mul" and n.gate == "se":
@@ -221,6 +241,17 @@ class FuzzNet(nn.Module):
             pooled = [torch.flatten(F.adaptive_avg_pool2d(vals[i], 1), 1) for i in sinks(self.spec)]
         z = torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]
         return self.fc(self.drop(self.hidden(self.norm(z))))
+
+
+class Scale(nn.Module):
+    """A learned per-channel factor, as in layer scale or a gated concat."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, width, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
 
 
 @torch.no_grad()
@@ -246,6 +277,8 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
             m.bias.copy_(0.5 * randn(m.bias.shape))
             m.running_mean.copy_(0.5 * randn(m.running_mean.shape))
             m.running_var.copy_(uniform(m.running_var.shape, 0.5, 2.0))
+        elif isinstance(m, Scale):
+            m.weight.copy_(uniform(m.weight.shape, 0.5, 1.5))
         elif isinstance(m, nn.LayerNorm):
             m.weight.copy_(uniform(m.weight.shape, 0.5, 1.5))
             m.bias.copy_(0.5 * randn(m.bias.shape))
@@ -425,3 +458,18 @@ def test_chunk_of_input_and_conv_channels() -> None:
     with torch.no_grad():
         ref = model(X)
         close(space.construct(check=False)(X), ref)
+
+
+@fuzz(25)
+@given(spec=specs(shape_reads=True), seed=seeds, frac=fractions, data=st.data())
+def test_checked_space_constructs_for_any_selection(
+    spec: Spec, seed: int, frac: float, data: st.DataObject
+) -> None:
+    """With the construction check on, no selection of groups may break construct(), shape reads included."""
+    model = build(spec, seed)
+    space = zp.analyze(model, X)
+    ids = pick(data, space.num_groups, frac)
+    note(f"groups={space.num_groups} zeroed={ids} check={space.check}")
+    space.zero_(ids)
+    with torch.no_grad():
+        close(space.construct()(X), model(X))

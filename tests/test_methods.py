@@ -80,7 +80,7 @@ def test_l1_scores_are_the_whole_group_norm_and_one_shot_removes_the_smallest() 
     model = tiny()
     space = space_of(model)
     conv, bn = model[0], model[1]
-    family = next(f for f in space.families if f.name == "0")
+    family = next(f for f in space.families if f.name == "0 (Conv2d)")
     manual = conv.weight.abs().sum((1, 2, 3)) + bn.weight.abs() + bn.bias.abs()
     scores = criteria.make("l1", space).scores()
     assert torch.allclose(scores[family.groups], manual.double(), atol=1e-6)
@@ -95,7 +95,7 @@ def test_bn_scale_criterion_is_mean_abs_gamma() -> None:
     with torch.no_grad():
         model[1].weight.copy_(torch.linspace(-1, 1, 16))
     space = space_of(model)
-    family = next(f for f in space.families if f.name == "0")
+    family = next(f for f in space.families if f.name == "0 (Conv2d)")
     scores = criteria.make("bn", space).scores()
     assert torch.allclose(scores[family.groups], torch.linspace(-1, 1, 16).abs().double())
 
@@ -106,7 +106,7 @@ def test_taylor_accumulates_over_several_batches() -> None:
     taylor = criteria.make("taylor", space, momentum=0.5)
     with pytest.raises(ZigpruneError, match="call update"):
         taylor.scores()
-    family = next(f for f in space.families if f.name == "0")
+    family = next(f for f in space.families if f.name == "0 (Conv2d)")
     conv, bn = model[0], model[1]
     per_batch = []
     for seed in range(3):

@@ -6,9 +6,7 @@ import argparse
 import copy
 import json
 import shlex
-import shutil
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,9 @@ import torch
 from . import compress as run
 from . import data, io, models
 from .bench.command import add_subcommand as add_bench
+from .cli_args import SPEC_FORMS, add_compress, json_object, positive_int, shape
 from .compress.rundir import METRICS, ONNX
-from .core.selection import TARGET_HELP
-from .errors import ConfigError, DataError, ModelError, OptimizerError, ZigpruneError
+from .errors import ConfigError, DataError, DivergedError, ModelError, OptimizerError, ZigpruneError
 from .io.onnx import quiet_onnx
 from .measure.count import count
 from .measure.latency import LatencyError
@@ -34,9 +32,9 @@ USAGE_ERRORS = (
     run.TargetError,
     run.RunDirError,
     LatencyError,
+    DivergedError,
 )
 INTERRUPTED = 130
-SPEC_FORMS = "path/to/file.py:factory, package.module:factory or hf:PATH"
 
 
 def _known(text: str) -> str:
@@ -86,9 +84,9 @@ def _demo(model: torch.nn.Module, inputs: Any, fraction: float, seed: int) -> No
     print(
         f"\nzeroed {fraction:.0%} of groups at random and built the slim model (max |Δ output| = {diff:.2e}):"
     )
-    for key in ("params", "macs"):
+    for key, label in (("params", "params"), ("macs", "MACs per sample")):
         ratio = before[key] / max(after[key], 1)
-        print(f"  {key:<6} {before[key]:>14,} -> {after[key]:>14,}  ({ratio:.2f}x fewer)")
+        print(f"  {label:<15} {before[key]:>14,} -> {after[key]:>14,}  ({ratio:.2f}x fewer)")
 
 
 # -- compress ----------------------------------------------------------------------------------------------
@@ -185,129 +183,6 @@ def _report(args: argparse.Namespace) -> int:
 # -- parser ------------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, not {value}")
-    return value
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("give a JSON object, e.g. '{\"width\": 32}'")
-    return value
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(n) for n in text.lower().replace("x", ",").split(",") if n.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 3,32,32") from None
-
-
-def _wrap(text: str) -> str:
-    """``text`` filled to the terminal's width (the compress help keeps its own line breaks)."""
-    return textwrap.fill(text, width=max(40, min(100, shutil.get_terminal_size().columns - 2)))
-
-
-def _add_compress(sub: Any) -> None:
-    d = run.Config()
-    p = sub.add_parser(
-        "compress",
-        help="train once, build the slim model, measure it and save a run directory",
-        description=_wrap(
-            "Train a model once with a group-sparse optimizer (HESSO by default), build the physically "
-            "smaller model, check it gives the same outputs, measure params, MACs and latency against the "
-            "dense model, and save everything (weights, plan, ONNX, metrics, report with plots) in a run "
-            "directory. With no arguments: digits_cnn on scikit-learn's digits, at least 2x fewer MACs with "
-            "widths kept multiples of 8, in under a minute."
-        ),
-        epilog="examples:\n  zigprune compress\n  zigprune compress --model resnet20 --data fashion-mnist "
-        "--target macs=2.5x --epochs 15\n  zigprune compress --model my_net.py:build --data "
-        "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --out runs/x --resume",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    g = p.add_argument_group("what to compress")
-    g.add_argument("--model", metavar="SPEC", help=f"zoo name ({d.model} default), {SPEC_FORMS}")
-    g.add_argument(
-        "--model-kwargs", metavar="JSON", type=_json_object, help="keyword arguments of the factory"
-    )
-    g.add_argument("--data", metavar="NAME", help=f"{', '.join(data.names())} (default {d.data})")
-    g.add_argument(
-        "--data-dir", metavar="DIR", help="folder of the dataset's files (default: its usual place)"
-    )
-    g.add_argument(
-        "--subset", metavar="N", type=int, help="train on N random samples (and a matching test share)"
-    )
-    g = p.add_argument_group("how")
-    g.add_argument("--optimizer", choices=sorted(run.OPTIMIZERS), help=f"default {d.optimizer}")
-    g.add_argument("--target", help=f"what to remove: {TARGET_HELP}; default {d.target}")
-    g.add_argument(
-        "--round-to",
-        metavar="N",
-        type=int,
-        help=f"keep pruned layers' widths multiples of N (default {d.round_to}; 1: any width)",
-    )
-    g.add_argument(
-        "--cost-power",
-        metavar="P",
-        type=float,
-        help="rank groups by importance / cost**P when choosing what to remove (cost: MACs, or time with "
-        "--latency-aware): 0 by importance alone, 1 per unit of cost, so costly groups go first "
-        "(default 0.5 for a macs= target with --round-to above 1: faster slim models, same accuracy; else 0)",
-    )
-    g.add_argument(
-        "--latency-aware",
-        action="store_const",
-        const=True,
-        help="cost = the time a removal saves, each conv/linear layer timed on this machine at batch 64 "
-        "(one thread) at the widths pruning leaves; --cost-power defaults to 1 then",
-    )
-    g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs}")
-    g.add_argument("--lr", type=float, help=f"peak learning rate of the cosine schedule (default {d.lr})")
-    g.add_argument("--momentum", metavar="M", type=float, help=f"default {d.momentum}")
-    g.add_argument("--weight-decay", metavar="WD", type=float, help=f"default {d.weight_decay}")
-    g.add_argument("--batch-size", metavar="N", type=int, help=f"default {d.batch_size}")
-    g.add_argument(
-        "--seed", metavar="N", type=int, help=f"weights, batch order, augmentation (default {d.seed})"
-    )
-    g.add_argument(
-        "--no-baseline",
-        dest="baseline",
-        action="store_const",
-        const=False,
-        help="skip training the dense model with plain SGD for the accuracy comparison",
-    )
-    g.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
-    g.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")
-    g.add_argument(
-        "--latency-seconds", metavar="S", type=float, help="time each model at least S per batch size (0.5)"
-    )
-    g = p.add_argument_group("where")
-    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>)")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
-    g.add_argument(
-        "--trust-factory", action="store_true", help="with --resume: run the factory the run folder names"
-    )
-    g.add_argument("--force", action="store_true", help="overwrite the run already in --out")
-    g.add_argument(
-        "--threads",
-        metavar="N",
-        type=_positive_int,
-        help="torch threads for training (default: 1 for tiny models)",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_compress)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``zigprune`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -315,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a PyTorch model once and get a physically smaller model with the same outputs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_compress(sub)
+    add_compress(sub, _compress)
     p = sub.add_parser(
         "analyze",
         help="print a model's zero-invariant groups: families, widths, MACs share, and why some cannot go",
@@ -326,12 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="resnet20", help=f"zoo name ({', '.join(models.names())}) or {SPEC_FORMS}"
     )
     p.add_argument(
-        "--model-kwargs", type=_json_object, default={}, help="JSON keyword arguments of the factory"
+        "--model-kwargs", type=json_object, default={}, help="JSON keyword arguments of the factory"
     )
     p.add_argument(
-        "--input-shape", type=_shape, help="shape of one input sample, e.g. 3,32,32 (factories need it)"
+        "--input-shape", type=shape, help="shape of one input sample, e.g. 3,32,32 (factories need it)"
     )
-    p.add_argument("--batch", type=_positive_int, default=2, help="batch size of the example input")
+    p.add_argument("--batch", type=positive_int, default=2, help="batch size of the example input")
     p.add_argument("--max-rows", type=int, default=40, help="families to list")
     p.add_argument("--no-check", action="store_true", help="skip the construction check during analysis")
     p.add_argument(
@@ -350,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset (default: the run's own, with its --data-dir and --subset)")
     p.add_argument("--data-dir", help="folder of the dataset's files")
     p.add_argument(
-        "--subset", type=_positive_int, help="evaluate on a share matching this many training samples"
+        "--subset", type=positive_int, help="evaluate on a share matching this many training samples"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=512)
+    p.add_argument("--batch-size", type=positive_int, default=512)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser(
@@ -387,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except run.Interrupted as err:
         print(f"\nzigprune: {err}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"\nzigprune: {args.command} interrupted by Ctrl-C", file=sys.stderr)
         return INTERRUPTED
     except USAGE_ERRORS as err:
         print(f"zigprune: {err}", file=sys.stderr)

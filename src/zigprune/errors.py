@@ -53,6 +53,19 @@ class Interrupted(ZigpruneError):
     """Training stopped on Ctrl-C or SIGTERM; the message says how to resume."""
 
 
+class ResumeError(ZigpruneError, ValueError):
+    """A saved training state does not fit the run resumed from it (another seed, model or optimizer)."""
+
+
+class DivergedError(ZigpruneError, FloatingPointError):
+    """Training diverged: the loss became NaN or infinite at ``step`` (1-based); lower the learning rate."""
+
+    def __init__(self, message: str, *, step: int, loss: float) -> None:
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an error's text (or its type name): enough for a one-line message."""
     text = str(err).strip()

@@ -22,6 +22,9 @@ from . import report
 from .harness import DEFAULT_METHODS, Bench, Settings
 
 DEFAULT_OUT = Path("benchmarks/results/bench")
+PUBLISHED = ("benchmarks", "results")
+QUICK_OUT = Path("runs/bench-quick")
+SMOKE = "Smoke run (--quick): figures are not meaningful at this budget; do not compare or publish them."
 STEM = "bench"
 DEFAULTS = Settings()
 QUICK = {"subset": 1000, "test_subset": 500, "epochs": 2, "seeds": 1, "latency_seconds": 0.1}
@@ -91,7 +94,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--option", action="append", default=[], metavar="METHOD.NAME=VALUE", help="recipe hyper-parameter"
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default {DEFAULT_OUT}; with --quick {QUICK_OUT}, never the published results)",
     )
     parser.add_argument("--no-latency", action="store_true", help="skip latency measurements")
     parser.add_argument("--epoch-eval", action="store_true", help="evaluate the test set after every epoch")
@@ -99,8 +105,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK['subset']} training and {QUICK['test_subset']} test samples, {QUICK['epochs']} epochs, "
-        "1 seed (explicit flags win)",
+        help=f"smoke run: {QUICK['subset']} training and {QUICK['test_subset']} test samples, "
+        f"{QUICK['epochs']} epochs, 1 seed (explicit flags win), written to {QUICK_OUT} by default",
     )
     parser.set_defaults(func=handle)
 
@@ -141,14 +147,33 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def out_dir(args: argparse.Namespace) -> Path:
+    """``--out``, or its default (``QUICK_OUT`` for ``--quick``): never the published results for ``--quick``.
+
+    A quick run into a folder under ``benchmarks/results`` is refused, so a smoke run cannot overwrite
+    the committed tables.
+    """
+    if not args.quick:
+        return args.out or DEFAULT_OUT
+    out = args.out or QUICK_OUT
+    parts = out.resolve().parts
+    if any(parts[i : i + len(PUBLISHED)] == PUBLISHED for i in range(len(parts))):
+        raise ZigpruneError(
+            f"--quick is a smoke run and does not write into {'/'.join(PUBLISHED)} (published results): "
+            f"drop --out to write to {QUICK_OUT}, pass another --out, or drop --quick"
+        )
+    return out
+
+
 def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Run the bench; 0 when every run succeeded, 1 when some failed (their errors are in the JSON).
 
     ``argv`` are the bench's own arguments; without them the ``zigprune`` command line (``args.argv``).
     """
     settings = settings_from(args)
+    out = out_dir(args)
     started = time.perf_counter()
-    bench = Bench(settings, args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+    bench = Bench(settings, out, log=lambda line: print(line, file=sys.stderr, flush=True))
     records = bench.records()
     rows = report.summarise(records, settings.methods)
     words = ["zigprune", "bench", *argv] if argv is not None else ["zigprune", *getattr(args, "argv", [])]
@@ -156,29 +181,8 @@ def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     verdict = report.goal(rows, settings.macs)
     machine = report.machine()
     title = f"{settings.model} on {settings.data}, {settings.macs:g}× fewer MACs, {settings.epochs} epochs"
-    markdown = "\n".join(
-        [
-            f"# Bench: {title}",
-            "",
-            f"Command: `{command}`",
-            "",
-            f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}. Machine: "
-            f"{machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, "
-            f"Torch-Pruning {machine['torch_pruning']}, zigprune {machine['zigprune']}.",
-            "",
-            report.table(rows, settings.macs),
-            "",
-            verdict,
-            "",
-            "Accuracy: last-epoch test accuracy of the final model, mean ± sd over seeds. MACs and params: "
-            "`zp.count` on the constructed model (* theoretical: unstructured zeros, counted as if sparse "
-            "kernels skipped them); ⚠ marks a method that missed the MACs target. Speedup: dense / final "
-            "model latency (eager PyTorch, 1 thread, interleaved). Wall time: the recipe's training, "
-            "analysis, pruning and construction, evaluation excluded. Every method spends the same epoch "
-            "budget (scratch-b excepted), from the same initial weights per seed.",
-        ]
-    )
     results = {
+        "smoke_run": settings.quick,
         "command": command,
         "settings": asdict(settings),
         "machine": machine,
@@ -187,13 +191,43 @@ def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "runs": [asdict(r) for r in records],
         "total_s": time.perf_counter() - started,
     }
-    paths = report.write(
-        args.out, STEM, markdown + "\n", json.dumps(results, indent=1), report.plot(rows, title)
-    )
+    markdown = _markdown(settings, rows, results, title)
+    plot = report.plot(rows, f"{title} (smoke run)" if settings.quick else title)
+    paths = report.write(out, STEM, markdown, json.dumps(results, indent=1), plot)
+    if settings.quick:
+        print(SMOKE)
     print(report.table(rows, settings.macs))
     print(f"\n{verdict}")
     print(f"wrote {', '.join(map(str, paths))}", file=sys.stderr)
     return 1 if any(r.error for r in records) else 0
+
+
+def _markdown(settings: Settings, rows: list[report.Row], results: dict[str, Any], title: str) -> str:
+    """``bench.md``: title, the smoke-run label of ``--quick``, command, machine, table, verdict, legend."""
+    machine = results["machine"]
+    smoke = [f"**{SMOKE}**", ""] if settings.quick else []
+    lines = [
+        f"# Bench: {title}",
+        "",
+        *smoke,
+        f"Command: `{results['command']}`",
+        "",
+        f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}. Machine: "
+        f"{machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, "
+        f"Torch-Pruning {machine['torch_pruning']}, zigprune {machine['zigprune']}.",
+        "",
+        report.table(rows, settings.macs),
+        "",
+        results["goal"],
+        "",
+        "Accuracy: last-epoch test accuracy of the final model, mean ± sd over seeds. MACs and params: "
+        "`zp.count` on the constructed model, per sample (* theoretical: unstructured zeros, counted as if "
+        "sparse kernels skipped them); ⚠ marks a method that missed the MACs target. Speedup: dense / final "
+        "model latency (eager PyTorch, 1 thread, interleaved). Wall time: the recipe's training, "
+        "analysis, pruning and construction, evaluation excluded. Every method spends the same epoch "
+        "budget (scratch-b excepted), from the same initial weights per seed.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,20 @@ import torch
 from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target
-from ..errors import ConfigError, Interrupted, TargetError
+from ..errors import (
+    ConfigError,
+    DivergedError,
+    Interrupted,
+    ResumeError,
+    RunDirError,
+    TargetError,
+    first_line,
+)
 from ..io.saved import save
-from ..models.spec import ModelSpec, resolve
+from ..models import fit_kwargs
+from ..models.spec import ModelSpec, kind_of, resolve
 from ..optim import targeted
-from ..training import History, Hook, checkpoint, evaluate, steps_per_epoch, train
+from ..training import History, Hook, Metrics, checkpoint, evaluate, steps_per_epoch, train
 from . import report as run_report
 from .config import Config, default_out
 from .measurement import measure
@@ -28,6 +39,23 @@ from .rundir import BASELINE, CHECKPOINT, HISTORY, METRICS, check_dir, check_nam
 from .state import Run, Stage
 
 TINY_MACS = 100_000_000
+STAGE_FILES = {"train": CHECKPOINT, "baseline": BASELINE}
+STAGE_LABELS = {"train": "training", "baseline": "the dense baseline's training"}
+
+
+@dataclass
+class _Job:
+    """One compress call once its settings are checked: what runs, where, and how it reports."""
+
+    config: Config
+    out: Path
+    target: Target
+    stage: Stage
+    progress: bool
+    hooks: Sequence[Hook]
+    threads: int | None
+    command: str | None
+    start: float
 
 
 def compress(
@@ -45,8 +73,10 @@ def compress(
 ) -> dict[str, Any]:
     """Run ``config`` end to end into ``out`` (default ``default_out``) and return its metrics.
 
-    Raises ``Interrupted`` on Ctrl-C/SIGTERM after saving a checkpoint, ``RunDirError`` when ``out``
-    holds a run that ``resume``/``force`` do not allow touching, and data and model errors as they come.
+    Raises ``Interrupted`` on Ctrl-C/SIGTERM (in any stage; a checkpoint is saved during training),
+    ``DivergedError`` when the loss becomes NaN (the folder stays an unfinished run), ``RunDirError``
+    when ``out`` holds a run that ``resume``/``force`` do not allow touching or a checkpoint of another
+    run, and data and model errors as they come.
     ``threads`` sets torch's threads while training (default: 1 for tiny models, which run faster so);
     ``hooks`` are extra training hooks for the pruning run (see ``zigprune.training.Hook``).
     On ``resume`` the run's saved factory runs only if ``config.model`` names it or ``trust_factory``.
@@ -56,6 +86,27 @@ def compress(
         raise ConfigError(f"--threads is {threads!r}; give a whole number of at least 1")
     out = Path(out) if out is not None else default_out(config)
     stage = Stage(log or (lambda text: print(text, file=sys.stderr)))
+    config, target = _settings(config, out, resume, force, trust_factory)
+    job = _Job(config, out, target, stage, progress, hooks, threads, command, start)
+    started = resume
+    try:
+        dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
+        spec = resolve(config.model, **_model_kwargs(config, dataset))
+        states = _saved_states(out, config) if resume else {}
+        if not resume:
+            start_dir(out, config)
+            started = True
+        stage.log(f"{'resuming' if resume else 'writing'} run {out}")
+        return _stages(job, spec, dataset, states)
+    except KeyboardInterrupt as err:
+        raise _interrupted(err, stage.current, config, out if started else None) from None
+
+
+def _settings(
+    config: Config, out: Path, resume: bool, force: bool, trust_factory: bool
+) -> tuple[Config, Target]:
+    """The run's settings (the saved ones on ``resume``) with the cost power in force, and its target;
+    checks the folder, the target and the model's name before anything is loaded or written."""
     saved = check_dir(out, resume=resume, force=force)
     if saved is not None and saved.model != config.model and not trust_factory:
         check_named(saved.model, out)
@@ -74,43 +125,38 @@ def compress(
                 f"cost power {config.cost_power} is outside [0, 1]: 0 ranks by importance, 1 per unit of cost"
             )
     resolve(config.model, **config.model_kwargs)
-    dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
-    spec = resolve(config.model, **_model_kwargs(config, dataset))
-    if not resume:
-        start_dir(out, config)
-    stage.log(f"{'resuming' if resume else 'writing'} run {out}")
-    run = _setup(stage, config, spec, dataset, target)
+    return config, target
+
+
+def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str, Any]) -> dict[str, Any]:
+    """Analyse, train, construct, train the baseline, save, measure and report: the run after its setup."""
+    config, out, stage = job.config, job.out, job.stage
+    run = _setup(stage, config, spec, dataset, job.target)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads or _threads(run, config))
+    torch.set_num_threads(job.threads or _threads(run, config))
     try:
-        path = out / CHECKPOINT
-        history = _train(
-            stage, "train", run.model, run.optimizer, dataset, config, path, resume, progress, hooks
-        )
+        history = _train(job, "train", run.model, run.optimizer, dataset, states.get("train"), job.hooks)
         report = run.optimizer.report()
         stage.log(
             f"trained: {report['group_sparsity']:.0%} of groups zero, {report['macs_left']:.0%} of MACs left"
         )
         run.model.eval()
         slim = stage.timed("construct", run.space.construct)
-        baseline = None
-        if config.baseline:
-            dense_opt = torch.optim.SGD(run.initial.parameters(), **base_options(config))
-            _train(
-                stage, "baseline", run.initial, dense_opt, dataset, config, out / BASELINE, resume, progress
-            )
-            baseline = evaluate(run.initial, dataset.test)
+        baseline, dense = (
+            _baseline(job, run, dataset, states.get("baseline")) if config.baseline else (None, None)
+        )
     finally:
         torch.set_num_threads(before)
     recorded = {"data": config.data, "data_dir": config.data_dir, "subset": config.subset}
     stage.timed("save", lambda: save(out, slim, run.space, spec, metadata=recorded))
     metrics = measure(stage, config, out, run, slim, dataset, baseline)
-    metrics.update(command=command, spec=spec.to_json(), optimizer_report=report)
-    write_json(out / HISTORY, {"train": history.to_dict()})
-    metrics["seconds"]["total"] = time.perf_counter() - start
-    run_report.render(out, metrics, history.to_dict())
+    metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report)
+    histories = {"train": history.to_dict(), **({"baseline": dense.to_dict()} if dense is not None else {})}
+    write_json(out / HISTORY, histories)
+    metrics["seconds"]["total"] = time.perf_counter() - job.start
+    run_report.render(out, metrics, histories["train"], histories.get("baseline"))
     write_json(out / METRICS, metrics)
-    for name in (CHECKPOINT, BASELINE):
+    for name in STAGE_FILES.values():
         (out / name).unlink(missing_ok=True)
     return metrics
 
@@ -139,41 +185,49 @@ def _threads(run: Run, config: Config) -> int:
     return 1 if run.space.total_macs * config.batch_size < TINY_MACS else torch.get_num_threads()
 
 
-def _model_kwargs(config: Config, dataset: data.Dataset | None = None) -> dict[str, Any]:
-    """The factory's keyword arguments: the user's, plus input channels and classes for zoo models."""
+def _model_kwargs(config: Config, dataset: data.Dataset) -> dict[str, Any]:
+    """The factory's keyword arguments: the user's, plus what fits a zoo model to the data (channels,
+    classes, image size: only what its factory takes) or a Hugging Face model's number of labels."""
     kwargs = dict(config.model_kwargs)
-    if dataset is not None and ModelSpec(config.model).kind == "zoo":
-        kwargs.setdefault("in_channels", dataset.input_shape[0])
-        kwargs.setdefault("num_classes", dataset.num_classes)
-    if dataset is not None and ModelSpec(config.model).kind == "hf":
-        kwargs.setdefault("num_labels", dataset.num_classes)
-    return kwargs
+    kind = ModelSpec(config.model).kind
+    fitted = fit_kwargs(config.model, dataset.input_shape, dataset.num_classes) if kind == "zoo" else {}
+    if kind == "hf":
+        fitted = {"num_labels": dataset.num_classes}
+    return {**fitted, **kwargs}
+
+
+def _baseline(
+    job: _Job, run: Run, dataset: data.Dataset, state: dict[str, Any] | None
+) -> tuple[Metrics, History]:
+    """Train the dense copy with plain SGD and the same schedule: its accuracy (to compare) and history."""
+    dense_opt = torch.optim.SGD(run.initial.parameters(), **base_options(job.config))
+    history = _train(job, "baseline", run.initial, dense_opt, dataset, state)
+    return evaluate(run.initial, dataset.test), history
 
 
 def _train(
-    stage: Stage,
+    job: _Job,
     name: str,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     dataset: data.Dataset,
-    config: Config,
-    path: Path,
-    resume: bool,
-    progress: bool,
+    state: dict[str, Any] | None,
     hooks: Sequence[Hook] = (),
 ) -> History:
-    """Train with a per-step cosine schedule, checkpointing at every epoch end and on interrupt."""
+    """Train stage ``name`` with a per-step cosine schedule, checkpointing at every epoch end and on
+    interrupt; an interrupt or a divergence becomes an error saying how to go on."""
+    config = job.config
     steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    saver = checkpoint.Checkpointer(path)
-    state = checkpoint.load(path) if resume and path.is_file() else None
+    path = job.out / STAGE_FILES[name]
+    saver = checkpoint.Checkpointer(path, tag=_tag(name, config))
     try:
-        return stage.timed(
+        return job.stage.timed(
             name,
             lambda: train(
                 model, optimizer, dataset.train, epochs=config.epochs, batch_size=config.batch_size,
                 scheduler=scheduler, augment=dataset.augment, hooks=(*hooks, saver), seed=config.seed,
-                progress=progress, test_set=dataset.test, postfix=getattr(optimizer, "report", None),
+                progress=job.progress, test_set=dataset.test, postfix=getattr(optimizer, "report", None),
                 resume=state, desc=name,
             ),
         )  # fmt: skip
@@ -183,7 +237,70 @@ def _train(
             if saver.saved_step is not None
             else "from its last checkpoint"
         )
-        reason = str(err) or "Ctrl-C"
-        raise Interrupted(
-            f"{reason}: stopped {name}; continue {where} with: zigprune compress --out {path.parent} --resume"
+        raise _interrupted(err, name, config, job.out, where) from None
+    except ResumeError as err:
+        raise _not_this_run(path, job.out, first_line(err)) from None
+    except DivergedError as err:
+        raise DivergedError(
+            f"{STAGE_LABELS[name]} diverged at step {err.step} of {steps} (loss is {err.loss}); lower "
+            f"--lr (it is {config.lr:g}) and start over with --force: {job.out} keeps the unfinished run, "
+            "and --resume would repeat it with the same --lr",
+            step=err.step,
+            loss=err.loss,
         ) from None
+
+
+def _tag(name: str, config: Config) -> dict[str, Any]:
+    """What a stage's checkpoint records as its owner: the stage and the run's settings (JSON values)."""
+    return {"stage": name, "run": json.loads(json.dumps(asdict(config)))}
+
+
+def _saved_states(out: Path, config: Config) -> dict[str, Any]:
+    """The saved training state of each stage of the run being resumed, each checked to be this run's
+    (before anything trains, so a foreign checkpoint changes nothing in the folder)."""
+    states = {}
+    for name, file in STAGE_FILES.items():
+        if (out / file).is_file():
+            states[name] = checkpoint.load(out / file)
+            _check_owner(states[name], _tag(name, config), out / file, out)
+    return states
+
+
+def _check_owner(state: Any, tag: dict[str, Any], path: Path, out: Path) -> None:
+    """A ``RunDirError`` saying whose checkpoint ``path`` is, unless its tag names this stage and these
+    settings (an untagged, older checkpoint is left to the training loop's checks as it loads)."""
+    saved = state.get("tag") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        return
+    if saved.get("stage") != tag["stage"]:
+        why = f"it is the {saved.get('stage')} stage's checkpoint, not the {tag['stage']} stage's"
+        raise _not_this_run(path, out, why)
+    theirs = saved.get("run") if isinstance(saved.get("run"), dict) else {}
+    differ = [f"{k} {theirs.get(k)!r} (this run: {v!r})" for k, v in tag["run"].items() if theirs.get(k) != v]
+    if differ:
+        raise _not_this_run(path, out, f"it is from a run with {', '.join(differ)}")
+
+
+def _not_this_run(path: Path, out: Path, why: str) -> RunDirError:
+    """The error of a checkpoint that belongs to another run (the folder keeps every file)."""
+    return RunDirError(
+        f"{path} does not belong to the run in {out} ({why}); start over with --force, or pass --out "
+        "another folder for this run"
+    )
+
+
+def _interrupted(
+    err: KeyboardInterrupt, stage: str, config: Config, out: Path | None, where: str = ""
+) -> Interrupted:
+    """The error of a Ctrl-C/SIGTERM in ``stage``: the command that continues the run in ``out`` (None:
+    stopped before the run folder was written, so the same command starts it again)."""
+    reason = str(err) or "Ctrl-C"
+    if out is None:
+        return Interrupted(
+            f"{reason}: stopped {stage} before the run folder was written; run the command again"
+        )
+    named = f" --model {shlex.quote(config.model)}" if kind_of(config.model) in ("file", "module") else ""
+    return Interrupted(
+        f"{reason}: stopped {stage}; continue{' ' + where if where else ''} with: "
+        f"zigprune compress --out {shlex.quote(str(out))}{named} --resume"
+    )

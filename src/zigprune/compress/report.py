@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def table(metrics: dict[str, Any]) -> str:
     )
     rows.append(
         (
-            "MACs",
+            "MACs per sample",
             _fmt_int(dense["macs"]),
             _fmt_int(slim["macs"]),
             _ratio(dense["macs"], slim["macs"], "fewer"),
@@ -72,55 +73,91 @@ def table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class RunData:
+    """What the plots read: metrics, the pruning run's history, the dense baseline's (if trained), widths."""
+
+    metrics: dict[str, Any]
+    history: dict[str, Any]
+    baseline: dict[str, Any] | None
+    widths: list[dict[str, Any]]
+
+
 def _steps(history: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
     rows = [row for row in history["steps"] if key in row]
     return [row["step"] for row in rows], [row[key] for row in rows]
 
 
-def _plot_training(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
+def pruning_span(history: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]] | None:
+    """The logged rows just before the first and at the last change of group sparsity, or None.
+
+    That is where pruning ran, whatever the optimizer's schedule; each row holds ``step`` and ``epoch``.
+    """
+    rows = [row for row in history["steps"] if "group_sparsity" in row]
+    changed = [i for i in range(1, len(rows)) if rows[i]["group_sparsity"] != rows[i - 1]["group_sparsity"]]
+    return (rows[changed[0] - 1], rows[changed[-1]]) if changed else None
+
+
+def _mark_pruning(axes: Any, history: dict[str, Any], unit: str) -> None:
+    """Shade where pruning ran on ``axes``, in ``unit`` (``step`` or ``epoch``)."""
+    span = pruning_span(history)
+    if span is not None:
+        axes.axvspan(span[0][unit], span[1][unit], color="C3", alpha=0.12, label="pruning")
+
+
+def _plot_training(figure: Any, run: RunData) -> bool:
     loss_ax, acc_ax = figure.subplots(1, 2)
-    loss_ax.plot(*_steps(history, "loss"), lw=0.8)
+    loss_ax.plot(*_steps(run.history, "loss"), lw=0.8, label="pruning run")
+    if run.baseline is not None:
+        loss_ax.plot(*_steps(run.baseline, "loss"), lw=0.8, color="0.5", label="dense baseline")
+    _mark_pruning(loss_ax, run.history, "step")
     loss_ax.set(title="training loss", xlabel="step", yscale="log")
-    epochs = history["epochs"]
-    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test (full model)")):
-        if any(key in row for row in epochs):
+    loss_ax.legend()
+    curves = [(run.history, "train_accuracy", "train"), (run.history, "test_accuracy", "test (full model)")]
+    if run.baseline is not None:
+        curves.append((run.baseline, "test_accuracy", "test (dense baseline)"))
+    for history, key, label in curves:
+        epochs = [row for row in history["epochs"] if key in row]
+        if epochs:
             acc_ax.plot(
-                [row["epoch"] for row in epochs], [row.get(key) for row in epochs], marker=".", label=label
+                [row["epoch"] for row in epochs], [row[key] for row in epochs], marker=".", label=label
             )
+    _mark_pruning(acc_ax, run.history, "epoch")
     acc_ax.set(title="accuracy per epoch", xlabel="epoch")
     acc_ax.legend()
     return True
 
 
-def _plot_sparsity(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
-    if not _steps(history, "macs_left")[0]:
+def _plot_sparsity(figure: Any, run: RunData) -> bool:
+    if not _steps(run.history, "macs_left")[0]:
         return False
     ax = figure.subplots()
-    ax.plot(*_steps(history, "group_sparsity"), label="groups at zero")
-    ax.plot(*_steps(history, "macs_left"), label="MACs left")
+    ax.plot(*_steps(run.history, "group_sparsity"), label="groups at zero")
+    ax.plot(*_steps(run.history, "macs_left"), label="MACs left")
     ax.set(title="group sparsity and MACs over training", xlabel="step", ylim=(0, 1.02))
     ax.legend()
     return True
 
 
-def _plot_widths(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
-    if not widths:
+def _plot_widths(figure: Any, run: RunData) -> bool:
+    if not run.widths:
         return False
-    rows = widths[:MAX_WIDTH_ROWS]
+    rows = run.widths[:MAX_WIDTH_ROWS]
     ax = figure.subplots()
     y = range(len(rows))
     ax.barh(y, [r["before"] for r in rows], color="0.8", label="before")
     ax.barh(y, [r["after"] for r in rows], color="C0", label="after")
     ax.set_yticks(list(y), [r["family"][-40:] for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set(title="kept width per layer family", xlabel="channels / features / heads")
+    more = f" (first {MAX_WIDTH_ROWS} of {len(run.widths)})" if len(run.widths) > MAX_WIDTH_ROWS else ""
+    ax.set(title=f"kept width per layer family{more}", xlabel="channels / features / heads")
     ax.legend()
     figure.set_figheight(max(3.0, 0.25 * len(rows) + 1.5))
     return True
 
 
-def _plot_costs(figure: Any, metrics: dict[str, Any], history: dict[str, Any], widths: list) -> bool:
-    dense, slim = metrics["dense"], metrics["slim"]
+def _plot_costs(figure: Any, run: RunData) -> bool:
+    dense, slim = run.metrics["dense"], run.metrics["slim"]
     labels, values = (
         ["params", "MACs"],
         [slim["params"] / dense["params"], slim["macs"] / max(dense["macs"], 1)],
@@ -139,7 +176,7 @@ def _plot_costs(figure: Any, metrics: dict[str, Any], history: dict[str, Any], w
     return True
 
 
-PLOTS: dict[str, tuple[str, Callable[..., bool]]] = {
+PLOTS: dict[str, tuple[str, Callable[[Any, RunData], bool]]] = {
     "training.png": ("Training", _plot_training),
     "sparsity.png": ("Group sparsity and MACs", _plot_sparsity),
     "widths.png": ("Kept width per layer", _plot_widths),
@@ -153,9 +190,7 @@ def clear(out: Path) -> None:
         (Path(out) / name).unlink(missing_ok=True)
 
 
-def _draw(
-    out: Path, metrics: dict[str, Any], history: dict[str, Any], widths: list
-) -> list[tuple[str, str]] | str:
+def _draw(out: Path, run: RunData) -> list[tuple[str, str]] | str:
     """Write each plot that has data; the (title, file) pairs, or why there are no plots."""
     try:
         from matplotlib.figure import Figure
@@ -164,25 +199,40 @@ def _draw(
     drawn = []
     for name, (title, plot) in PLOTS.items():
         figure = Figure(figsize=(9, 3.4), layout="constrained")
-        if plot(figure, metrics, history, widths):
+        if plot(figure, run):
             atomic_write(out / name, lambda temp, figure=figure: figure.savefig(temp, format="png", dpi=110))
             drawn.append((title, name))
     return drawn
 
 
 def _widths(out: Path) -> list[dict[str, Any]]:
+    """Every prunable family's width before and after, from ``plan.json`` (cut or not)."""
     try:
         plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
-        return [w for w in plan["widths"] if w["after"] != w["before"]] or list(plan["widths"])
+        return list(plan["widths"])
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
-def render(out: str | Path, metrics: dict[str, Any], history: dict[str, Any]) -> Path:
-    """Write ``report.md`` and its plots into ``out`` from a run's metrics and training history."""
+def widths_table(widths: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of every family's kept width: before, after and the share kept."""
+    lines = ["| family | before | after | kept |", "|---|---:|---:|---:|"]
+    for w in widths:
+        kept = w["after"] / w["before"] if w["before"] else 1.0
+        lines.append(f"| {w['family']} | {w['before']} | {w['after']} | {kept:.0%} |")
+    return lines
+
+
+def render(
+    out: str | Path, metrics: dict[str, Any], history: dict[str, Any], baseline: dict[str, Any] | None = None
+) -> Path:
+    """Write ``report.md`` and its plots into ``out`` from a run's metrics and training histories.
+
+    ``baseline`` is the dense baseline's training history, drawn beside the pruning run's.
+    """
     out = Path(out)
     widths = _widths(out)
-    plots = _draw(out, metrics, history, widths)
+    plots = _draw(out, RunData(metrics, history, baseline, widths))
     config, seconds = metrics["config"], metrics["seconds"]
     lines = [
         f"# zigprune run: {config['model']} on {config['data']}",
@@ -210,9 +260,7 @@ def render(out: str | Path, metrics: dict[str, Any], history: dict[str, Any]) ->
     for title, name in plots if not isinstance(plots, str) else []:
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     if widths:
-        lines += ["## Kept widths", "", "| family | before | after |", "|---|---:|---:|"]
-        lines += [f"| {w['family']} | {w['before']} | {w['after']} |" for w in widths]
-        lines.append("")
+        lines += ["## Kept widths", "", *widths_table(widths), ""]
     text = "\n".join(lines)
     return atomic_write(out / REPORT, lambda temp: temp.write_text(text, encoding="utf-8"))
 
@@ -231,7 +279,8 @@ def render_dir(out: str | Path) -> Path:
         except (OSError, ValueError) as err:
             raise LoadError(f"{out / name} is corrupt ({err}); run zigprune compress --force again") from None
     try:
-        return render(out, found["metrics.json"], found["history.json"]["train"])
+        histories = found["history.json"]
+        return render(out, found["metrics.json"], histories["train"], histories.get("baseline"))
     except (KeyError, TypeError) as err:
         raise LoadError(
             f"{out} has an incomplete metrics.json or history.json (missing {err}); run again"

@@ -3,6 +3,9 @@
 A run directory holds ``run.json`` (the settings), ``checkpoint.safetensors`` while training,
 ``model.safetensors`` + ``plan.json`` (``zp.save``), ``model.onnx``, ``history.json``, ``report.md``
 with plots, and ``metrics.json``, written last: a run is complete exactly when it has ``metrics.json``.
+A folder with ``run.json`` and no ``metrics.json`` is an unfinished run: it is overwritten only with
+``--force``, and ``--resume`` continues it from its checkpoints, or from the first step with the
+saved settings when it stopped before the first checkpoint was written.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:
     """Check ``out`` against ``resume``/``force``; on resume return the saved config. Changes nothing."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} is a file, not a folder; pass --out a folder for the run")
-    complete, partial = (out / METRICS).is_file(), (out / CHECKPOINT).is_file()
+    complete = (out / METRICS).is_file()
+    partial = any((out / name).is_file() for name in (CONFIG, CHECKPOINT))
     if resume and force:
         raise RunDirError("--resume continues a run and --force starts it over; pass one of them")
     if resume:
         if complete:
             raise RunDirError(f"{out} holds a complete run; nothing to resume (pass --force to run it again)")
-        if not partial or not (out / CONFIG).is_file():
-            raise RunDirError(f"{out} has no checkpoint to resume from; run without --resume")
+        if not (out / CONFIG).is_file():
+            raise RunDirError(f"{out} has no checkpoint to resume from (no {CONFIG}); run without --resume")
         try:
             return Config.from_dict(json.loads((out / CONFIG).read_text(encoding="utf-8")))
         except (ValueError, TypeError) as err:

@@ -12,14 +12,18 @@ import torch
 
 @dataclass
 class Stage:
-    """Wall time of each stage, and where stage messages go."""
+    """Wall time of each stage, where stage messages go, and where the run is now (for a Ctrl-C's message)."""
 
     log: Callable[[str], None]
     seconds: dict[str, float] = field(default_factory=dict)
+    current: str = "setup"
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, its wall time added to stage ``name``'s."""
         start = time.perf_counter()
+        self.current = name
         value = fn()
+        self.current = f"after {name}"
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         return value
 

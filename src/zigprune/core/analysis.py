@@ -12,10 +12,10 @@ from torch import nn
 from .. import rules
 from ..errors import ExampleInputError
 from ..rules.opaque import unknown
+from .check import check as construction_check
 from .components import components
 from .construct import outputs
 from .label import Label, ParamRef, varying_dims
-from .probe import probe
 from .space import GroupSpace
 from .store import Store
 from .trace import Inputs, as_inputs, export
@@ -23,9 +23,12 @@ from .trace import Inputs, as_inputs, export
 MAX_RECTANGLE_ROUNDS = 8
 
 
-def walk(ep: torch.export.ExportedProgram) -> Store:
-    """Apply every node's channel rule; ops without a rule are kept whole with one warning each."""
-    store = Store()
+def walk(ep: torch.export.ExportedProgram, model: nn.Module | None = None) -> Store:
+    """Apply every node's channel rule; ops without a rule are kept whole with one warning each.
+
+    ``model`` is the traced module: rules read the size attributes of its submodules from it.
+    """
+    store = Store(model=model)
     sig = ep.graph_signature
     params, buffers = sig.inputs_to_parameters, sig.inputs_to_buffers
     constants = {**sig.inputs_to_lifted_tensor_constants, **getattr(sig, "inputs_to_lifted_custom_objs", {})}
@@ -157,7 +160,7 @@ def analyze_model(model: nn.Module, example_inputs: Any) -> tuple[Store, torch.T
             "is best: torch.export treats a batch of 1 as a fixed size)"
         )
     ep = export(model, inputs)
-    store = walk(ep)
+    store = walk(ep, model)
     return store, resolve(store), inputs
 
 
@@ -165,16 +168,15 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
     """Find the zero-invariant groups of ``model``.
 
     ``example_inputs`` is a Tensor, a tuple of positional arguments, or a dict of keyword arguments.
-    With ``check`` (default), a copy of the model has half of every family's groups zeroed and is
-    constructed; families whose construction does not reproduce the outputs are made unprunable.
+    With ``check`` (default), copies of the model are constructed with several selections of groups
+    zeroed (see :mod:`zigprune.core.check`); families that must stay equal in width are tied, and only
+    the groups whose removal breaks the outputs are made unprunable (``space.check`` says which).
     """
     store, root, inputs = analyze_model(model, example_inputs)
     space = GroupSpace(model, inputs, store, root)
     if check:
         _check_finite(space)
-        broken = probe(space)
-        if broken:
-            space.drop_families(broken, "the slim model did not match in the construction check")
+        space = construction_check(space, store, lambda: GroupSpace(model, inputs, store, resolve(store)))
     return space
 
 

@@ -2,12 +2,21 @@
 
 One small updater per module type, looked up by class (or class name for Hugging Face's ``Conv1D``),
 so that the slim model's own ``forward`` keeps working at any batch size or sequence length.
+
+Sizes a module keeps as plain Python attributes and passes to ops in its ``forward``
+(``torch.split(x, self.width, 1)``, ``F.conv2d(x, self.filt, groups=self.channels)``) are
+*tracked*: the rule of the op that reads such a size records which channel positions it counts
+(:meth:`zigprune.core.store.Store.track`), and :func:`rewrite_tracked` sets the attribute to the
+number of those positions the slim model keeps. Tracking records live among the space's slices as
+pseudo slices named by :func:`attribute_slice`; they own no tensor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import torch
 from torch import nn
 
 Updater = Callable[[nn.Module, nn.Module], None]
@@ -23,13 +32,73 @@ def updater(*kinds: type | str) -> Callable[[Updater], Updater]:
     return deco
 
 
-def update(old: nn.Module, new: nn.Module) -> None:
-    """Make ``new``'s attributes agree with its (already sliced) parameters; ``old`` is the original."""
-    for kind in type(new).__mro__:
+def _updater_of(module: nn.Module) -> Updater | None:
+    for kind in type(module).__mro__:
         fn = UPDATERS.get(kind) or UPDATERS.get(kind.__name__)
         if fn is not None:
-            fn(old, new)
-            return
+            return fn
+    return None
+
+
+def update(old: nn.Module, new: nn.Module) -> None:
+    """Make ``new``'s attributes agree with its (already sliced) parameters; ``old`` is the original."""
+    fn = _updater_of(new)
+    if fn is not None:
+        fn(old, new)
+
+
+ATTRIBUTE_SLICE = "attribute:"
+
+
+def attribute_slice(module: str, name: str) -> str:
+    """The pseudo slice that counts the positions behind attribute ``name`` of the module at ``module``."""
+    return f"{ATTRIBUTE_SLICE}{module}:{name}"
+
+
+def tracked_attribute(slice_name: str) -> tuple[str, str] | None:
+    """``(module path, attribute)`` of a pseudo slice made by :func:`attribute_slice`; None for a tensor."""
+    if not slice_name.startswith(ATTRIBUTE_SLICE):
+        return None
+    module, _, name = slice_name[len(ATTRIBUTE_SLICE) :].rpartition(":")
+    return module, name
+
+
+def size_attributes(module: nn.Module) -> dict[str, int | tuple[int, ...]]:
+    """The int and int-tuple attributes of ``module`` that tracking may rewrite.
+
+    Modules with an updater are left out: their updater already owns their size attributes (a
+    ``Conv2d`` passes ``self.groups`` to the conv op it calls).
+    """
+    if _updater_of(module) is not None:
+        return {}
+    found: dict[str, int | tuple[int, ...]] = {}
+    for name, value in vars(module).items():
+        if _is_int(value):
+            found[name] = value
+        elif isinstance(value, tuple | list) and value and all(_is_int(v) for v in value):
+            found[name] = tuple(value)
+    return found
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def rewrite_tracked(model: nn.Module, slim: nn.Module, slices: Iterable[Any], pruned: torch.Tensor) -> None:
+    """Set every tracked attribute of ``slim`` to the number of its positions that are kept.
+
+    A tuple attribute is tracked element by element (the slice's ``dim`` is the element index);
+    elements no op tracked keep their value.
+    """
+    kept: dict[tuple[str, str], dict[int, int]] = {}
+    for s in slices:
+        owner = tracked_attribute(s.name)
+        if owner is not None:
+            kept.setdefault(owner, {})[s.dim] = int((~pruned[s.classes]).sum())
+    for (path, name), counts in kept.items():
+        old = getattr(model.get_submodule(path), name)
+        new = counts[0] if _is_int(old) else type(old)(counts.get(i, v) for i, v in enumerate(old))
+        setattr(slim.get_submodule(path), name, new)
 
 
 @updater(nn.Linear)
@@ -92,7 +161,9 @@ def _hf_conv1d(old: nn.Module, new: nn.Module) -> None:
 
 HEAD_COUNT_WORDS = ("head",)
 KV_WORDS = ("key_value", "kv")
-INNER_SIZE_NAMES = ("all_head_size", "split_size", "inner_dim", "embed_dim", "inner_size", "proj_size")
+INNER_SIZE_NAMES = (
+    "all_head_size", "split_size", "inner_dim", "embed_dim", "inner_size", "proj_size", "attn_dim",
+)  # fmt: skip
 
 
 def update_heads(module: nn.Module, heads: int, kv_heads: int, new_heads: int, new_kv_heads: int) -> None:

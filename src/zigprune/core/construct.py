@@ -28,26 +28,33 @@ def construct(space: GroupSpace, check: bool = True, atol: float = 1e-4) -> nn.M
         reference = outputs(space.model, space.inputs)
         problem = mismatch(reference, slim, space.inputs, atol)
         if problem:
-            names = [space.families[f].name for f in culprits(space, pruned, reference, atol)]
-            raise ConstructionError(
-                f"the slim model does not reproduce the full model ({problem}); failing famil"
-                f"{'y' if len(names) == 1 else 'ies'}: {', '.join(names)}. Mark them unprunable with "
-                "zp.analyze(..., check=True) (the default), or report the model so a rule can be fixed."
-            )
+            raise ConstructionError(_advice(space, culprits(space, pruned, reference, atol), problem))
     return slim
+
+
+def _advice(space: GroupSpace, families: list[int], problem: str) -> str:
+    """What broke, which families, and what to do that is not what the user already did."""
+    names = ", ".join(f"{space.families[f].name} (#{f})" for f in families) or "none found by bisection"
+    return (
+        f"the slim model does not reproduce the full model ({problem}); failing families: {names}. "
+        f"space.drop_families({families}, 'construction fails') keeps their channels (zeros included) and "
+        "construct() then works; zp.analyze(..., check=True) finds such families before training. Please "
+        "report the model so its rule can be fixed"
+    )
 
 
 def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
     """Copy the model, cutting every position whose class is in ``pruned`` (a bool mask over classes).
 
     Sliced tensors are placed in ``deepcopy``'s memo, so big weights are copied once (already cut)
-    and weights shared between modules (tied embeddings) stay shared.
+    and weights shared between modules (tied embeddings) stay shared. Then module attributes are
+    rewritten: by each touched module's updater, for attention heads, and for tracked sizes.
     """
     model = space.model
     keep: dict[str, list[tuple[int, torch.Tensor]]] = {}
     for s in space.slices:
         mask = ~pruned[s.classes]
-        if not bool(mask.all()):
+        if not bool(mask.all()) and attributes.tracked_attribute(s.name) is None:
             keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
     memo: dict[int, Any] = {}
     for name, cuts in keep.items():
@@ -72,6 +79,7 @@ def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
                 kept_q,
                 kept_kv,
             )
+    attributes.rewrite_tracked(model, slim, space.slices, pruned)
     return slim
 
 

@@ -1,10 +1,11 @@
-"""The construction probe: zero a sample of every family's groups, construct, and name what breaks."""
+"""The construction probe: zero chosen groups, construct, and name the families that break."""
 
 from __future__ import annotations
 
 import contextlib
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -13,6 +14,14 @@ from .construct import build, culprits, lookup, mismatch, outputs
 
 if TYPE_CHECKING:
     from .space import GroupSpace
+
+
+@dataclass
+class Broken:
+    """A family whose slim model broke, and the groups of it that were zeroed when it did."""
+
+    family: int
+    groups: list[int]
 
 
 @contextlib.contextmanager
@@ -38,23 +47,59 @@ def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
                 tensor.index_copy_(dim, index, values)
 
 
-def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[int]:
-    """Zero half of every family's groups (temporarily), construct, and return the families that break."""
+def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
+    """The selections to construct: half of every family, then counts that differ between families.
+
+    The first round keeps families of equal size equal in width; the second gives them different
+    counts (one of them may keep all), so families that must stay equal in width (a reshape sized from
+    another tensor's shape) break in it, and it zeroes the single-group families the first left alone.
+    """
+    rng = random.Random(seed)
+    first: list[int] = []
+    second: list[int] = []
+    by_size: dict[int, list[list[int]]] = {}
+    for family in space.families:
+        groups = family.groups
+        if len(groups) == 1:
+            (first if rng.random() < 0.5 else second).extend(groups)
+        elif groups:
+            first += rng.sample(groups, len(groups) // 2)
+            by_size.setdefault(len(groups), []).append(groups)
+    for size, members in by_size.items():
+        counts = list(range(size)) if len(members) > 1 else [c for c in range(1, size) if c != size // 2]
+        rng.shuffle(counts)
+        counts = counts or [size // 2]
+        for i, groups in enumerate(members):
+            second += rng.sample(groups, counts[i % len(counts)])
+    return [chosen for chosen in (first, second) if chosen]
+
+
+def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:
+    """Whether zeroing ``groups`` (nothing else) and constructing fails to reproduce the outputs."""
+    with zeroed(space, groups):
+        pruned = space.pruned_classes(torch.as_tensor(groups, dtype=torch.long))
+        return not _builds(space, pruned, outputs(space.model, space.inputs), atol)
+
+
+def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[Broken]:
+    """Construct under each of :func:`rounds`' selections; the families at fault in the first that breaks."""
     if not space.num_groups:
         return []
-    rng = random.Random(seed)
-    chosen: list[int] = []
-    for family in space.families:
-        if len(family.groups) > 1:
-            chosen += rng.sample(family.groups, len(family.groups) // 2)
-        elif family.groups and rng.random() < 0.5:
-            chosen += family.groups
-    with zeroed(space, chosen):
-        pruned = space.pruned_classes(torch.as_tensor(chosen, dtype=torch.long))
-        reference = outputs(space.model, space.inputs)
-        try:
-            if mismatch(reference, build(space, pruned), space.inputs, atol) is None:
-                return []
-        except Exception:
-            pass
-        return culprits(space, pruned, reference, atol)
+    for chosen in rounds(space, seed):
+        with zeroed(space, chosen):
+            pruned = space.pruned_classes(torch.as_tensor(chosen, dtype=torch.long))
+            reference = outputs(space.model, space.inputs)
+            if _builds(space, pruned, reference, atol):
+                continue
+            families = culprits(space, pruned, reference, atol)
+        picked = torch.as_tensor(chosen, dtype=torch.long)
+        owner = space.group_family[picked]
+        return [Broken(f, picked[owner == f].tolist()) for f in families]
+    return []
+
+
+def _builds(space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float) -> bool:
+    try:
+        return mismatch(reference, build(space, pruned), space.inputs, atol) is None
+    except Exception:
+        return False

@@ -99,13 +99,51 @@ def parse_number(text: str) -> tuple[float, bool]:
         raise TargetError(f"target {text!r} is not a number; use {TARGET_HELP}") from None
 
 
+def total_cost(space: GroupSpace, by: str) -> float:
+    """The whole model's cost in ``by``: its groups, MACs or params."""
+    if by == "groups":
+        return float(space.num_groups)
+    return float(space.total_macs if by == "macs" else space.params(None))
+
+
 def goal(space: GroupSpace, target: Target, share: float = 1.0) -> float:
     """The cost (groups, MACs or params) that may remain once ``share`` of the way to ``target`` is done."""
     fraction = target.fraction * share
     if target.by == "groups":
         return space.num_groups - round(fraction * space.num_groups)
-    total = space.total_macs if target.by == "macs" else space.params(None)
-    return total * (1 - fraction)
+    return total_cost(space, target.by) * (1 - fraction)
+
+
+def removed_share(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
+    """The share of the model's groups, MACs or params that removing ``pruned`` takes away."""
+    return 1 - cost_left(space, pruned, by) / max(total_cost(space, by), 1)
+
+
+def check_reachable(space: GroupSpace, target: Target) -> None:
+    """Raise ``TargetError`` unless removing every removable group meets ``target``.
+
+    Unprunable channels, and the channel (or ``round_to`` of them) every layer keeps, bound what
+    can go; checked up front so training never runs into a target no selection can meet.
+    """
+    units = _units(space, torch.zeros(space.num_groups, dtype=torch.float64), _none(space), target.round_to)
+    everything = _none(space)
+    everything[_flat(units)] = True
+    if cost_left(space, everything, target.by) <= goal(space, target):
+        return
+    most = removed_share(space, everything, target.by)
+    kept = (
+        "every layer keeps a channel"
+        if target.round_to == 1
+        else f"widths stay multiples of {target.round_to}"
+    )
+    raise TargetError(
+        f"target {target.fraction:g} of {target.by} cannot be reached: at most {most:.1%} of {target.by} "
+        f"can be removed (the rest is unprunable, or kept so that {kept}); lower target"
+    )
+
+
+def _none(space: GroupSpace) -> torch.Tensor:
+    return torch.zeros(space.num_groups, dtype=torch.bool)
 
 
 def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
@@ -124,13 +162,13 @@ def select(
     Groups are taken in units: one group, or with ``round_to`` N as many as keep the family's width
     a multiple of N. Lowest score first (divided by cost to ``cost_power`` for cost targets), never
     emptying a family that has no other channels, then the shortest prefix of units that meets the
-    goal, checked with exact costs.
+    goal, checked with exact costs; every unit when even all of them fall short (see ``check_reachable``).
     """
     limit = goal(space, target, share)
     weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target.round_to)
-    chosen = torch.zeros(space.num_groups, dtype=torch.bool)
+    chosen = _none(space)
     if cost_left(space, taken, target.by) <= limit or not units:
         return chosen
     lo, hi = 0, len(units)
@@ -143,7 +181,8 @@ def select(
         else:
             lo = mid + 1
     chosen[_flat(units[:lo])] = True
-    chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], limit, target.by)] = True
+    if lo < len(units):
+        chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], limit, target.by)] = True
     return chosen
 
 

@@ -8,11 +8,13 @@ listed, per family, with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,7 +24,10 @@ from .construct import construct
 from .reduction import per_group
 from .store import Store
 from .summary import summary
-from .trace import Inputs
+from .trace import Inputs, batch_size
+
+if TYPE_CHECKING:
+    from .check import CheckReport
 
 
 @dataclass
@@ -53,9 +58,9 @@ class Family:
 
 @dataclass
 class CostRecord:
-    """MACs of one op and the class vectors whose kept fraction scales them."""
+    """MACs of one op per sample and the class vectors whose kept fraction scales them."""
 
-    macs: int
+    macs: float
     factors: list[torch.Tensor]
 
 
@@ -92,6 +97,11 @@ class HeadInfo:
 class GroupSpace:
     """The zero-invariant groups of ``model`` (see module docstring); built by :func:`zigprune.analyze`."""
 
+    #: What analyze's construction check changed (a ``core.check.CheckReport``); None without the check.
+    check: CheckReport | None = None
+    #: Set by a targeted optimizer (HESSO, DHSPG): why its target is not met yet, or None; read by construct.
+    shortfall: Callable[[], str | None] | None = None
+
     def __init__(self, model: nn.Module, inputs: Inputs, store: Store, root: torch.Tensor) -> None:
         self.model = model
         self.inputs = inputs
@@ -104,6 +114,7 @@ class GroupSpace:
         class_of_root = torch.full((max(store.count, 1),), -1, dtype=torch.long)
         class_of_root[unique] = torch.arange(unique.numel())
         num_classes = unique.numel()
+        self.class_root = unique
 
         def classes_of(ids: torch.Tensor) -> torch.Tensor:
             ids = ids.reshape(-1)
@@ -168,12 +179,21 @@ class GroupSpace:
             )
         self.group_family = index[self.group_class] if self.num_groups else torch.empty(0, dtype=torch.long)
 
-    @staticmethod
-    def _family_name(modules: list[str], first: Slice) -> str:
-        """``layer1.0.conv1``, or ``conv1 (+6)`` for a family shared by seven weight layers."""
+    def _family_name(self, modules: list[str], first: Slice) -> str:
+        """``layer1.0.conv1``, ``conv1 (+6)`` for a family shared by seven weight layers, ``3 (Conv2d)``.
+
+        A path ending in a container index (``nn.Sequential``'s ``3``) says nothing alone, so the
+        module's type is added to it.
+        """
         if not modules:
             return f"{first.name} (dim {first.dim})"
-        return modules[0] if len(modules) == 1 else f"{modules[0]} (+{len(modules) - 1})"
+        notes = []
+        if modules[0].rpartition(".")[2].isdigit():
+            with contextlib.suppress(AttributeError):
+                notes.append(type(self.model.get_submodule(modules[0])).__name__)
+        if len(modules) > 1:
+            notes.append(f"+{len(modules) - 1}")
+        return f"{modules[0]} ({', '.join(notes)})" if notes else modules[0]
 
     def _costs(self, store: Store, classes_of: Any) -> None:
         self.group_params = torch.zeros(self.num_groups, dtype=torch.long)
@@ -188,8 +208,9 @@ class GroupSpace:
             self.group_params.index_add_(
                 0, groups[ok], torch.full((int(ok.sum()),), per_position, dtype=torch.long)
             )
-        self.costs = [CostRecord(r.macs, [classes_of(f) for f in r.factors]) for r in store.macs]
-        self.total_macs = sum(r.macs for r in self.costs)
+        batch = batch_size(self.inputs)
+        self.costs = [CostRecord(r.macs / batch, [classes_of(f) for f in r.factors]) for r in store.macs]
+        self.total_macs = round(sum(r.macs for r in self.costs))
         self.group_macs = torch.zeros(self.num_groups, dtype=torch.float64)
         for r in self.costs:
             for f in r.factors:
@@ -318,7 +339,7 @@ class GroupSpace:
         return ~self.pruned_classes(pruned_groups)
 
     def macs(self, pruned_groups: torch.Tensor | None = None) -> int:
-        """MACs of matmul/conv/attention ops left after removing ``pruned_groups`` (bool mask or ids)."""
+        """MACs per sample of matmul/conv/attention left after removing ``pruned_groups`` (mask or ids)."""
         kept = self.kept_classes(pruned_groups)
         index, record, macs = self._factor_index
         kept_share = index.count(kept, torch.float64) / index.sizes
@@ -354,7 +375,11 @@ class GroupSpace:
 
         With ``check`` the slim model is run on the example inputs and must match the full model
         (max abs difference ≤ ``atol`` × output scale), or :class:`ConstructionError` names the family.
+        Warns when a targeted optimizer on this space had not finished its schedule (``shortfall``).
         """
+        why = self.shortfall() if self.shortfall is not None else None
+        if why:
+            warnings.warn(f"zigprune: {why}", stacklevel=2)
         return construct(self, check=check, atol=atol)
 
     def summary(self, max_rows: int = 40) -> str:

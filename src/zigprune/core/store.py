@@ -3,15 +3,19 @@
 Element ids are handed out here; rules record which elements must be removed together (unions),
 which can never be removed (poison, with a reason), which slice of which parameter each element
 owns (producer slices are zeroed with their group; consumer slices are only cut at construction),
-and how many MACs each op spends per channel. Everything is resolved once, after the walk.
+which module attributes count which elements (sizes that construction rewrites), and how many MACs
+each op spends per channel. Everything is resolved once, after the walk.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
+from .attributes import attribute_slice, size_attributes
 from .label import ParamRef
 
 
@@ -45,6 +49,7 @@ class Store:
     macs: list[MacRecord] = field(default_factory=list)
     joints: list[torch.Tensor] = field(default_factory=list)
     heads: list[HeadRecord] = field(default_factory=list)
+    model: nn.Module | None = None
 
     def fresh(self, n: int) -> torch.Tensor:
         ids = torch.arange(self.count, self.count + n, dtype=torch.long)
@@ -59,6 +64,38 @@ class Store:
         if producer:
             self.producers.add(key)
         return self.pdims[key]
+
+    def size_attributes(self, module: str) -> dict[str, int | tuple[int, ...]]:
+        """Int and int-tuple attributes of the module at path ``module`` (empty without a model)."""
+        if self.model is None:
+            return {}
+        try:
+            return size_attributes(self.model.get_submodule(module))
+        except AttributeError:
+            return {}
+
+    def scalar(self, ref: ParamRef) -> float | None:
+        """The value of a one-element buffer (a clamp bound, say), or None where it is not known here.
+
+        Parameters are left out: training changes them, so nothing may depend on their value.
+        """
+        if self.model is None or ref.kind != "buffer" or math.prod(ref.shape) != 1:
+            return None
+        try:
+            value = self.model.get_buffer(ref.name)
+        except AttributeError:
+            return None
+        return None if value.is_meta else float(value.reshape(()))
+
+    def track(self, module: str, name: str, ids: torch.Tensor, index: int = 0) -> None:
+        """Attribute ``name`` of module ``module`` (element ``index`` of a tuple) counts positions ``ids``.
+
+        Construction sets it to the number of those positions that are kept. Tracking the same
+        attribute again ties the new positions to the earlier ones one by one, so every op that reads
+        it still agrees with the rewritten value.
+        """
+        ids = ids.reshape(-1)
+        self.union(self.pdim(attribute_slice(module, name), index, ids.numel()), ids)
 
     def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Elements at matching (broadcast) positions of ``a`` and ``b`` are removed together."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -107,15 +109,31 @@ def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
 
 @contextlib.contextmanager
 def _quiet_torch_logs() -> Iterator[None]:
-    """Silence torch's own multi-line failure logs while tracing: the TraceError says what went wrong."""
+    """Silence torch's own multi-line failure logs while tracing: the TraceError says what went wrong.
+
+    torch.export also prints the partial graph of a failed trace straight to stderr, so stderr is held
+    back during the trace and passed on only if the trace succeeds (its warnings then still show).
+    """
     loggers = [
         logging.getLogger(name) for name in ("torch", "torch.export", "torch._export", "torch._dynamo")
     ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
+    held = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stderr(held):
+            yield
+        sys.stderr.write(held.getvalue())
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def batch_size(example_inputs: Any) -> int:
+    """The batch size of example inputs: the leading dim of the first input tensor with two dims or more.
+
+    1 when there is none (an unbatched vector, scalars), so such inputs count as one sample.
+    """
+    batched = [t for t in as_inputs(example_inputs).tensors() if t.dim() >= 2]
+    return max(int(batched[0].shape[0]), 1) if batched else 1

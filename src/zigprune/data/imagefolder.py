@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +94,22 @@ def _files(split: Path, classes: list[str], skip_missing: bool = False) -> list[
 
 def _header(image: Any, path: Path) -> Any:
     """The image at ``path``, opened lazily (only its header is read)."""
+    with _opened(image, path) as opened:
+        return opened
+
+
+@contextmanager
+def _opened(image: Any, path: Path) -> Iterator[Any]:
+    """The image at ``path`` opened with Pillow; a DataError naming the file if it cannot be read or
+    claims more pixels than Pillow decodes safely (a decompression bomb)."""
     try:
         with image.open(path) as opened:
-            return opened
+            yield opened
+    except image.DecompressionBombError as err:
+        raise DataError(
+            f"{path} is too large to decode safely ({err}); shrink or remove it, or raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from err
     except (OSError, image.UnidentifiedImageError) as err:
         raise DataError(f"{path} is not a readable image ({err}); remove or replace it") from err
 
@@ -105,11 +120,8 @@ def _decode(
     """Float images (N, C, H, W) in 0..1 and int64 labels, every image converted to ``mode`` and ``size``."""
     arrays = []
     for path, _ in files:
-        try:
-            with image.open(path) as opened:
-                picture = opened.convert(mode)
-        except (OSError, image.UnidentifiedImageError) as err:
-            raise DataError(f"{path} is not a readable image ({err}); remove or replace it") from err
+        with _opened(image, path) as opened:
+            picture = opened.convert(mode)
         if picture.size != tuple(size):
             picture = picture.resize(tuple(size), image.Resampling.BILINEAR)
         arrays.append(np.asarray(picture, dtype=np.uint8).reshape(size[1], size[0], -1))

@@ -95,12 +95,12 @@ def sha256_file(path: Path) -> str:
 
 
 def _widths(space: GroupSpace, pruned: torch.Tensor) -> list[dict[str, Any]]:
-    """Kept width of every family with prunable groups, before and after."""
+    """Width of every family of weight layers before and after, unprunable ones (e.g. the head) too."""
     cut = torch.bincount(space.class_family[pruned[:-1]], minlength=len(space.families))
     return [
         {"family": f.name, "before": f.width, "after": f.width - int(cut[f.index])}
         for f in space.families
-        if f.prunable
+        if f.modules
     ]
 
 

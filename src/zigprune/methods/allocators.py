@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from ..core.selection import Target, cost_left, goal, select
+from ..core.selection import Target, check_reachable, cost_left, goal, select
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
 
@@ -126,7 +126,11 @@ ALLOCATORS: dict[str, Allocator] = {"global": global_ranking, "uniform": uniform
 def allocate(
     name: str, space: GroupSpace, scores: torch.Tensor, target: Target, taken: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Run the allocator registered as ``name`` (``ALLOCATORS``)."""
+    """Run the allocator registered as ``name`` (``ALLOCATORS``); ``TargetError`` for an unreachable target.
+
+    Only ``cost-aware`` keeps widths multiples of ``round_to``, so the others are checked without it.
+    """
     if name not in ALLOCATORS:
         raise ZigpruneError(f"unknown allocator {name!r}; choose one of {', '.join(ALLOCATORS)}")
+    check_reachable(space, target if name == "cost-aware" else replace(target, round_to=1))
     return ALLOCATORS[name](space, scores, target, taken)

@@ -1,12 +1,16 @@
 """Model zoo: a name-keyed registry of small PyTorch models to prune and test against."""
 
-from collections.abc import Callable
+import inspect
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from ..errors import ModelError
 
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
@@ -64,6 +68,36 @@ def create(name: str, in_channels: int | None = None, num_classes: int = 10, **k
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
     return _entry(name).factory(num_classes=num_classes, **kwargs)
+
+
+def fit_kwargs(name: str, sample_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
+    """The keyword arguments that fit zoo model `name` to samples of `sample_shape` and `num_classes`.
+
+    Only those its factory takes: `in_channels`, `in_features` (models that flatten their input) and
+    `image_size`; a ModelError naming the models that fit when `name` cannot take such samples.
+    """
+    shape = tuple(int(n) for n in sample_shape)
+    if not _fits(name, shape):
+        fitting = ", ".join(n for n in names() if _fits(n, shape))
+        raise ModelError(
+            f"zoo model {name!r} takes inputs of shape {_entry(name).input_shape}, not samples of shape "
+            f"{shape}; pick one that does: {fitting or 'none'}"
+        )
+    takes = inspect.signature(_entry(name).factory).parameters
+    chosen = {
+        "in_channels": shape[0],
+        "in_features": math.prod(shape),
+        "image_size": min(shape[1:], default=0),
+    }
+    return {"num_classes": num_classes, **{k: v for k, v in chosen.items() if k in takes and v}}
+
+
+def _fits(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether zoo model `name` runs on float samples of `shape`: not a token model, and of the same
+    rank as its registered input unless it flattens its input (takes `in_features`)."""
+    entry = _entry(name)
+    flattens = "in_features" in inspect.signature(entry.factory).parameters
+    return entry.vocab is None and (flattens or len(entry.input_shape) == len(shape))
 
 
 def example_input(name: str, batch: int = 2) -> torch.Tensor:

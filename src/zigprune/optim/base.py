@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..core.grouping import Grouping
-from ..core.selection import Target
+from ..core.selection import Target, check_reachable, removed_share
 from ..core.space import GroupSpace
 
 VARIANTS = ("sgd", "adam", "adamw")
@@ -187,8 +187,11 @@ class TargetedOptimizer(GroupOptimizer):
 
     ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``
     and ``cost`` beside it; those left out take ``Target``'s defaults (groups, 1, 0, no cost function).
-    ``start_step`` ends the warm-up (default 10% of ``total_steps``); ``importance_momentum`` is the
-    moving average's momentum. Every other argument goes to ``GroupOptimizer``.
+    A target that removing every removable group cannot meet is a ``TargetError`` here, saying how
+    much can go. ``start_step`` ends the warm-up (default 10% of ``total_steps``);
+    ``importance_momentum`` is the moving average's momentum. Every other argument goes to
+    ``GroupOptimizer``. The optimizer registers ``shortfall`` with the space, so ``space.construct()``
+    warns when the schedule had not finished (fewer steps run than ``total_steps`` promised).
     """
 
     def __init__(
@@ -213,9 +216,32 @@ class TargetedOptimizer(GroupOptimizer):
             )
         super().__init__(space, lr, *args, **kwargs)
         self.target = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, cost=cost)
+        check_reachable(space, self.target)
         self.total_steps = total_steps
         self.start_step = default(start_step, total_steps, 0.1)
         self.importance_momentum = importance_momentum
+        space.shortfall = self.shortfall
+
+    @property
+    def schedule_end(self) -> int:
+        """The step from which the target is met: ``total_steps`` here; HESSO and DHSPG compute theirs."""
+        return self.total_steps
+
+    def report(self) -> dict[str, float]:
+        """``GroupOptimizer.report`` plus ``pruning_done``: the share of the pruning schedule's steps run."""
+        return {**super().report(), "pruning_done": min(self.step_count / self.schedule_end, 1.0)}
+
+    def shortfall(self) -> str | None:
+        """Why the target is not met yet (the schedule has steps left), or None once it has run to its end."""
+        if self.step_count >= self.schedule_end:
+            return None
+        removed = removed_share(self.space, self.space.zero_groups(), self.target.by)
+        return (
+            f"target not reached: ran {self.step_count} of total_steps={self.total_steps}: the pruning "
+            f"schedule had not finished (it ends at step {self.schedule_end}), so {removed:.1%} of "
+            f"{self.target.by} are removed instead of {self.target.fraction:.1%}; give total_steps as the "
+            "number of optimizer steps the run takes, or keep training"
+        )
 
 
 def linear_decay(step_in_period: int, period: int) -> float:

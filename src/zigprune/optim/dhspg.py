@@ -50,6 +50,11 @@ class DHSPG(TargetedOptimizer):
         self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool), lmbda=lmbda)
         self._before: dict[int, torch.Tensor] = {}
 
+    @property
+    def schedule_end(self) -> int:
+        """The last step of the final linear decay: every candidate is zero from then on."""
+        return self.finish_step + self.finish_steps - 1
+
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
         step, redundant = self.step_count, self.zig["redundant"]
         if step <= self.start_step:

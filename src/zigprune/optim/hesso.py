@@ -47,8 +47,13 @@ class HESSO(TargetedOptimizer):
         self.period_steps = max(1, pruning_steps // self.periods)
         self.zig.update(active=torch.zeros(space.num_groups, dtype=torch.bool))
 
+    @property
+    def schedule_end(self) -> int:
+        """The last step of the last period: every selected group is zero from then on."""
+        return self.start_step + self.periods * self.period_steps
+
     def _before_update(self, grads: dict[int, torch.Tensor]) -> None:
-        if self.step_count <= self.start_step + self.periods * self.period_steps:
+        if self.step_count <= self.schedule_end:
             self._update_importance(grads, self.importance_momentum)
 
     def _after_update(self) -> None:

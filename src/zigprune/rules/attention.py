@@ -2,7 +2,8 @@
 
 A head can go only with its query, key and value slices together: zero queries and keys alone
 would leave a uniform softmax over non-zero values. With grouped-query attention every query head
-of a key/value group goes with that key/value head.
+of a key/value group goes with that key/value head; with a single key/value head (multi-query
+attention) value channels go instead, in every head at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from ..core.label import Label, expand_dims
 from ..core.store import HeadRecord
 from .registry import Ctx, rule
+from .sizes import module_path
 
 
 def _heads(ctx: Ctx, value: Any, ndim: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -48,8 +50,11 @@ def sdpa(ctx: Ctx) -> Any:
     ndim = len(shape)
     q, k, v = ctx["query"], ctx["key"], ctx["value"]
     heads_q = q.shape[-3]
-    (qh, _, q_rigid), (kh, _, k_rigid), (vh, vz, v_rigid) = (_heads(ctx, t, ndim) for t in (q, k, v))
-    kh, vh, vz = (_per_query_head(t, heads_q) for t in (kh, vh, vz))
+    if heads_q > 1 and k.shape[-3] == v.shape[-3] == 1:
+        out = _multi_query(ctx, q, k, v, shape)
+        return [out, *ctx.rigid_out()[1:]] if isinstance(out_shape, list) else out
+    (qh, _, q_rigid), (kh_own, _, k_rigid), (vh, vz, v_rigid) = (_heads(ctx, t, ndim) for t in (q, k, v))
+    kh, vh, vz = (_per_query_head(t, heads_q) for t in (kh_own, vh, vz))
     parts = [qh, kh, vh]
     ids = torch.full((1,) * ndim, -1, dtype=torch.long)
     for p in parts:
@@ -65,14 +70,41 @@ def sdpa(ctx: Ctx) -> Any:
         out = Label.rigid(shape)
     else:
         head_ids = ids.reshape(-1)
-        kv_heads = k.shape[-3]
+        kv_heads = _kv_heads(kh_own, k.shape[-3])
         kv_ids = head_ids.reshape(kv_heads, -1)[:, 0] if heads_q % kv_heads == 0 else head_ids
-        store.heads.append(HeadRecord(_module_path(ctx.node), head_ids, kv_ids))
+        store.heads.append(HeadRecord(module_path(ctx.node), head_ids, kv_ids))
         dims = tuple(d == ndim - 3 for d in range(ndim))
         zero = vz.expand(ids.shape)
         out = Label(ids.contiguous(), (zero & (ids >= 0)).contiguous(), dims, shape)
     store.cost(_sdpa_macs(q, k, v, shape), *([out.full_ids().reshape(-1)] if out.labeled else []))
     return [out, *ctx.rigid_out()[1:]] if isinstance(out_shape, list) else out
+
+
+def _multi_query(ctx: Ctx, q: Any, k: Any, v: Any, shape: tuple[int, ...]) -> Label:
+    """One key/value head shared by every query head (MobileNetV5's multi-query attention): no head
+    can go, as a head without queries and keys still averages the values, and all of them together
+    are the whole attention. A value channel can, in every head at once: it is summed by nothing."""
+    ndim = len(shape)
+    (qh, _, _), (kh, _, _) = _heads(ctx, q, ndim), _heads(ctx, k, ndim)
+    reason = (
+        f"queries and keys of {ctx.name} share one key/value head, so they go only with the whole attention"
+    )
+    ctx.store.poison(torch.cat([qh.reshape(-1), kh.reshape(-1)]), reason)
+    mask = ctx.args.get("attn_mask")
+    if isinstance(mask, Label):
+        _tie_mask(ctx, expand_dims(mask, ndim), qh)
+    lab = expand_dims(ctx.label(v), ndim)
+    batch, source, value_dim = math.prod(shape[:-2]), k.shape[-2], v.shape[-1]
+    ctx.store.cost(batch * q.shape[-2] * source * q.shape[-1])
+    if any(lab.dims[:-1]):
+        ctx.store.poison(lab.ids, f"channels sit on sequence or batch dims of {ctx.name}")
+    if not lab.labeled or any(lab.dims[:-1]):
+        ctx.store.cost(batch * q.shape[-2] * source * value_dim)
+        return Label.rigid(shape)
+    ids = lab.full_ids()
+    zero = lab.zero.expand(lab.label_shape()) & (ids >= 0)
+    ctx.store.cost(batch * q.shape[-2] * source * value_dim, ids.reshape(-1))
+    return Label(ids, zero, lab.dims, shape)
 
 
 def _tie_mask(ctx: Ctx, mask: Label, ids: torch.Tensor) -> None:
@@ -90,9 +122,13 @@ def _sdpa_macs(q: Any, k: Any, v: Any, out_shape: tuple[int, ...]) -> int:
     return math.prod(out_shape[:-2]) * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
-def _module_path(node: torch.fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return ""
-    path, _ = list(stack.values())[-1]
-    return path
+def _kv_heads(kh: torch.Tensor, heads: int) -> int:
+    """Key/value heads before any repeat: copies made by ``repeat_interleave`` (or expand and reshape)
+    of one head share its ids, so grouped-query attention that repeats its keys is still seen as such."""
+    flat = kh.reshape(-1)
+    if flat.numel() != heads or bool((flat < 0).any()):
+        return heads
+    runs = torch.unique_consecutive(flat)
+    if heads % runs.numel() or not torch.equal(runs.repeat_interleave(heads // runs.numel()), flat):
+        return heads
+    return runs.numel()

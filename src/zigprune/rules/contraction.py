@@ -16,6 +16,7 @@ import torch
 from ..core.label import Label, ParamRef, expand_dims
 from .elementwise import combine
 from .registry import Ctx, rule
+from .sizes import matching, track
 
 
 def _param_ids(ctx: Ctx, ref: ParamRef, dim: int, producer: bool) -> torch.Tensor | None:
@@ -182,6 +183,8 @@ def _channels(ctx: Ctx, lab: Label) -> tuple[torch.Tensor, torch.Tensor]:
 @rule("convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
       "_convolution")  # fmt: skip
 def conv(ctx: Ctx) -> Label:
+    """Input channels feed the weight's input dim; grouped convs go by whole groups, and a group count
+    held in an attribute of a module without an updater (BlurPool's ``self.channels``) is tracked."""
     store, out_shape = ctx.store, tuple(ctx.out_shape)
     x, weight, bias = ctx.label(ctx["input"]), ctx["weight"], ctx.args.get("bias")
     transposed = bool(ctx.args.get("transposed", False)) or ctx.name.startswith("conv_transpose")
@@ -206,6 +209,7 @@ def conv(ctx: Ctx) -> Label:
             w_out = _param_ids(ctx, weight, 0, producer=True)
             block = None
         rep = store.union_along(w_out.reshape(groups, c_out // groups), [1])
+        track(ctx, matching(ctx, groups), rep)
         x_blocks = x_ids.reshape(groups, c_in // groups)
         store.union(x_blocks, rep)
         if block is not None:

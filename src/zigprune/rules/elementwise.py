@@ -55,12 +55,24 @@ def dropout(ctx: Ctx) -> Any:
     return [out, ctx.rigid_out()[1]] if isinstance(ctx.out_shape, list) else out
 
 
-@rule("hardtanh", "clamp", "clip")
+@rule("hardtanh", "clamp", "clip", "clamp_min", "clamp_max")
 def clamp(ctx: Ctx) -> Label:
-    low = ctx.args.get("min_val", ctx.args.get("min"))
-    high = ctx.args.get("max_val", ctx.args.get("max"))
+    """A zero stays zero if the bounds hold 0. A one-element buffer bound counts by its value; other
+    tensor bounds are elementwise partners whose values are unknown, so the result never counts as zero."""
+    low, high = (_bound(ctx, ctx.args.get(f"{side}_val", ctx.args.get(side))) for side in ("min", "max"))
+    bounds = [b for b in (low, high) if isinstance(b, Label | ParamRef)]
+    if bounds:
+        return combine(ctx, [ctx["self"], *bounds], tuple(ctx.out_shape), "none")
     keeps = (low is None or low <= 0) and (high is None or high >= 0)
     return passthrough(ctx.label(ctx["self"]), keeps)
+
+
+def _bound(ctx: Ctx, value: Any) -> Any:
+    """A clamp bound: a number, a one-element buffer's value where known, or the tensor itself."""
+    if isinstance(value, ParamRef):
+        known = ctx.store.scalar(value)
+        return value if known is None else known
+    return value
 
 
 @rule("pow.Tensor_Scalar")
@@ -165,6 +177,8 @@ def _tie_param(ctx: Ctx, ref: ParamRef, ids: torch.Tensor, dims: tuple[bool, ...
         view = [1] * len(out_shape)
         view[d] = size
         ctx.store.union(ids, pids.reshape(view))
+        rigid = (ids < 0).movedim(d, 0).reshape(size, -1).any(1)
+        ctx.store.poison(pids[rigid], f"{ref.name} meets a tensor without channel identity in {ctx.name}")
 
 
 def _binary(ctx: Ctx, mode: str) -> Label:
@@ -202,6 +216,15 @@ def div(ctx: Ctx) -> Label:
 )  # fmt: skip
 def compare(ctx: Ctx) -> Label:
     return _binary(ctx, "none")
+
+
+@rule("addcmul", "addcdiv")
+def addcmul(ctx: Ctx) -> Label:
+    """``self + value * tensor1 * tensor2`` (or ``/ tensor2``): zero where ``self`` and the product are."""
+    shape = tuple(ctx.out_shape)
+    mode = "mul" if ctx.name.startswith("addcmul") else "first"
+    product = combine(ctx, [ctx["tensor1"], ctx["tensor2"]], shape, mode)
+    return combine(ctx, [ctx["self"], product], shape, "add")
 
 
 @rule("where.self", "where.ScalarOther", "where.ScalarSelf", "where.Scalar")

@@ -2,7 +2,8 @@
 
 BatchNorm and InstanceNorm normalise each channel alone, so their affine parameters join the
 channel's group. GroupNorm is exact only if whole normalisation groups go together. LayerNorm and
-RMSNorm average over their normalised dims, so channels there can never be removed.
+RMSNorm average over their normalised dims, so a channel there can never be removed alone; only
+whole normalised slices can, where channels also vary along another dim (a per-head ``q_norm``).
 """
 
 from __future__ import annotations
@@ -72,22 +73,44 @@ def group_norm(ctx: Ctx) -> Label:
 
 @rule("layer_norm", "native_layer_norm", "rms_norm", "_fused_rms_norm")
 def layer_norm(ctx: Ctx) -> Any:
+    """Channels on the normalised dims are averaged together, so none can go alone. If channels also
+    vary along other dims (heads, under a per-head ``q_norm``), whole normalised slices can: they
+    are tied, and the affine parameters, shared by every slice, are read whole. An all-zero slice
+    normalises to zero unless a bias is added."""
     x = ctx.label(ctx["input"])
-    normalized = len(ctx["normalized_shape"])
     ndim = len(x.shape)
-    if any(x.dims[ndim - normalized :]):
-        ctx.store.poison(x.ids, f"channels are normalised together by {ctx.name}")
-    for ref in (ctx.args.get("weight"), ctx.args.get("bias")):
-        if isinstance(ref, ParamRef):
-            for d in range(len(ref.shape)):
-                if ref.pdims[d] is not None and ref.shape[d] > 1:
-                    pids = ctx.store.pdim(ref.name, ref.pdims[d], ref.shape[d])
-                    view = [1] * ndim
-                    view[ndim - len(ref.shape) + d] = ref.shape[d]
-                    ctx.store.union(x.full_ids(), pids.reshape(view))
+    normalized = list(range(ndim - len(ctx["normalized_shape"]), ndim))
+    on = [d for d in normalized if x.dims[d]]
+    params = [ref for ref in (ctx.args.get("weight"), ctx.args.get("bias")) if isinstance(ref, ParamRef)]
+    if not x.labeled or len(on) == sum(x.dims):
+        if on:
+            ctx.store.poison(x.ids, f"channels are normalised together by {ctx.name}")
+        for ref in params:
+            _tie_affine(ctx, x, ref)
+        out = Label(x.ids, torch.zeros_like(x.zero), x.dims, x.shape)
+    else:
+        ids = ctx.store.union_along(x.full_ids(), on)
+        zero = x.zero.expand(x.label_shape())
+        for d in on:
+            zero = zero.all(d, keepdim=True)
+        flags = tuple(f and d not in on for d, f in enumerate(x.dims))
+        out = Label(ids, zero & (ids >= 0) & (ctx.args.get("bias") is None), flags, x.shape)
+        for ref in params:
+            ctx.store.poison_param(ref, f"{ref.name} is shared by every slice {ctx.name} normalises")
     out_shape = ctx.out_shape
     shape = tuple(out_shape[0]) if isinstance(out_shape, list) else tuple(out_shape)
-    out = Label(x.ids, torch.zeros_like(x.zero), x.dims, shape)
+    out = out.with_shape(shape)
     if isinstance(out_shape, list):
         return [out, *ctx.rigid_out()[1:]]
     return out
+
+
+def _tie_affine(ctx: Ctx, x: Label, ref: ParamRef) -> None:
+    """The affine parameters of a normalisation over the channels go with those channels."""
+    ndim = len(x.shape)
+    for d in range(len(ref.shape)):
+        if ref.pdims[d] is not None and ref.shape[d] > 1:
+            pids = ctx.store.pdim(ref.name, ref.pdims[d], ref.shape[d])
+            view = [1] * ndim
+            view[ndim - len(ref.shape) + d] = ref.shape[d]
+            ctx.store.union(x.full_ids(), pids.reshape(view))

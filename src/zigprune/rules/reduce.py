@@ -1,8 +1,9 @@
 """Reductions, softmax, pooling and resampling.
 
 Summing over channels is exact when the removed channels are zero; averaging, max, variance or
-softmax over channels is not (the divisor or the competitors change). Over other dims these ops
-keep each channel separate, and pooling, resampling and sums of zeros stay zero.
+softmax over channels is not (the divisor or the competitors change), except for a whole slice
+along a softmax or cumulative dim when channels also vary along another dim. Over other dims these
+ops keep each channel separate, and pooling, resampling and sums of zeros stay zero.
 """
 
 from __future__ import annotations
@@ -77,11 +78,18 @@ def lose_rule(ctx: Ctx) -> Any:
 
 @rule("softmax", "_softmax", "log_softmax", "_log_softmax", "cumsum", "cumprod", "cummax", "logcumsumexp")
 def along_dim(ctx: Ctx) -> Any:
+    """Channels along the op's dim compete (softmax) or accumulate (cumsum): none can go alone. If
+    channels also vary along other dims (SKNet's softmax over paths, per channel), a whole slice
+    along the op's dim can: it is tied and the cut goes across it."""
     x = ctx.label(ctx.args.get("self", ctx.args.get("input")))
     dim = normalize_dim(ctx["dim"], len(x.shape))
-    if x.dims[dim]:
-        ctx.store.poison(x.ids, f"channels compete in {ctx.name}")
     keeps = ctx.name.startswith("cumsum")
+    if x.dims[dim] and sum(x.dims) > 1:
+        ids = ctx.store.union_along(x.full_ids(), [dim])
+        zero = x.zero.expand(x.label_shape()).all(dim, keepdim=True)
+        x = Label(ids, zero, tuple(f and d != dim for d, f in enumerate(x.dims)), x.shape)
+    elif x.dims[dim]:
+        ctx.store.poison(x.ids, f"channels compete in {ctx.name}")
     out = Label(x.ids, x.zero & keeps, x.dims, x.shape)
     return [out, *ctx.rigid_out()[1:]] if isinstance(ctx.out_shape, list) else out
 
@@ -93,7 +101,8 @@ def along_dim(ctx: Ctx) -> Any:
     "adaptive_max_pool2d", "adaptive_max_pool3d", "upsample_nearest1d", "upsample_nearest2d",
     "upsample_nearest3d", "upsample_linear1d",
     "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact2d",
-    "_upsample_bilinear2d_aa", "lp_pool2d", "fractional_max_pool2d", "reflection_pad1d", "reflection_pad2d",
+    "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa", "_upsample_nearest_exact1d",
+    "_upsample_nearest_exact3d", "lp_pool2d", "fractional_max_pool2d", "reflection_pad1d", "reflection_pad2d",
     "replication_pad1d", "replication_pad2d", "reflection_pad3d", "replication_pad3d",
 )  # fmt: skip
 def spatial(ctx: Ctx) -> Any:

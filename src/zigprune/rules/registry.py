@@ -78,6 +78,13 @@ class Ctx:
             return Label.rigid(value.shape)
         raise TypeError(f"expected a tensor argument, got {type(value).__name__}")
 
+    def whole(self, value: Any) -> Label:
+        """The label of a tensor argument the op reads whole if it is a parameter (none of its dims may
+        then be cut by another rule, since this op's result would not follow)."""
+        if isinstance(value, ParamRef):
+            self.store.poison_param(value, f"{value.name} is read whole by {self.name}")
+        return self.label(value)
+
     def rigid_out(self) -> Any:
         """Rigid labels for every tensor this node outputs."""
         return _rigid_like(self.node.meta.get("val"))

@@ -1,8 +1,8 @@
-"""Shape ops: views, permutes, concatenation and splitting, with channel offsets kept exact.
+"""Shape ops: views, permutes, concatenation, slicing and selection, with channel offsets kept exact.
 
-Splitting or selecting along a channel dim would bake offsets into the model's code, so the pieces
-are tied position by position (equal chunks stay equal) or, where that is impossible, the channels
-are left unprunable.
+Selecting along a channel dim would bake offsets into the model's code, so the channels are tied
+along that dim or, where that is impossible, left unprunable. Splitting is in
+:mod:`zigprune.rules.split`, repeating in :mod:`zigprune.rules.tiling`.
 """
 
 from __future__ import annotations
@@ -97,20 +97,6 @@ def expand(ctx: Ctx) -> Any:
     )
 
 
-@rule("repeat")
-def repeat(ctx: Ctx) -> Label:
-    lab, out_shape = ctx.label(ctx["self"]), tuple(ctx.out_shape)
-    reps = list(ctx["repeats"])
-    off = len(reps) - len(lab.shape)
-    ids, zero = (
-        lab.ids.reshape((1,) * off + tuple(lab.ids.shape)),
-        lab.zero.reshape((1,) * off + tuple(lab.ids.shape)),
-    )
-    dims = (False,) * off + lab.dims
-    tile = [r if dims[d] else 1 for d, r in enumerate(reps)]
-    return Label(ids.repeat(tile), zero.repeat(tile), dims, out_shape)
-
-
 @rule("cat", "concat", "concatenate")
 def cat(ctx: Ctx) -> Label:
     tensors = [t for t in ctx["tensors"] if not (isinstance(t, Label | ParamRef) and 0 in t.shape)]
@@ -164,50 +150,6 @@ def stack(ctx: Ctx) -> Label:
     squashed = out_shape[:dim] + (1,) + out_shape[dim + 1 :]
     lab = combine(ctx, expanded, squashed, "add")
     return Label(lab.ids, lab.zero, lab.dims, out_shape)
-
-
-def _tie_pieces(ctx: Ctx, lab: Label, dim: int, sizes: list[int]) -> list[Label] | None:
-    """Tie channel k of every equal piece together; None when the pieces differ in size."""
-    if len(set(sizes)) != 1:
-        return None
-    n, size = len(sizes), sizes[0]
-    ids = lab.full_ids()
-    split_shape = ids.shape[:dim] + (n, size) + ids.shape[dim + 1 :]
-    first = ctx.store.union_along(ids.reshape(split_shape), [dim])
-    zero = lab.zero.expand(lab.label_shape()).reshape(split_shape).all(dim, keepdim=True)
-    first, zero = first.squeeze(dim), zero.squeeze(dim)
-    out = []
-    for shape in _piece_shapes(ctx):
-        out.append(Label(first, zero, lab.dims, shape))
-    return out
-
-
-def _piece_shapes(ctx: Ctx) -> list[tuple[int, ...]]:
-    return [tuple(s) for s in ctx.out_shape]
-
-
-@rule("split", "split_with_sizes", "chunk", "unsafe_split", "tensor_split", "unbind", "unsafe_chunk")
-def split(ctx: Ctx) -> list[Label]:
-    lab = ctx.label(ctx["self"])
-    dim = normalize_dim(ctx.get("dim", 0), len(lab.shape))
-    shapes = _piece_shapes(ctx)
-    if ctx.name.startswith("unbind"):
-        shapes = [s[:dim] + (1,) + s[dim:] for s in shapes]
-    if not lab.dims[dim]:
-        pieces = [lab.with_shape(s) for s in shapes]
-    else:
-        pieces = (
-            _tie_pieces(ctx, lab, dim, [s[dim] for s in shapes])
-            if not ctx.name.startswith("unbind")
-            else None
-        )
-        if pieces is None:
-            ctx.store.poison(lab.ids, f"channels are split unevenly by {ctx.name}")
-            pieces = [Label.rigid(s) for s in shapes]
-    if ctx.name.startswith("unbind"):
-        pieces = [reshape(p, s[:dim] + s[dim + 1 :]) if p.labeled else Label.rigid(s[:dim] + s[dim + 1 :])
-                  for p, s in zip(pieces, shapes)]  # fmt: skip
-    return pieces
 
 
 def _pick(ctx: Ctx, lab: Label, dim: int, out_shape: tuple[int, ...], keepdim: bool) -> Label:

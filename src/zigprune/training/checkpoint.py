@@ -102,16 +102,24 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 class Checkpointer(Hook):
-    """Saves ``Loop.state_dict()`` to ``path`` every ``every`` steps, at each epoch end, and on interrupt."""
+    """Saves ``Loop.state_dict()`` to ``path`` every ``every`` steps, at each epoch end, and on interrupt.
 
-    def __init__(self, path: str | os.PathLike[str], every: int | None = None) -> None:
+    A ``tag`` (JSON-like values) is saved beside the state under ``"tag"``, so a resume can check
+    that a checkpoint belongs to the run (``zigprune compress`` tags its stage and settings).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], every: int | None = None, tag: dict[str, Any] | None = None
+    ) -> None:
         self.path = Path(path)
         self.every = every
+        self.tag = tag
         self.saved_step: int | None = None
 
     def save(self, loop: Loop) -> None:
-        """Write the loop's state now."""
-        save(self.path, loop.state_dict())
+        """Write the loop's state (and the tag, if any) now."""
+        state = loop.state_dict()
+        save(self.path, state if self.tag is None else {**state, "tag": self.tag})
         self.saved_step = loop.step
 
     def after_step(self, loop: Loop) -> None:

@@ -4,7 +4,9 @@ The batch order of epoch ``e`` is a permutation drawn from ``seed + e`` and the 
 ``s`` draws from a generator seeded with ``(seed, s)``, so a run resumed from ``Loop.state_dict()``
 at any step boundary ends with exactly the parameters of an uninterrupted run. Ctrl-C and SIGTERM
 are deferred to the next step boundary, then raised as ``KeyboardInterrupt`` after the hooks'
-``on_interrupt`` ran (where a checkpoint hook saves the state).
+``on_interrupt`` ran (where a checkpoint hook saves the state). A loss that is NaN or infinite
+stops training with ``DivergedError`` before the step: skipping such steps (as the group optimizers
+do) cannot recover, since the forward pass already put the NaN into batch-norm statistics.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..errors import DivergedError, ResumeError, first_line
 from .evaluate import evaluate, fetch, logits
 from .rng import SEED_STRIDE, epoch_order, rng_state, set_rng_state
 
@@ -121,9 +124,23 @@ class Loop:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` saved; the next step is ``state["step"] + 1``."""
-        if int(state["seed"]) != self.seed:
-            raise ValueError(f"checkpoint was trained with seed {state['seed']}, not {self.seed}")
+        """Restore what ``state_dict`` saved; the next step is ``state["step"] + 1``.
+
+        Raises ``ResumeError`` when ``state`` is another run's (another seed, model or optimizer).
+        """
+        seed = state.get("seed") if isinstance(state, dict) else None
+        if seed != self.seed:
+            raise ResumeError(f"the checkpoint was trained with seed {seed}, not {self.seed}")
+        try:
+            self._restore(state)
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise ResumeError(
+                "the checkpoint does not fit this model and optimizer "
+                f"({type(err).__name__}: {first_line(err)})"
+            ) from err
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """``load_state_dict`` once the seed matched: every part, in the order ``state_dict`` wrote them."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -161,6 +178,8 @@ def train(
     ``augment(x, generator)`` transforms a batch with randomness drawn only from ``generator``.
     ``postfix()`` returns live fields for the progress bar and the step log (e.g. ``optimizer.report()``).
     ``resume`` is a ``Loop.state_dict()`` to continue from; ``scheduler_interval`` is "step" or "epoch".
+    Raises ``DivergedError`` at the first loss that is not finite, ``ResumeError`` if ``resume`` is
+    another run's state.
     """
     if scheduler_interval not in ("step", "epoch"):
         raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {scheduler_interval!r}")
@@ -246,6 +265,13 @@ def _step(
     loop.optimizer.zero_grad(set_to_none=True)
     out = logits(loop.model(x))
     loss = loss_fn(out, y)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise DivergedError(
+            f"training diverged at step {loop.step + 1} (loss is {value}); lower the learning rate",
+            step=loop.step + 1,
+            loss=value,
+        )
     loss.backward()
     for hook in hooks:
         hook.after_backward(loop, loss)
@@ -253,7 +279,6 @@ def _step(
     if loop.scheduler is not None and loop.scheduler_interval == "step":
         loop.scheduler.step()
     loop.step += 1
-    value = float(loss.detach())
     loop.running["loss"] += value * len(y)
     loop.running["correct"] += float((out.detach().argmax(1) == y).sum())
     loop.running["seen"] += len(y)

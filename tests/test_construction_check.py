@@ -1,0 +1,121 @@
+"""analyze's construction check: families that must stay equal in width are tied, a channel facing a
+tensor without channel identity is unprunable, and a failing family loses only its culprit groups."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import zigprune as zp
+from zigprune.core.store import Store
+
+
+class ShapeRead(nn.Module):
+    """A Linear over channels whose output is reshaped to the conv's channel count, read from its shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.lin = nn.Linear(8, 8)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        b, c, h, w = y.shape
+        return self.head(self.lin(y.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w))
+
+
+class CatRaw(nn.Module):
+    """A learned per-channel scale over ``cat([x_raw, conv(x_raw)])``: its first entry faces the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 24, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(1, 25, 1, 1) + 0.5)
+        self.head = nn.Conv2d(25, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([x, self.conv(x)], 1) * self.scale)
+
+
+def _every_selection_constructs(make: type[nn.Module], x: torch.Tensor, trials: int = 12) -> int:
+    """Zero random selections (unequal ones included) in fresh copies; each must construct exactly."""
+    torch.manual_seed(0)
+    reference = make().eval()
+    groups = 0
+    for trial in range(trials):
+        model = make().eval()
+        model.load_state_dict(reference.state_dict())
+        space = zp.analyze(model, x)
+        groups = space.num_groups
+        rng = random.Random(trial)
+        space.zero_(rng.sample(range(groups), rng.randint(1, groups)))
+        with torch.no_grad():
+            torch.testing.assert_close(space.construct()(x), model(x), atol=1e-5, rtol=1e-4)
+    return groups
+
+
+def test_reshape_sized_by_another_tensor_ties_the_two_families() -> None:
+    x = torch.randn(2, 3, 4, 4)
+    space = zp.analyze(ShapeRead().eval(), x)
+    assert space.check.tied == [["conv", "lin"]]
+    assert space.num_groups == 8 and not space.check.dropped and not space.check.cut
+    assert _every_selection_constructs(ShapeRead, x) == 8
+
+
+def test_scale_entry_facing_the_raw_input_is_unprunable_and_the_rest_prunable() -> None:
+    x = torch.randn(2, 1, 6, 6)
+    space = zp.analyze(CatRaw().eval(), x)
+    assert space.num_groups == 24
+    family = next(f for f in space.families if f.groups)
+    assert any("scale meets a tensor without channel identity" in r for r in family.reasons)
+    assert not space.check.changed  # the rule saw it: nothing was left for the check
+    assert _every_selection_constructs(CatRaw, x) == 24
+
+
+def test_check_cuts_only_the_culprit_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule that misses the raw-input fact leaves one bad group: the check removes that one only."""
+    poison = Store.poison
+
+    def forgetful(self: Store, ids: torch.Tensor, reason: str) -> None:
+        if "without channel identity" not in reason:
+            poison(self, ids, reason)
+
+    monkeypatch.setattr(Store, "poison", forgetful)
+    x = torch.randn(2, 1, 6, 6)
+    assert zp.analyze(CatRaw().eval(), x, check=False).num_groups == 25
+    space = zp.analyze(CatRaw().eval(), x)
+    assert space.num_groups == 24
+    assert sum(space.check.cut.values()) == 1 and not space.check.dropped
+    assert _every_selection_constructs(CatRaw, x) == 24
+
+
+def test_construction_error_says_what_to_do_instead() -> None:
+    x = torch.randn(2, 3, 4, 4)
+    model = ShapeRead().eval()
+    space = zp.analyze(model, x, check=False)
+    conv = next(f for f in space.families if f.name == "conv")
+    space.zero_(conv.groups[:3])
+    with pytest.raises(zp.ConstructionError) as info:
+        space.construct()
+    message = str(info.value)
+    assert "zp.analyze(..., check=True) (the default)" not in message
+    families = [int(i) for i in re.findall(r"#(\d+)", message)]
+    assert conv.index in families and f"space.drop_families({families}" in message
+    space.drop_families(families, "construction fails")
+    with torch.no_grad():
+        torch.testing.assert_close(space.construct()(x), model(x))
+
+
+def test_summary_reports_what_the_check_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = zp.analyze(ShapeRead().eval(), torch.randn(2, 3, 4, 4)).summary()
+    assert "tied to keep equal widths: conv + lin" in text
+    assert "construction check" not in zp.analyze(CatRaw().eval(), torch.randn(2, 1, 6, 6)).summary()
+    monkeypatch.setattr("zigprune.core.check._partner", lambda *args: None)
+    space = zp.analyze(ShapeRead().eval(), torch.randn(2, 3, 4, 4))
+    assert space.num_groups == 0 and sorted(space.check.dropped) == ["conv", "lin"]
+    assert "made wholly unprunable: " in space.summary()

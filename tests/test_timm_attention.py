@@ -1,0 +1,125 @@
+"""timm's attention patterns (issue 17), each as a small module: heads pruned, and exact.
+
+timm itself is not needed: every class copies the few lines of a timm model that mattered.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_timm_patterns import exact, family
+from torch import nn
+
+# -- ViT attention (item 3) -------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """timm's ``Attention``: one qkv Linear, ``reshape(B, N, 3, self.num_heads, self.head_dim)``,
+    ``unbind(0)``, optional per-head ``q_norm``/``k_norm``, sdpa, ``reshape(B, N, self.attn_dim)``."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, qk_norm: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_dim = num_heads * self.head_dim
+        self.qkv = nn.Linear(dim, self.attn_dim * 3)
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(self.attn_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, self.attn_dim))
+
+
+class GroupedQueryAttention(nn.Module):
+    """gemma4_vit's attention: separate projections, ``k.repeat_interleave(self.num_kv_groups, dim=1)``."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, num_kv_heads: int = 2) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, dim // num_heads
+        self.num_kv_groups = num_heads // num_kv_heads
+        self.q_proj = nn.Linear(dim, num_heads * self.head_dim)
+        self.k_proj = nn.Linear(dim, num_kv_heads * self.head_dim)
+        self.v_proj = nn.Linear(dim, num_kv_heads * self.head_dim)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        q = self.q_proj(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, N, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, N, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        k = k.repeat_interleave(self.num_kv_groups, dim=1)
+        v = v.repeat_interleave(self.num_kv_groups, dim=1)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.o_proj(x.transpose(1, 2).reshape(B, N, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, attn: nn.Module) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.attn = attn
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        return self.head(h + self.attn(h)).mean(1)
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_vit_attention_heads_are_pruned_exactly(qk_norm: bool) -> None:
+    x = torch.randn(2, 5, 8)
+    space, slim = exact(Block(Attention(qk_norm=qk_norm)), x, other_inputs=torch.randn(3, 7, 8))
+    assert len(family(space, "attn.qkv").groups) == 4
+    assert slim.attn.num_heads == slim.attn.attn_dim // 4 < 4
+    assert slim.attn.qkv.out_features == 3 * slim.attn.attn_dim
+
+
+def test_grouped_query_attention_with_repeated_keys_prunes_whole_key_value_groups() -> None:
+    x = torch.randn(2, 5, 8)
+    space, slim = exact(Block(GroupedQueryAttention()), x, 1.0, other_inputs=torch.randn(3, 7, 8))
+    assert len(family(space, "attn.q_proj").groups) == 2
+    assert slim.attn.num_kv_heads == 1 and slim.attn.num_heads == 2
+    assert slim.attn.k_proj.out_features == 4
+
+
+# -- multi-query attention (item 6, mobilenetv5) ------------------------------------------------------
+
+
+class MultiQueryAttention(nn.Module):
+    """MobileNetV5's ``MultiQueryAttention2d``: ``num_heads`` query heads, one key and one value head
+    (1x1 convs), sdpa, and the heads merged back into channels for the output conv."""
+
+    def __init__(self, dim: int = 8, num_heads: int = 4, key_dim: int = 4, value_dim: int = 4) -> None:
+        super().__init__()
+        self.num_heads, self.key_dim = num_heads, key_dim
+        self.stem = nn.Conv2d(3, dim, 1)
+        self.query = nn.Conv2d(dim, num_heads * key_dim, 1)
+        self.key = nn.Conv2d(dim, key_dim, 1)
+        self.value = nn.Conv2d(dim, value_dim, 1)
+        self.output = nn.Conv2d(num_heads * value_dim, 2, 1)
+
+    @staticmethod
+    def _reshape_input(t: torch.Tensor) -> torch.Tensor:
+        s = t.shape
+        return t.reshape(s[0], s[1], -1).transpose(1, 2).unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        B, _, H, W = x.shape
+        q = self.query(x).reshape(B, self.num_heads, self.key_dim, -1).transpose(-1, -2)
+        o = F.scaled_dot_product_attention(
+            q, self._reshape_input(self.key(x)), self._reshape_input(self.value(x))
+        )
+        o = o.transpose(1, 2).reshape(B, H, W, -1).permute(0, 3, 1, 2)
+        return self.output(o).mean((2, 3))
+
+
+def test_multi_query_attention_prunes_value_channels_in_every_head() -> None:
+    space, slim = exact(MultiQueryAttention(), torch.randn(2, 3, 4, 4))
+    assert len(family(space, "value").groups) == 4
+    assert slim.output.in_channels == 4 * slim.value.out_channels < 16
+    assert any("share one key/value head" in r for r in family(space, "query").reasons)
