@@ -119,3 +119,18 @@ def test_summary_reports_what_the_check_changed(monkeypatch: pytest.MonkeyPatch)
     space = zp.analyze(ShapeRead().eval(), torch.randn(2, 3, 4, 4))
     assert space.num_groups == 0 and sorted(space.check.dropped) == ["conv", "lin"]
     assert "made wholly unprunable: " in space.summary()
+
+
+def test_a_tied_space_saves_and_loads(tmp_path) -> None:
+    """The check's ties are recorded in plan.json, so zp.load rebuilds the same groups without the check."""
+    x = torch.randn(2, 3, 4, 4)
+    torch.manual_seed(0)
+    model = ShapeRead().eval()
+    space = zp.analyze(model, x)
+    space.zero_(space.families[next(f.index for f in space.families if f.groups)].groups[:3])
+    slim = space.construct()
+    directory = zp.save(tmp_path / "run", slim, space, "test_construction_check:ShapeRead")
+    loaded = zp.load(directory, factory=ShapeRead)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert loaded.lin.out_features == 5

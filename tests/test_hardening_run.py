@@ -281,6 +281,10 @@ def test_a_relative_factory_run_loads_from_anywhere(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(elsewhere)
     slim = zp.load(folder, trust_factory=True)
     assert isinstance(slim, nn.Module)
+    assert json.loads((folder / "run.json").read_text())["model"] == f"{tmp_path / 'my_net.py'}:build"
+    (folder / "metrics.json").unlink()  # an unfinished run, resumed from another folder
+    assert main(["compress", "--out", str(folder), "--resume", "--trust-factory", "--no-progress"]) == 0
+    assert (folder / "metrics.json").is_file()
 
 
 # -- 7. documented times say what they include ------------------------------------------------------------

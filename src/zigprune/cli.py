@@ -99,8 +99,8 @@ def _compress(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.default_out(config)
     if args.resume:
         saved = run.check_dir(out, resume=True, force=args.force)
-        changed = [f"--{k.replace('_', '-')} (saved: {getattr(saved, k)!r})" for k, v in explicit.items()
-                   if getattr(saved, k) != v]  # fmt: skip
+        changed = [f"--{k.replace('_', '-')} (saved: {getattr(saved, k)!r})" for k in explicit
+                   if getattr(saved, k) != getattr(config, k)]  # fmt: skip
         if changed:
             raise run.RunDirError(f"--resume continues the run saved in {out}; drop {', '.join(changed)}")
     command = shlex.join(["zigprune", *args.argv])

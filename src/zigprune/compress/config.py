@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.spec import ModelSpec
 
 
 @dataclass
 class Config:
-    """Everything that determines a run (saved as ``run.json`` so ``--resume`` continues the same run)."""
+    """Everything that determines a run (saved as ``run.json`` so ``--resume`` continues the same run).
+
+    A factory file's path is made absolute, so the run resumes and loads from any working folder.
+    """
 
     model: str = "digits_cnn"
     data: str = "digits"
@@ -46,6 +50,7 @@ class Config:
         _check("latency_seconds", self.latency_seconds, 0.0, strict=True)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum is {self.momentum}; give a number in [0, 1), e.g. 0.9")
+        self.model = ModelSpec(self.model).absolute().text
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

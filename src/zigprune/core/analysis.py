@@ -180,6 +180,18 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
     return space
 
 
+def reanalyze(model: nn.Module, example_inputs: Any, ties: list[tuple[list[int], list[int]]]) -> GroupSpace:
+    """The space a checked analysis gave, rebuilt from the ties its check recorded (``space.check.ties``).
+
+    Loading uses it: the groups (and so the saved plan's fingerprint) come out the same, without
+    running the construction check on a freshly built model.
+    """
+    store, _, inputs = analyze_model(model, example_inputs)
+    for a, b in ties:
+        store.union(torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long))
+    return GroupSpace(model, inputs, store, resolve(store))
+
+
 def _check_finite(space: GroupSpace) -> None:
     """The construction check compares outputs: NaN or Inf on the example inputs would make it meaningless."""
     for i, value in enumerate(outputs(space.model, space.inputs)):

@@ -27,11 +27,16 @@ MAX_PAIRING = 2
 
 @dataclass
 class CheckReport:
-    """What the construction check changed: families tied, groups cut from a family, families dropped."""
+    """What the construction check changed: families tied, groups cut from a family, families dropped.
+
+    ``ties`` holds the element ids each tie joined, so that loading can rebuild the same groups
+    (:func:`zigprune.core.analysis.reanalyze`) without running the check again.
+    """
 
     tied: list[list[str]] = field(default_factory=list)
     cut: dict[str, int] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
+    ties: list[tuple[list[int], list[int]]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -73,8 +78,9 @@ def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: Check
         if partner is None:
             _drop(space, store, b.family, report)
             continue
-        groups = [space.families[f].groups for f in (b.family, partner)]
-        store.union(_elements(space, groups[0]), _elements(space, groups[1]))
+        first, second = (_elements(space, space.families[f].groups) for f in (b.family, partner))
+        store.union(first, second)
+        report.ties.append((first.tolist(), second.tolist()))
         tied.update((b.family, partner))
         report.tied.append([name, space.families[partner].name])
 

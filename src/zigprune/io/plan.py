@@ -119,6 +119,7 @@ def build_plan(space: GroupSpace, spec: ModelSpec, inputs: Inputs, pruned: torch
         "pruned_groups": groups.tolist(),
         "pruned_classes": torch.nonzero(pruned[:-1]).reshape(-1).tolist(),
         "widths": _widths(space, pruned),
+        "ties": space.check.ties if space.check is not None else [],
         "params": {"before": space.params(), "after": space.params(groups)},
         "macs": {"before": space.macs(), "after": space.macs(groups)},
     }

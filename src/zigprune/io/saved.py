@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.analysis import analyze
+from ..core.analysis import reanalyze
 from ..core.construct import build, outputs
 from ..core.space import GroupSpace
 from ..core.trace import Inputs, as_inputs
@@ -72,9 +72,9 @@ def _check_slim(slim: nn.Module, space: GroupSpace, pruned: torch.Tensor) -> Non
         )
 
 
-def _verify_spec(spec: ModelSpec, inputs: Inputs, expected: str) -> None:
-    """Build the model from ``spec`` and check its group structure is the one being saved."""
-    if fingerprint(analyze(spec.build(), inputs, check=False)) != expected:
+def _verify_spec(spec: ModelSpec, inputs: Inputs, expected: str, ties: list) -> None:
+    """Build the model from ``spec``; its group structure (with the check's ties) must be the saved one."""
+    if fingerprint(reanalyze(spec.build(), inputs, ties)) != expected:
         raise ModelError(
             f"model spec {spec.text!r} with {spec.kwargs} builds a model with a different group structure "
             "than the analysed one; pass the spec (and keyword arguments) the model was built from"
@@ -109,7 +109,7 @@ def save(
     plan = build_plan(space, spec, inputs, pruned)
     plan["checksum"] = checksum(outputs(model, matching(make_inputs(plan["inputs"]), model)))
     if check:
-        _verify_spec(spec, make_inputs(plan["inputs"]), plan["fingerprint"])
+        _verify_spec(spec, make_inputs(plan["inputs"]), plan["fingerprint"], plan["ties"])
     plan["metadata"] = metadata or {}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def load(
     with _as_load_error(f"{PLAN} records inputs this zigprune cannot remake", "save the model again"):
         inputs = make_inputs(plan["inputs"])
     with _as_load_error(f"cannot re-analyse the model from spec {text!r}", "restore the factory"):
-        space = analyze(model, inputs, check=False)
+        space = reanalyze(model, inputs, [tuple(tie) for tie in plan.get("ties", [])])
     if fingerprint(space) != plan["fingerprint"] or space.num_classes != plan["num_classes"]:
         raise LoadError(
             f"the model built from spec {text!r} has a different group structure than the saved one "
