@@ -123,3 +123,47 @@ def test_multi_query_attention_prunes_value_channels_in_every_head() -> None:
     assert len(family(space, "value").groups) == 4
     assert slim.output.in_channels == 4 * slim.value.out_channels < 16
     assert any("share one key/value head" in r for r in family(space, "query").reasons)
+
+
+# -- relative-position bias (Swin's WindowAttention) ------------------------------------------------------
+
+
+class WindowAttention(nn.Module):
+    """timm's Swin ``WindowAttention``: a per-head bias gathered from ``relative_position_bias_table``
+    by a fixed index buffer, ``.view(N, N, -1).permute(2, 0, 1)``, given to sdpa or added to the scores."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, window: int = 3, fused: bool = True) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.fused = num_heads, dim // num_heads, fused
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.randn((2 * window - 1) ** 2, num_heads))
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+        ).flatten(1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer(
+            "relative_position_index", relative[..., 0] * (2 * window - 1) + relative[..., 1]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(N, N, -1)
+        bias = bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+        if self.fused:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            x = ((q * self.head_dim**-0.5) @ k.transpose(-2, -1) + bias).softmax(-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(B, N, -1))
+
+
+def test_relative_position_bias_goes_with_its_head() -> None:
+    """With sdpa (timm's fused path). The eager path's ``self.num_heads`` reshape is not rewritten yet,
+    so the check keeps those heads (exact, not pruned)."""
+    space, slim = exact(WindowAttention(), torch.randn(2, 9, 16))
+    heads = family(space, "qkv")
+    assert len(heads.groups) == 4 and not heads.reasons
+    kept = slim.relative_position_bias_table.shape[1]
+    assert kept < 4 and slim.qkv.out_features == 3 * kept * 4

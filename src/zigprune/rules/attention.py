@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..core.label import Label, expand_dims
+from ..core.label import Label, ParamRef, expand_dims
 from ..core.store import HeadRecord
 from .registry import Ctx, rule
 from .sizes import module_path
@@ -66,6 +66,8 @@ def sdpa(ctx: Ctx) -> Any:
     mask = ctx.args.get("attn_mask")
     if isinstance(mask, Label):
         _tie_mask(ctx, expand_dims(mask, ndim), ids)
+    elif isinstance(mask, ParamRef):
+        _tie_param_mask(ctx, mask, ids, ndim)
     if not bool((ids >= 0).any()):
         out = Label.rigid(shape)
     else:
@@ -116,6 +118,27 @@ def _tie_mask(ctx: Ctx, mask: Label, ids: torch.Tensor) -> None:
         ctx.store.union(mask.full_ids(), ids)
     elif mask.shape[-3] > 1:
         ctx.store.poison(ids, f"the attention mask of {ctx.name} differs per head")
+
+
+def _tie_param_mask(ctx: Ctx, mask: ParamRef, ids: torch.Tensor, ndim: int) -> None:
+    """A bias parameter used as the mask (a relative-position bias): its head dim is cut with the
+    heads, no other dim may be cut; a constant mask that differs per head keeps every head."""
+    off = ndim - len(mask.shape)
+    head = ndim - 3 - off
+    if mask.kind == "constant":
+        if 0 <= head < len(mask.shape) and mask.shape[head] > 1:
+            ctx.store.poison(ids, f"the attention mask of {ctx.name} differs per head")
+        return
+    for d, (size, pdim) in enumerate(zip(mask.shape, mask.pdims)):
+        if pdim is None or size == 1:
+            continue
+        pids = ctx.store.pdim(mask.name, pdim, size)
+        if d == head:
+            view = [1] * ndim
+            view[ndim - 3] = size
+            ctx.store.union(ids, pids.reshape(view))
+        else:
+            ctx.store.poison(pids, f"{mask.name} is read whole as the attention mask of {ctx.name}")
 
 
 def _sdpa_macs(q: Any, k: Any, v: Any, out_shape: tuple[int, ...]) -> int:

@@ -17,14 +17,24 @@ from .registry import Ctx, rule
 
 
 def _param_view(ref: ParamRef, out_shape: tuple[int, ...]) -> ParamRef | None:
-    """A parameter reshaped only by adding or dropping size-1 dims keeps its dim mapping."""
+    """A parameter reshaped only by adding or dropping size-1 dims keeps its dim mapping; so do the
+    dims of an equal leading or trailing run when only dims without a mapping are reshaped between
+    (``table[index].view(N, N, heads)``: the heads stay parameter dim 1)."""
     kept = [(s, p) for s, p in zip(ref.shape, ref.pdims) if s != 1]
-    if [s for s in out_shape if s != 1] != [s for s, _ in kept]:
+    if [s for s in out_shape if s != 1] == [s for s, _ in kept]:
+        it = iter(p for _, p in kept)
+        return ParamRef(
+            ref.name, ref.kind, tuple(out_shape), tuple(next(it) if s != 1 else None for s in out_shape)
+        )
+    n_in, n_out = len(ref.shape), len(out_shape)
+    head = next((i for i in range(min(n_in, n_out)) if ref.shape[i] != out_shape[i]), min(n_in, n_out))
+    tail = next((i for i in range(min(n_in, n_out) - head) if ref.shape[-1 - i] != out_shape[-1 - i]),
+                min(n_in, n_out) - head)  # fmt: skip
+    middle = ref.pdims[head : n_in - tail]
+    if any(p is not None and s > 1 for p, s in zip(middle, ref.shape[head : n_in - tail])):
         return None
-    it = iter(p for _, p in kept)
-    return ParamRef(
-        ref.name, ref.kind, tuple(out_shape), tuple(next(it) if s != 1 else None for s in out_shape)
-    )
+    pdims = ref.pdims[:head] + (None,) * (n_out - head - tail) + ref.pdims[n_in - tail :]
+    return ParamRef(ref.name, ref.kind, tuple(out_shape), pdims)
 
 
 @rule(
@@ -197,9 +207,11 @@ def select(ctx: Ctx) -> Label:
 
 
 @rule("index.Tensor", "_unsafe_index.Tensor")
-def index(ctx: Ctx) -> Label:
-    lab = ctx.label(ctx["self"])
-    indices = ctx["indices"]
+def index(ctx: Ctx) -> Any:
+    src, indices = ctx["self"], ctx["indices"]
+    if isinstance(src, ParamRef):
+        return _param_rows(src, indices, tuple(ctx.out_shape))
+    lab = ctx.label(src)
     used = [d for d, idx in enumerate(indices) if idx is not None]
     if lab.labeled and (any(lab.dims[d] for d in used) or len(ctx.out_shape) != len(lab.shape)):
         ctx.store.poison(lab.ids, f"channels go through advanced indexing in {ctx.name}")
@@ -209,6 +221,17 @@ def index(ctx: Ctx) -> Label:
         if lab.labeled
         else Label.rigid(ctx.out_shape)
     )
+
+
+def _param_rows(ref: ParamRef, indices: list[Any], out_shape: tuple[int, ...]) -> Any:
+    """Rows of a parameter gathered by one index tensor (a relative-position bias table): the other
+    dims keep their mapping, so the table can still be cut along them; anything else is rigid."""
+    used = [d for d, idx in enumerate(indices) if idx is not None]
+    rest = len(ref.shape) - 1
+    if used != [0] or len(out_shape) < rest or tuple(out_shape[len(out_shape) - rest :]) != ref.shape[1:]:
+        return Label.rigid(out_shape)
+    pdims = (None,) * (len(out_shape) - rest) + ref.pdims[1:]
+    return ParamRef(ref.name, ref.kind, out_shape, pdims)
 
 
 @rule("constant_pad_nd", "pad")
