@@ -42,6 +42,22 @@ class CatRaw(nn.Module):
         return self.head(torch.cat([x, self.conv(x)], 1) * self.scale)
 
 
+class ReadsTheInputWidth(nn.Module):
+    """A Linear over channels reshaped to the *input's* channel count, concatenated with a conv's output:
+    one family, whose Linear channels must all stay while the conv's may go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.conv = nn.Conv2d(3, 6, 1)
+        self.head = nn.Conv2d(9, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.lin(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+        return self.head(torch.cat([y, self.conv(x)], 1))
+
+
 def _every_selection_constructs(make: type[nn.Module], x: torch.Tensor, trials: int = 12) -> int:
     """Zero random selections (unequal ones included) in fresh copies; each must construct exactly."""
     torch.manual_seed(0)
@@ -92,6 +108,13 @@ def test_check_cuts_only_the_culprit_group(monkeypatch: pytest.MonkeyPatch) -> N
     assert space.num_groups == 24
     assert sum(space.check.cut.values()) == 1 and not space.check.dropped
     assert _every_selection_constructs(CatRaw, x) == 24
+
+
+def test_check_finds_every_culprit_of_a_family_not_only_those_it_zeroed() -> None:
+    x = torch.randn(2, 3, 4, 4)
+    space = zp.analyze(ReadsTheInputWidth().eval(), x)
+    assert space.num_groups == 6 and sum(space.check.cut.values()) == 3 and not space.check.dropped
+    assert _every_selection_constructs(ReadsTheInputWidth, x) == 6
 
 
 def test_construction_error_says_what_to_do_instead() -> None:

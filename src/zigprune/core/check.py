@@ -65,10 +65,13 @@ def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: Check
     for b in broken:
         if b.family in tied:
             continue
-        budget = [2 * math.ceil(math.log2(len(b.groups) + 1)) + 4]
+        size = len(space.families[b.family].groups)
+        budget = [4 * math.ceil(math.log2(size + 1)) + 8]
         fault = _at_fault(space, b.groups, budget, top=True)
         if fault == b.groups and _another_breaks(space, b):
             fault = None
+        if fault is not None:
+            fault = _with_the_rest(space, b.family, fault, budget)
         name = space.families[b.family].name
         if fault is not None:
             _poison(space, store, fault)
@@ -83,6 +86,19 @@ def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: Check
         report.ties.append((first.tolist(), second.tolist()))
         tied.update((b.family, partner))
         report.tied.append([name, space.families[partner].name])
+
+
+def _with_the_rest(space: GroupSpace, family: int, fault: list[int], budget: list[int]) -> list[int] | None:
+    """The culprits of one selection, plus those among the family's other groups: the rest is cut all
+    at once and bisected until it constructs (None when that takes more than ``budget`` builds)."""
+    while True:
+        rest = [g for g in space.families[family].groups if g not in fault]
+        if not rest or not breaks(space, rest):
+            return fault
+        more = _at_fault(space, rest, budget)
+        if not more:
+            return None
+        fault = fault + more
 
 
 def _another_breaks(space: GroupSpace, broken: Broken) -> bool:

@@ -48,11 +48,13 @@ def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
 
 
 def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
-    """The selections to construct: half of every family, then counts that differ between families.
+    """The selections to construct: half of every family, counts that differ between families, then
+    one group of every family.
 
     The first round keeps families of equal size equal in width; the second gives them different
     counts (one of them may keep all), so families that must stay equal in width (a reshape sized from
-    another tensor's shape) break in it, and it zeroes the single-group families the first left alone.
+    another tensor's shape) break in it, and it zeroes the single-group families the first left alone;
+    the third cuts one group alone, which no coincidence of counts inside a family can hide.
     """
     rng = random.Random(seed)
     first: list[int] = []
@@ -71,7 +73,8 @@ def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
         counts = counts or [size // 2]
         for i, groups in enumerate(members):
             second += rng.sample(groups, counts[i % len(counts)])
-    return [chosen for chosen in (first, second) if chosen]
+    third = [rng.choice(family.groups) for family in space.families if len(family.groups) > 1]
+    return [chosen for chosen in (first, second, third) if chosen]
 
 
 def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:
