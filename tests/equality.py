@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import zigprune as zp
+from zigprune.core.construct import output_tensors
 
 
 def outputs(model: nn.Module, inputs: Any) -> list[torch.Tensor]:
@@ -19,17 +20,7 @@ def outputs(model: nn.Module, inputs: Any) -> list[torch.Tensor]:
             out = model(*inputs)
         else:
             out = model(inputs)
-    return flatten(out)
-
-
-def flatten(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in flatten(v)]
-    if isinstance(value, list | tuple):
-        return [t for v in value for t in flatten(v)]
-    return []
+    return output_tensors(out)
 
 
 def assert_close(reference: list[torch.Tensor], got: list[torch.Tensor], rel: float = 1e-4) -> None:

@@ -108,20 +108,22 @@ def _linear(old: nn.Linear, new: nn.Linear) -> None:
 
 @updater(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _conv(old: nn.Module, new: nn.Module) -> None:
-    out_channels = new.weight.shape[0]
-    if old.groups > 1:
-        new.groups = out_channels // (old.out_channels // old.groups)
-    new.out_channels = out_channels
-    new.in_channels = new.weight.shape[1] * new.groups
+    _grouped(old, new, "out_channels", "in_channels")
 
 
 @updater(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def _conv_transpose(old: nn.Module, new: nn.Module) -> None:
-    in_channels = new.weight.shape[0]
+    _grouped(old, new, "in_channels", "out_channels")
+
+
+def _grouped(old: nn.Module, new: nn.Module, first: str, second: str) -> None:
+    """Channel counts and groups of a (transposed) conv: weight dim 0 holds ``first``, dim 1 one group's
+    share of ``second``; the group size along ``first`` is kept, so the group count follows the cut."""
+    size = new.weight.shape[0]
     if old.groups > 1:
-        new.groups = in_channels // (old.in_channels // old.groups)
-    new.in_channels = in_channels
-    new.out_channels = new.weight.shape[1] * new.groups
+        new.groups = size // (getattr(old, first) // old.groups)
+    setattr(new, first, size)
+    setattr(new, second, new.weight.shape[1] * new.groups)
 
 
 @updater(nn.modules.batchnorm._NormBase)

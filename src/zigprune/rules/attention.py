@@ -15,6 +15,7 @@ import torch
 
 from ..core.label import Label, ParamRef, expand_dims
 from ..core.store import HeadRecord
+from .elementwise import tie_param
 from .registry import Ctx, rule
 from .sizes import module_path
 
@@ -121,24 +122,20 @@ def _tie_mask(ctx: Ctx, mask: Label, ids: torch.Tensor) -> None:
 
 
 def _tie_param_mask(ctx: Ctx, mask: ParamRef, ids: torch.Tensor, ndim: int) -> None:
-    """A bias parameter used as the mask (a relative-position bias): its head dim is cut with the
-    heads, no other dim may be cut; a constant mask that differs per head keeps every head."""
+    """A bias parameter used as the mask (a relative-position bias): its head dim is cut with the heads,
+    as an elementwise partner's would be, and no other dim may be cut; a constant mask that differs per
+    head keeps every head."""
     off = ndim - len(mask.shape)
     head = ndim - 3 - off
     if mask.kind == "constant":
         if 0 <= head < len(mask.shape) and mask.shape[head] > 1:
             ctx.store.poison(ids, f"the attention mask of {ctx.name} differs per head")
         return
+    tie_param(ctx, mask, ids, tuple(d == ndim - 3 for d in range(ndim)), (1,) * ndim)
     for d, (size, pdim) in enumerate(zip(mask.shape, mask.pdims)):
-        if pdim is None or size == 1:
-            continue
-        pids = ctx.store.pdim(mask.name, pdim, size)
-        if d == head:
-            view = [1] * ndim
-            view[ndim - 3] = size
-            ctx.store.union(ids, pids.reshape(view))
-        else:
-            ctx.store.poison(pids, f"{mask.name} is read whole as the attention mask of {ctx.name}")
+        if d != head and pdim is not None and size > 1:
+            reason = f"{mask.name} is read whole as the attention mask of {ctx.name}"
+            ctx.store.poison(ctx.store.pdim(mask.name, pdim, size), reason)
 
 
 def _sdpa_macs(q: Any, k: Any, v: Any, out_shape: tuple[int, ...]) -> int:

@@ -128,7 +128,7 @@ def combine(
         ids = _refuse_rigid(ctx, a, ids, dims)
     for value in operands:
         if isinstance(value, ParamRef) and value.kind != "constant":
-            _tie_param(ctx, value, ids, dims, out_shape)
+            tie_param(ctx, value, ids, dims, out_shape)
     zero_ops = operands if zero_of is None else zero_of
     zeros = [_operand_zero(v, label_shape, dims, ndim) for v in zero_ops if v is not None]
     if mode == "add":
@@ -162,7 +162,7 @@ def _refuse_rigid(ctx: Ctx, partner: Label, ids: torch.Tensor, dims: tuple[bool,
     return ids
 
 
-def _tie_param(ctx: Ctx, ref: ParamRef, ids: torch.Tensor, dims: tuple[bool, ...], out_shape) -> None:
+def tie_param(ctx: Ctx, ref: ParamRef, ids: torch.Tensor, dims: tuple[bool, ...], out_shape) -> None:
     """A parameter used elementwise owns the slices that line up with labeled channels."""
     off = len(out_shape) - len(ref.shape)
     for d in range(off, len(out_shape)):
