@@ -177,3 +177,68 @@ def test_fastest_ms_takes_the_fastest_call_and_restores_threads() -> None:
     assert len(calls) == 4 and all(calls), "one warm-up, then three timed calls, without autograd"
     assert 2 <= ms < 20, "the 2 ms call: not the 50 ms warm-up, nor the 30 and 20 ms ones"
     assert torch.get_num_threads() == before
+
+
+def test_make_batch_builds_every_batched_input_with_the_same_rows() -> None:
+    ids, mask = torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+    scale = torch.tensor([0.5, 2.0, 3.0])
+    batch = make_batch({"input_ids": ids, "attention_mask": mask, "scale": scale, "flag": True}, 5)
+    assert batch["input_ids"][:, 0].tolist() == [5, 8, 5, 8, 5] and batch["input_ids"].dtype == torch.int64
+    assert torch.equal(batch["attention_mask"], mask[[0, 1, 0, 1, 0]])
+    assert batch["scale"] is scale and batch["flag"] is True, "inputs without the batch dim are kept"
+    first, second = make_batch((torch.arange(4.0).reshape(2, 2), ids), 1)
+    assert first.tolist() == [[0.0, 1.0]] and second.tolist() == [[5, 6, 7]]
+
+
+class Recorder(nn.Module):
+    """Records the (input_ids, attention_mask) rows the wrapped Hugging Face model is called with."""
+
+    def __init__(self, model: nn.Module, log: list) -> None:
+        super().__init__()
+        self.model, self.log = model, log
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: object) -> object:
+        self.log.append((input_ids, attention_mask))
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+def test_hugging_face_models_are_timed_on_keyword_inputs() -> None:
+    from hf_zoo import bert_qa
+
+    model, example = bert_qa()
+    example.pop("token_type_ids")
+    log: list = []
+    result = compare(Recorder(model, log), model, example, batch_sizes=(1, 64), **FAST)
+    assert set(result.speedup) == {1, 64}
+    assert {ids.shape for ids, _ in log} == {(1, 8), (64, 8)}
+    pairs = {(tuple(i.tolist()), tuple(m.tolist())) for ids, mask in log for i, m in zip(ids, mask)}
+    expected = {(tuple(i.tolist()), tuple(m.tolist())) for i, m in zip(*example.values())}
+    assert pairs == expected, "every timed row is an example row, ids still paired with their mask"
+
+
+def test_onnx_latency_feeds_every_named_input(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import zigprune as zp
+    from hf_zoo import bert_qa
+
+    model, example = bert_qa()
+    path = zp.export_onnx(model, example, tmp_path / "bert.onnx", check=False)
+    results = measure_onnx(path, example, batch_sizes=(1, 64), **FAST)
+    assert [(r.backend, r.batch) for r in results] == [("onnxruntime", 1), ("onnxruntime", 64)]
+    longer = {k: v.repeat(1, 2) for k, v in example.items()}
+    assert compare(path, path, longer, backend="onnx", batch_sizes=(3,), **FAST).speedup[3] > 0
+
+
+def test_onnx_latency_says_which_input_does_not_fit(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    path = write_onnx_mlp(tmp_path / "mlp.onnx", 8)
+    with pytest.raises(
+        LatencyError, match=r"input 'x' of .* has a fixed size of 16 on axis 1, but the example's is 15"
+    ):
+        measure_onnx(path, torch.randn(2, 15))
+    with pytest.raises(
+        LatencyError, match=r"takes the inputs x, but the example gives a, b; pass the example"
+    ):
+        measure_onnx(path, {"a": torch.randn(2, 16), "b": torch.randn(2, 16)})
+    with pytest.raises(LatencyError, match=r"example must be a Tensor, a tuple of positional .* not str"):
+        measure(mlp(8), "a sentence")

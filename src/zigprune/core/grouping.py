@@ -96,6 +96,22 @@ class Grouping:
             values = values.to(s.param.dtype)
         return values[s.group].reshape(s.view)
 
+    def row_mean(self, values: dict[int, float]) -> torch.Tensor:
+        """Per-group mean over the group's values of a per-parameter number (``values[id(param)]``).
+
+        Rows in parameters missing from ``values`` count as 0, so ``row_mean({id(p): 1.0})`` is the share
+        of each group's values that lies in ``p`` (e.g. the groups a frozen parameter touches).
+        """
+
+        def weighted() -> Slices:
+            for s in self.slices:
+                if id(s.param) in values:
+                    rows, width = s.param.shape[s.dim], s.param.numel() // max(s.param.shape[s.dim], 1)
+                    value = float(values[id(s.param)]) * width
+                    yield torch.full((rows, 1), value, dtype=torch.float64), 0, s.group.cpu()
+
+        return per_group(weighted(), self.num_groups, lambda rows: rows[:, 0]) / self.sizes
+
     def params(self) -> list[nn.Parameter]:
         """The parameters that hold producer slices, each once."""
         return list({id(s.param): s.param for s in self.slices}.values())

@@ -119,13 +119,15 @@ def removed_share(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
     return 1 - cost_left(space, pruned, by) / max(total_cost(space, by), 1)
 
 
-def check_reachable(space: GroupSpace, target: Target) -> None:
+def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None = None) -> None:
     """Raise ``TargetError`` unless removing every removable group meets ``target``.
 
-    Unprunable channels, and the channel (or ``round_to`` of them) every layer keeps, bound what
-    can go; checked up front so training never runs into a target no selection can meet.
+    Unprunable channels, the channel (or ``round_to`` of them) every layer keeps, and the groups in
+    ``keep`` (e.g. those with rows in frozen parameters) bound what can go; checked up front so
+    training never runs into a target no selection can meet.
     """
-    units = _units(space, torch.zeros(space.num_groups, dtype=torch.float64), _none(space), target.round_to)
+    scores = torch.zeros(space.num_groups, dtype=torch.float64)
+    units = _units(space, scores, _none(space), target.round_to, keep)
     everything = _none(space)
     everything[_flat(units)] = True
     if cost_left(space, everything, target.by) <= goal(space, target):
@@ -136,9 +138,10 @@ def check_reachable(space: GroupSpace, target: Target) -> None:
         if target.round_to == 1
         else f"widths stay multiples of {target.round_to}"
     )
+    frozen = f", or in the {int(keep.sum())} groups kept whole" if keep is not None and keep.any() else ""
     raise TargetError(
         f"target {target.fraction:g} of {target.by} cannot be reached: at most {most:.1%} of {target.by} "
-        f"can be removed (the rest is unprunable, or kept so that {kept}); lower target"
+        f"can be removed (the rest is unprunable{frozen}, or kept so that {kept}); lower target"
     )
 
 
@@ -155,7 +158,12 @@ def cost_left(space: GroupSpace, pruned: torch.Tensor, by: str) -> float:
 
 
 def select(
-    space: GroupSpace, scores: torch.Tensor, taken: torch.Tensor, target: Target, share: float
+    space: GroupSpace,
+    scores: torch.Tensor,
+    taken: torch.Tensor,
+    target: Target,
+    share: float,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Groups to add to ``taken`` so that ``share`` of the way to ``target`` is reached.
 
@@ -163,11 +171,12 @@ def select(
     a multiple of N. Lowest score first (divided by cost to ``cost_power`` for cost targets), never
     emptying a family that has no other channels, then the shortest prefix of units that meets the
     goal, checked with exact costs; every unit when even all of them fall short (see ``check_reachable``).
+    Groups in ``keep`` are never chosen; they count as channels their family keeps.
     """
     limit = goal(space, target, share)
     weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
-    units = _units(space, ratio, taken, target.round_to)
+    units = _units(space, ratio, taken, target.round_to, keep)
     chosen = _none(space)
     if cost_left(space, taken, target.by) <= limit or not units:
         return chosen
@@ -197,22 +206,26 @@ def _cost(space: GroupSpace, taken: torch.Tensor, target: Target) -> torch.Tenso
     return torch.ones(space.num_groups, dtype=torch.float64)
 
 
-def _units(space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, round_to: int) -> list[list[int]]:
+def _units(
+    space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, round_to: int, keep: torch.Tensor | None
+) -> list[list[int]]:
     """Removable units in the order to remove them.
 
-    Per family, untaken groups in score order are cut into units: first as many as bring the kept
-    width down to a multiple of ``round_to``, then ``round_to`` at a time, stopping at the family's
-    floor. A unit's key is the mean score of its groups, raised to at least the key of the unit
-    before it, so a stable sort keeps each family's units in order.
+    Per family, groups neither taken nor kept in score order are cut into units: first as many as
+    bring the kept width down to a multiple of ``round_to``, then ``round_to`` at a time, stopping at
+    the family's floor (its unprunable and kept channels, at least ``round_to``). A unit's key is the
+    mean score of its groups, raised to at least the key of the unit before it, so a stable sort
+    keeps each family's units in order.
     """
     units: list[list[int]] = []
     keys: list[float] = []
     score, gone = ratio.tolist(), taken.tolist()
+    held = keep.tolist() if keep is not None else [False] * len(gone)
     for family in space.families:
-        free = sorted((g for g in family.groups if not gone[g]), key=lambda g: (score[g], g))
-        kept = family.width - (len(family.groups) - len(free))
+        free = sorted((g for g in family.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
+        kept = family.width - sum(gone[g] for g in family.groups)
         fixed = family.width - len(family.groups)
-        floor = fixed if fixed else round_to
+        floor = max(fixed if fixed else round_to, fixed + sum(held[g] and not gone[g] for g in family.groups))
         target = (kept - 1) // round_to * round_to
         key = float("-inf")
         while free and target >= floor:

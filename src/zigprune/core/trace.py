@@ -31,6 +31,14 @@ class Inputs:
         """The tensor arguments: positional ones first, then keyword ones in order."""
         return [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, torch.Tensor)]
 
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor arguments by name, as ONNX export names them: ``input`` (or ``input_0``, ``input_1``
+        …) for positional ones, then the keyword ones by keyword."""
+        args = [v for v in self.args if isinstance(v, torch.Tensor)]
+        names = ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
+        kwargs = {k: v for k, v in self.kwargs.items() if isinstance(v, torch.Tensor)}
+        return {**dict(zip(names, args)), **kwargs}
+
 
 def as_inputs(example_inputs: Any, model: nn.Module | None = None) -> Inputs:
     """Accept a Tensor, a tuple/list of positional args, or a dict of keyword args (Hugging Face style)."""

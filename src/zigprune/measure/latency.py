@@ -1,5 +1,7 @@
 """How fast a model really is: robust wall-clock latency in eager PyTorch and in ONNX Runtime.
 
+The example is what ``zp.analyze`` takes: a Tensor, a tuple of positional arguments or a dict of
+keyword arguments (Hugging Face style); batches of each size are built along dim 0 of its tensors.
 Each (model, batch size) is timed call by call after a warm-up, for at least ``repeats`` calls and
 at least ``min_seconds``; the median is the headline and p10/p90 show the spread. ``compare`` times
 two models alternately, call by call, so background load on a shared machine hits both alike.
@@ -21,10 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..core.trace import eval_mode
-from ..errors import ZigpruneError
+from ..core.trace import Inputs, as_inputs, eval_mode
+from ..errors import ExampleInputError, ZigpruneError
 
 Call = Callable[[], Any]
+Bind = Callable[[Inputs], Call]
+EXAMPLE_FORMS = (
+    "a Tensor, a tuple of positional arguments or a dict of keyword arguments holding one non-empty batch "
+    "(batch dimension first)"
+)
 
 
 class LatencyError(ZigpruneError, ValueError):
@@ -54,7 +61,7 @@ class Comparison:
 
 def measure(
     model: nn.Module,
-    example: Tensor,
+    example: Any,
     *,
     batch_sizes: Sequence[int] = (1, 64),
     warmup: int = 3,
@@ -64,8 +71,9 @@ def measure(
 ) -> list[Latency]:
     """Latency of ``model`` in eager PyTorch (eval mode, ``inference_mode``), one entry per batch size.
 
-    ``example`` is one input batch; batches of each size are sliced from it or repeat it. Torch runs
-    with ``threads`` intra-op threads while timing (default 1: see the module docstring), then the
+    ``example`` is one input batch; batches of each size are sliced from it or repeat it (see
+    ``make_batch``); Hugging Face models run with ``use_cache=False``, as ``zp.analyze`` runs them. Torch
+    runs with ``threads`` intra-op threads while timing (default 1: see the module docstring), then the
     previous setting is restored.
     """
     return _time(_BACKENDS["torch"], [model], example, batch_sizes, warmup, repeats, min_seconds, threads)[0]
@@ -73,7 +81,7 @@ def measure(
 
 def measure_onnx(
     path: str | Path,
-    example: Tensor,
+    example: Any,
     *,
     batch_sizes: Sequence[int] = (1, 64),
     warmup: int = 3,
@@ -82,6 +90,9 @@ def measure_onnx(
     threads: int = 1,
 ) -> list[Latency]:
     """Latency of the ONNX model at ``path`` in ONNX Runtime's CPU provider, one entry per batch size.
+
+    The example's tensors feed the model's inputs by the names ``zp.export_onnx`` gives them (``input``,
+    ``input_i``, keywords), or in order when the file names them otherwise.
 
     The session gets the same ``threads`` as ``measure`` gives torch (default 1), one inter-op thread,
     sequential execution and no spin-waiting, so it neither oversubscribes a small machine nor burns
@@ -93,7 +104,7 @@ def measure_onnx(
 def compare(
     dense: nn.Module | str | Path,
     slim: nn.Module | str | Path,
-    example: Tensor,
+    example: Any,
     *,
     backend: str = "torch",
     batch_sizes: Sequence[int] = (1, 64),
@@ -140,12 +151,43 @@ def fastest_ms(call: Call, repeats: int = 5, threads: int = 1) -> float:
     return best * 1e3
 
 
-def make_batch(example: Tensor, size: int) -> Tensor:
-    """A batch of ``size`` samples: the first ``size`` of ``example``, or ``example`` repeated and cut."""
-    if size <= example.shape[0]:
-        return example[:size].contiguous()
-    copies = -(-size // example.shape[0])
-    return example.repeat(copies, *([1] * (example.dim() - 1)))[:size].contiguous()
+def make_batch(example: Any, size: int) -> Any:
+    """A batch of ``size`` samples in the example's form: the first ``size``, or the samples repeated in turn.
+
+    Every tensor input whose dim 0 is the example's batch is cut or repeated along it with the same rows,
+    so token ids stay paired with their attention mask; other inputs are kept as they are.
+    """
+    batch = _batch(_inputs(example), size)
+    if isinstance(example, Tensor):
+        return batch.args[0]
+    if isinstance(example, dict):
+        return batch.kwargs
+    return type(example)(batch.args) if isinstance(example, (tuple, list)) else batch
+
+
+def _inputs(example: Any) -> Inputs:
+    """The example as Inputs, with one non-empty batch; a LatencyError otherwise."""
+    try:
+        inputs = as_inputs(example)
+    except ExampleInputError:
+        raise LatencyError(f"example must be {EXAMPLE_FORMS}, not {type(example).__name__}") from None
+    batched = [t for t in inputs.tensors() if t.dim()]
+    if not batched or batched[0].shape[0] == 0:
+        raise LatencyError(f"example must be {EXAMPLE_FORMS}")
+    return inputs
+
+
+def _batch(inputs: Inputs, size: int) -> Inputs:
+    """``inputs`` with ``size`` rows (``0, 1, …, n-1, 0, 1, …``) of every tensor batched like the first."""
+    n = next(int(t.shape[0]) for t in inputs.tensors() if t.dim())
+    rows = torch.arange(size) % n
+
+    def take(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.dim() and value.shape[0] == n:
+            return value.index_select(0, rows.to(value.device))
+        return value
+
+    return Inputs(tuple(take(v) for v in inputs.args), {k: take(v) for k, v in inputs.kwargs.items()})
 
 
 @dataclass(frozen=True)
@@ -153,10 +195,10 @@ class _Backend:
     """How to run a target at one batch: ``prepare`` enters any context and returns a call factory."""
 
     name: str
-    prepare: Callable[[Any, ExitStack, int], Callable[[Tensor], Call]]
+    prepare: Callable[[Any, ExitStack, int], Bind]
 
 
-def _prepare_torch(model: Any, stack: ExitStack, threads: int) -> Callable[[Tensor], Call]:
+def _prepare_torch(model: Any, stack: ExitStack, threads: int) -> Bind:
     """Calls of ``model`` on a batch moved to its device, in eval mode; CUDA calls are synchronised."""
     if not isinstance(model, nn.Module):
         raise LatencyError(f"the torch backend times nn.Modules, got {type(model).__name__}")
@@ -165,11 +207,16 @@ def _prepare_torch(model: Any, stack: ExitStack, threads: int) -> Callable[[Tens
     device = param.device if param is not None else torch.device("cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else _nothing
 
-    def bind(batch: Tensor) -> Call:
-        on_device = batch.to(device)
+    defaults = as_inputs((), model).kwargs  # use_cache=False for Hugging Face models, as analyze runs them
+
+    def bind(batch: Inputs) -> Call:
+        moved = Inputs(
+            tuple(_to(v, device) for v in batch.args),
+            {**defaults, **{k: _to(v, device) for k, v in batch.kwargs.items()}},
+        )
 
         def call() -> None:
-            model(on_device)
+            moved.call(model)
             sync()
 
         return call
@@ -177,37 +224,70 @@ def _prepare_torch(model: Any, stack: ExitStack, threads: int) -> Callable[[Tens
     return bind
 
 
-def _prepare_onnx(path: Any, stack: ExitStack, threads: int) -> Callable[[Tensor], Call]:
-    """Calls of an ONNX Runtime CPU session on a batch given as its single input."""
+def _prepare_onnx(path: Any, stack: ExitStack, threads: int) -> Bind:
+    """Calls of an ONNX Runtime CPU session on a batch, its tensors fed to the model's inputs."""
     try:
         import onnxruntime as ort
     except ImportError as err:
         raise LatencyError("ONNX latency needs onnxruntime: pip install 'zigprune[onnx]'") from err
     if not isinstance(path, (str, Path)) or not Path(path).is_file():
-        raise LatencyError(
-            f"no ONNX model at {path!r}: export one first (torch.onnx.export) and pass its path"
-        )
+        raise LatencyError(f"no ONNX model at {path!r}: export one first (zp.export_onnx) and pass its path")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise LatencyError(f"{path} takes {len(inputs)} inputs; ONNX latency times single-input models only")
-    name, fixed = inputs[0].name, inputs[0].shape[0] if inputs[0].shape else None
+    takes = session.get_inputs()
 
-    def bind(batch: Tensor) -> Call:
-        if isinstance(fixed, int) and fixed != batch.shape[0]:
-            raise LatencyError(
-                f"{path} has a fixed batch size of {fixed}, so batch {batch.shape[0]} cannot run: export it "
-                f"with a dynamic batch dimension (dynamic_shapes) or pass batch_sizes=({fixed},)"
-            )
-        feed = {name: batch.detach().cpu().numpy()}
-        return lambda: session.run(None, feed)
+    def bind(batch: Inputs) -> Call:
+        feed = _feed(path, takes, batch)
+        for arg in takes:
+            _check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
+        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in feed.items()}
+        return lambda: session.run(None, arrays)
 
     return bind
+
+
+def _feed(path: Any, takes: list[Any], batch: Inputs) -> dict[str, Tensor]:
+    """The batch's tensors by the ONNX model's input names: by name if it has them all, else in order."""
+    named = batch.named_tensors()
+    wanted = [arg.name for arg in takes]
+    if all(name in named for name in wanted):
+        return {name: named[name] for name in wanted}
+    if len(named) == len(wanted):
+        return dict(zip(wanted, named.values()))
+    raise LatencyError(
+        f"{path} takes the inputs {', '.join(wanted)}, but the example gives {', '.join(named) or 'none'}; "
+        "pass the example inputs the model was exported with"
+    )
+
+
+def _check_fixed(path: Any, name: str, shape: list[Any], tensor: Tensor) -> None:
+    """A LatencyError when ``tensor`` does not fit a fixed (numbered) size of the ONNX input ``name``."""
+    if len(shape) != tensor.dim():
+        raise LatencyError(
+            f"input {name!r} of {path} has {len(shape)} axes, but the example's has {tensor.dim()}; "
+            "pass the example inputs the model was exported with"
+        )
+    for axis, (fixed, size) in enumerate(zip(shape, tensor.shape)):
+        if not isinstance(fixed, int) or fixed == size:
+            continue
+        if axis == 0:
+            raise LatencyError(
+                f"{path} has a fixed batch size of {fixed}, so batch {size} cannot run: export it "
+                f"with a dynamic batch dimension (zp.export_onnx) or pass batch_sizes=({fixed},)"
+            )
+        raise LatencyError(
+            f"input {name!r} of {path} has a fixed size of {fixed} on axis {axis}, but the example's is "
+            f"{size}: time it with an example of that shape, or export it with that axis dynamic"
+        )
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """A tensor moved to ``device``; anything else as it is."""
+    return value.to(device) if isinstance(value, Tensor) else value
 
 
 def _nothing() -> None:
@@ -223,7 +303,7 @@ _BACKENDS = {
 def _time(
     backend: _Backend,
     targets: list[Any],
-    example: Tensor,
+    example: Any,
     batch_sizes: Sequence[int],
     warmup: int,
     repeats: int,
@@ -231,7 +311,8 @@ def _time(
     threads: int,
 ) -> list[list[Latency]]:
     """Per target, a Latency per batch size; the targets' calls alternate so they share the same load."""
-    _check(example, batch_sizes, warmup, repeats, min_seconds, threads)
+    _check(batch_sizes, warmup, repeats, min_seconds, threads)
+    inputs = _inputs(example)
     before = torch.get_num_threads()
     results: list[list[Latency]] = [[] for _ in targets]
     with ExitStack() as stack, torch.inference_mode():
@@ -239,7 +320,7 @@ def _time(
         stack.callback(torch.set_num_threads, before)
         binders = [backend.prepare(target, stack, threads) for target in targets]
         for size in batch_sizes:
-            batch = make_batch(example, size)
+            batch = _batch(inputs, size)
             calls = [bind(batch) for bind in binders]
             for times, out in zip(_interleave(calls, warmup, repeats, min_seconds), results):
                 out.append(_summarise(backend.name, size, times))
@@ -272,7 +353,6 @@ def _summarise(backend: str, batch: int, seconds: list[float]) -> Latency:
 
 
 def _check(
-    example: Tensor,
     batch_sizes: Sequence[int],
     warmup: int,
     repeats: int,
@@ -280,8 +360,6 @@ def _check(
     threads: int,
 ) -> None:
     """Raise a LatencyError naming the first argument that cannot be timed."""
-    if not isinstance(example, Tensor) or example.dim() == 0 or example.shape[0] == 0:
-        raise LatencyError("example must be a Tensor holding one non-empty batch (batch dimension first)")
     if not batch_sizes or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in batch_sizes):
         raise LatencyError(f"batch_sizes must be positive integers, got {tuple(batch_sizes)!r}")
     if warmup < 0 or repeats < 1 or min_seconds < 0:

@@ -1,17 +1,20 @@
-"""Shared machinery of the group-sparse optimizers: base SGD/Adam/AdamW updates over *all* parameters,
-hooks for group terms before and after the update, pinned zeros, and resumable state.
+"""Shared machinery of the group-sparse optimizers: base SGD/Adam/AdamW updates over the model's
+parameters (all of them, or torch-style param groups), hooks for group terms before and after the
+update, pinned zeros, a schedule derived from ``total_steps``, and resumable state.
 
-Parameters in no group get exactly the base update. The pruning state (step, selected and zeroed
-groups, importance) lives in ``state["zigprune"]``, so ``state_dict()``/``load_state_dict()`` resume it.
-Steps whose gradients are not finite are skipped (nothing changes), with a warning; pass
-``nonfinite="raise"`` to get an error instead.
+Parameters in no group get exactly the base update, with their param group's options. Group terms
+work on a zero-invariant group's whole vector whichever param groups hold its rows (see
+``GroupOptimizer``). The pruning state (step, selected and zeroed groups, importance, total steps)
+lives in ``state["zigprune"]``, so ``state_dict()``/``load_state_dict()`` resume it. Steps whose
+gradients are not finite are skipped (nothing changes), with a warning; pass ``nonfinite="raise"``
+to get an error instead.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -19,12 +22,25 @@ import torch
 from ..core.grouping import Grouping
 from ..core.selection import Target, check_reachable, removed_share
 from ..core.space import GroupSpace
+from ..errors import OptimizerError
+from .params import check_in_model, check_options, frozen_groups, model_params
 
 VARIANTS = ("sgd", "adam", "adamw")
 
 
 class GroupOptimizer(torch.optim.Optimizer):
-    """Base class: subclasses add group terms in ``_before_update`` and projections in ``_after_update``."""
+    """Base class: subclasses add group terms in ``_before_update`` and projections in ``_after_update``.
+
+    ``params`` takes what torch optimizers take: parameters, or dicts ``{"params": [...], "lr": ...,
+    "weight_decay": ...}`` whose options override ``lr``, ``momentum``, ``weight_decay`` … (not
+    ``variant``); by default every parameter of ``space.model`` that requires gradients. They must be
+    parameters of ``space.model``. The base update of each parameter uses its own group's options.
+    Group terms act on a zero-invariant group's whole vector, whichever param groups hold its rows:
+    selections, decay factors, half-space tests and pinned zeros are lr-free and cover every row, so
+    pruned groups reach exact zeros; group-lasso pulls (HSPG, DHSPG) are added to the gradients and
+    taken with each row's own lr. A group with rows in a model parameter left out of ``params``
+    (frozen) is kept whole, with a warning: the optimizer changes only the parameters it owns.
+    """
 
     def __init__(
         self,
@@ -33,6 +49,7 @@ class GroupOptimizer(torch.optim.Optimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         *,
+        params: Iterable[Any] | None = None,
         variant: str = "sgd",
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -42,8 +59,6 @@ class GroupOptimizer(torch.optim.Optimizer):
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
-        if lr < 0 or weight_decay < 0 or momentum < 0:
-            raise ValueError("lr, momentum and weight_decay must be non-negative")
         if nonfinite not in ("skip", "raise"):
             raise ValueError("nonfinite must be 'skip' or 'raise'")
         defaults: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay, "variant": variant}
@@ -51,16 +66,63 @@ class GroupOptimizer(torch.optim.Optimizer):
             defaults.update(momentum=momentum, nesterov=nesterov, dampening=dampening)
         else:
             defaults.update(betas=betas, eps=eps)
-        super().__init__([p for p in space.model.parameters() if p.requires_grad], defaults)
         self.space = space
+        self.frozen: torch.Tensor | None = None
+        super().__init__(model_params(space) if params is None else params, defaults)
         self.grouping = Grouping(space)
+        self.frozen = frozen_groups(space, self.grouping, self._owned())
         self.nonfinite = nonfinite
+        self.total_steps: int | None = None
         self.state["zigprune"] = {
             "step": 0,
             "skipped": 0,
             "pruned": torch.zeros(space.num_groups, dtype=torch.bool),
             "importance": torch.zeros(space.num_groups),
+            "total_steps": None,
         }
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.add_param_group``, checked; groups kept whole are found again."""
+        check_options(param_group, self.defaults)
+        super().add_param_group(param_group)
+        try:
+            check_in_model(self.space, self.param_groups[-1]["params"])
+        except OptimizerError:
+            self.param_groups.pop()
+            raise
+        if self.frozen is not None:
+            self.frozen = frozen_groups(self.space, self.grouping, self._owned())
+
+    def _owned(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _lrs(self) -> dict[int, float]:
+        """Each owned parameter's learning rate (its param group's, as the scheduler left it)."""
+        return {id(p): float(group["lr"]) for group in self.param_groups for p in group["params"]}
+
+    # -- schedule ---------------------------------------------------------------------------------------
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Derive the schedule again from ``total_steps`` (for a total known only when training starts).
+
+        Options given explicitly (``start_step=`` …) stay; those left to their defaults follow the new
+        total. The same total again does nothing; another total after the first step is an
+        ``OptimizerError``, since the schedule is already running.
+        """
+        total_steps = checked_total(total_steps)
+        if total_steps == self.total_steps:
+            return
+        if self.step_count:
+            raise OptimizerError(
+                f"set_total_steps({total_steps}) after {self.step_count} steps of a schedule made for "
+                f"total_steps={self.total_steps}: set the total before the first step"
+            )
+        self._schedule(total_steps)
+
+    def _schedule(self, total_steps: int | None) -> None:
+        """Set ``total_steps`` and what it derives (subclasses add their steps)."""
+        self.total_steps = total_steps
+        self.zig["total_steps"] = total_steps
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -73,11 +135,16 @@ class GroupOptimizer(torch.optim.Optimizer):
         return int(self.zig["step"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume; an optimizer made with ``total_steps=None`` takes the saved total, others keep theirs."""
         super().load_state_dict(state_dict)
         self.state["zigprune"] = {
             k: (v.clone() if isinstance(v, torch.Tensor) else v)
             for k, v in state_dict["state"]["zigprune"].items()
         }
+        saved = self.zig.get("total_steps")
+        if self.total_steps is None and saved is not None:
+            self._schedule(saved)
+        self.zig["total_steps"] = self.total_steps
 
     def report(self) -> dict[str, float]:
         """Progress for logs and bars: group sparsity, MACs left, groups pinned at zero."""
@@ -188,10 +255,12 @@ class TargetedOptimizer(GroupOptimizer):
     ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``
     and ``cost`` beside it; those left out take ``Target``'s defaults (groups, 1, 0, no cost function).
     A target that removing every removable group cannot meet is a ``TargetError`` here, saying how
-    much can go. ``start_step`` ends the warm-up (default 10% of ``total_steps``);
-    ``importance_momentum`` is the moving average's momentum. Every other argument goes to
-    ``GroupOptimizer``. The optimizer registers ``shortfall`` with the space, so ``space.construct()``
-    warns when the schedule had not finished (fewer steps run than ``total_steps`` promised).
+    much can go. ``total_steps=None`` leaves the schedule to ``set_total_steps`` (e.g. from the
+    Hugging Face Trainer, ``zigprune.hf.PruningCallback``), before the first step. ``start_step``
+    ends the warm-up (default 10% of ``total_steps``); ``importance_momentum`` is the moving
+    average's momentum. Every other argument goes to ``GroupOptimizer``. The optimizer registers
+    ``shortfall`` with the space, so ``space.construct()`` warns when the schedule had not finished
+    (fewer steps run than ``total_steps`` promised).
     """
 
     def __init__(
@@ -200,7 +269,7 @@ class TargetedOptimizer(GroupOptimizer):
         lr: float,
         *args: float,
         target: float | Target,
-        total_steps: int,
+        total_steps: int | None,
         by: str | None = None,
         round_to: int | None = None,
         cost_power: float | None = None,
@@ -209,18 +278,30 @@ class TargetedOptimizer(GroupOptimizer):
         importance_momentum: float = 0.9,
         **kwargs: Any,
     ) -> None:
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(
-                f"total_steps is {total_steps!r}: give the number of optimizer steps the run will take "
-                "(epochs x batches per epoch), at least 1; the schedule's warm-up and pruning depend on it"
-            )
+        if total_steps is not None:
+            checked_total(total_steps)
+        self.given_start_step = start_step
         super().__init__(space, lr, *args, **kwargs)
         self.target = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, cost=cost)
-        check_reachable(space, self.target)
-        self.total_steps = total_steps
-        self.start_step = default(start_step, total_steps, 0.1)
+        check_reachable(space, self.target, self.frozen)
+        self.start_step: int | None = None
+        self._schedule(total_steps)
         self.importance_momentum = importance_momentum
         space.shortfall = self.shortfall
+
+    def _schedule(self, total_steps: int | None) -> None:
+        super()._schedule(total_steps)
+        if total_steps is not None:
+            self.start_step = default(self.given_start_step, total_steps, 0.1)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        if self.total_steps is None:
+            raise OptimizerError(
+                "total_steps is not set: give total_steps= when making the optimizer, or call "
+                "set_total_steps(n) before the first step (zigprune.hf.PruningCallback does it in a Trainer)"
+            )
+        return super().step(closure)
 
     @property
     def schedule_end(self) -> int:
@@ -229,10 +310,13 @@ class TargetedOptimizer(GroupOptimizer):
 
     def report(self) -> dict[str, float]:
         """``GroupOptimizer.report`` plus ``pruning_done``: the share of the pruning schedule's steps run."""
-        return {**super().report(), "pruning_done": min(self.step_count / self.schedule_end, 1.0)}
+        done = 0.0 if self.total_steps is None else min(self.step_count / self.schedule_end, 1.0)
+        return {**super().report(), "pruning_done": done}
 
     def shortfall(self) -> str | None:
         """Why the target is not met yet (the schedule has steps left), or None once it has run to its end."""
+        if self.total_steps is None:
+            return "target not reached: total_steps was never set, so the pruning schedule never ran"
         if self.step_count >= self.schedule_end:
             return None
         removed = removed_share(self.space, self.space.zero_groups(), self.target.by)
@@ -247,6 +331,16 @@ class TargetedOptimizer(GroupOptimizer):
 def linear_decay(step_in_period: int, period: int) -> float:
     """Factor that takes a group linearly to exactly zero over ``period`` steps (0 at the last step)."""
     return max(period - step_in_period - 1, 0) / max(period - step_in_period, 1)
+
+
+def checked_total(total_steps: int) -> int:
+    """``total_steps`` if it is a positive int, else a ``ValueError`` saying what it should be."""
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(
+            f"total_steps is {total_steps!r}: give the number of optimizer steps the run will take "
+            "(epochs x batches per epoch), at least 1; the schedule's warm-up and pruning depend on it"
+        )
+    return total_steps
 
 
 def default(value: int | None, total_steps: int, share: float) -> int:

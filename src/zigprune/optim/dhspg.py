@@ -23,8 +23,9 @@ class DHSPG(TargetedOptimizer):
     """``torch.optim.Optimizer`` reaching ``target`` group sparsity (or MACs/params cut, ``by``).
 
     ``lmbda`` is the base penalty λ₀. By default (``None``) it is set at ``start_step`` from the
-    budget: the median norm of the candidates over (learning rate × steps until ``finish_step``),
-    so the pull alone could bring a typical candidate to zero within the run, however long it is.
+    budget: the median over candidates of norm / (learning rate × steps until ``finish_step``), so
+    the pull alone could bring a typical candidate to zero within the run, however long it is; a
+    candidate's learning rate is the mean over its values of their param groups' lr.
     ``amplify`` and ``hat`` bound the adaptive λ_g in
     ``[λ₀, hat·λ₀]``; ``epsilon`` sets the half-space projection; ``cost_power`` (default 0) weighs
     cost (or what ``cost`` returns) into the choice of candidates (see ``Target``; ``target`` may be
@@ -43,12 +44,18 @@ class DHSPG(TargetedOptimizer):
         epsilon: float = 0.9,
         **kwargs: Any,
     ) -> None:
+        self.given_finish_step = finish_step
+        self.finish_step = self.finish_steps = 0
         super().__init__(space, lr, *args, **kwargs)
-        self.finish_step = max(default(finish_step, self.total_steps, 0.8), self.start_step + 1)
-        self.finish_steps = max(1, default(None, self.total_steps, 0.1))
         self.amplify, self.hat, self.epsilon = amplify, hat, epsilon
         self.zig.update(redundant=torch.zeros(space.num_groups, dtype=torch.bool), lmbda=lmbda)
         self._before: dict[int, torch.Tensor] = {}
+
+    def _schedule(self, total_steps: int | None) -> None:
+        super()._schedule(total_steps)
+        if total_steps is not None:
+            self.finish_step = max(default(self.given_finish_step, total_steps, 0.8), self.start_step + 1)
+            self.finish_steps = max(1, default(None, total_steps, 0.1))
 
     @property
     def schedule_end(self) -> int:
@@ -62,7 +69,9 @@ class DHSPG(TargetedOptimizer):
         if step < self.start_step:
             return
         if step == self.start_step:
-            redundant |= select(self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0)
+            redundant |= select(
+                self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0, self.frozen
+            )
             if self.zig["lmbda"] is None:
                 self.zig["lmbda"] = self._budget_lmbda(redundant)
         lmbda = self.zig["lmbda"]
@@ -83,11 +92,11 @@ class DHSPG(TargetedOptimizer):
         self._before = {key: p.clone() for key, p in params.items()} if bool(redundant.any()) else {}
 
     def _budget_lmbda(self, redundant: torch.Tensor) -> float:
-        norms = self.grouping.norms()[redundant]
+        norms = self.grouping.norms()[redundant].double()
         if not norms.numel():
             return 0.0
-        lr = max(float(self.param_groups[0]["lr"]), 1e-8)
-        return float(norms.median()) / (lr * (self.finish_step - self.start_step))
+        lrs = self.grouping.row_mean(self._lrs())[redundant].clamp(min=1e-8)
+        return float((norms / lrs).median()) / (self.finish_step - self.start_step)
 
     def _after_update(self) -> None:
         redundant = self.zig["redundant"] & ~self.zig["pruned"]

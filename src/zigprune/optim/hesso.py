@@ -27,7 +27,8 @@ class HESSO(TargetedOptimizer):
     divides importance by cost^p first, the cost being MACs/params or what ``cost`` returns, e.g. a
     ``LayerLatency``; see ``Target``).
     ``total_steps`` sets the schedule: warm-up until ``start_step`` (default 10% of the steps), then
-    ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay.
+    ``periods`` rounds over ``pruning_steps`` (default 20%) of select-and-decay; ``set_total_steps``
+    derives it again from another total before the first step.
     ``variant`` picks the base update: ``"sgd"`` (``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``.
     ``round_to`` N keeps each pruned family's width a multiple of N (faster kernels on most hardware).
     """
@@ -41,11 +42,17 @@ class HESSO(TargetedOptimizer):
         periods: int = 10,
         **kwargs: Any,
     ) -> None:
+        self.given_pruning_steps, self.given_periods = pruning_steps, periods
+        self.periods = self.period_steps = 0
         super().__init__(space, lr, *args, **kwargs)
-        pruning_steps = default(pruning_steps, self.total_steps, 0.2)
-        self.periods = max(1, min(periods, pruning_steps))
-        self.period_steps = max(1, pruning_steps // self.periods)
         self.zig.update(active=torch.zeros(space.num_groups, dtype=torch.bool))
+
+    def _schedule(self, total_steps: int | None) -> None:
+        super()._schedule(total_steps)
+        if total_steps is not None:
+            pruning_steps = default(self.given_pruning_steps, total_steps, 0.2)
+            self.periods = max(1, min(self.given_periods, pruning_steps))
+            self.period_steps = max(1, pruning_steps // self.periods)
 
     @property
     def schedule_end(self) -> int:
@@ -64,7 +71,9 @@ class HESSO(TargetedOptimizer):
         if t == 0:
             taken = self.zig["pruned"] | self.zig["active"]
             share = (period + 1) / self.periods
-            self.zig["active"] |= select(self.space, self.zig["importance"], taken, self.target, share)
+            self.zig["active"] |= select(
+                self.space, self.zig["importance"], taken, self.target, share, self.frozen
+            )
         factor = torch.ones(self.space.num_groups)
         factor[self.zig["active"]] = linear_decay(t, self.period_steps)
         self.grouping.scale_(factor)
