@@ -418,7 +418,8 @@ def test_augment_crops_are_windows_of_the_padded_image_and_flips_mirror() -> Non
 def test_docs_examples_run() -> None:
     doc = Path(__file__).resolve().parents[1] / "docs" / "data.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict = {}
     exec(compile("\n".join(blocks), str(doc), "exec"), namespace)
     assert namespace["images"].shape == (64, 1, 8, 8) and set(namespace["result"].speedup) == {1, 64}
+    assert (len(namespace["text"].train), len(namespace["text"].test)) == (1439, 360)

@@ -7,7 +7,10 @@ import contextlib
 import io
 import json
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -158,6 +161,50 @@ def test_ctrl_c_while_timing_says_how_to_resume(interrupted: tuple[Path, str], t
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dense"]["accuracy"] is not None and metrics["speedup"]["torch"]
     assert not (out / "checkpoint.safetensors").exists() and not (out / "baseline.safetensors").exists()
+
+
+# A compress whose latency timing announces itself on stdout, then takes a minute: SIGTERM lands in it.
+SLOW_TIMING = """
+import sys, time
+from zigprune.cli import main
+from zigprune.measure import latency
+compare = latency.compare
+def slow(*args, **kwargs):
+    print("timing", flush=True)
+    time.sleep(60)
+    return compare(*args, **kwargs)
+latency.compare = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_timing_says_how_to_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["compress", *TINY, "--no-baseline", "--latency-seconds", "0.01", "--out", str(out)]
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_TIMING, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "timing\n", child.communicate()[1]
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (
+        f"zigprune: SIGTERM: stopped latency; continue with: zigprune compress --out {out} --resume"
+    )
+    assert "Traceback" not in err
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "metrics.json").exists()
+    assert main(["compress", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["speedup"]["torch"]
+
+
+def test_the_cli_restores_the_sigterm_handler(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["report", str(tmp_path / "missing")]) != 0
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_resume_refuses_another_seeds_checkpoint(

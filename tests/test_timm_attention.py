@@ -3,24 +3,35 @@
 timm itself is not needed: every class copies the few lines of a timm model that mattered.
 """
 
+import copy
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 from test_timm_patterns import exact, family
 from torch import nn
 
+import zigprune as zp
+from equality import prune_and_check
+
 # -- ViT attention (item 3) -------------------------------------------------------------------------------
 
 
 class Attention(nn.Module):
     """timm's ``Attention``: one qkv Linear, ``reshape(B, N, 3, self.num_heads, self.head_dim)``,
-    ``unbind(0)``, optional per-head ``q_norm``/``k_norm``, sdpa, ``reshape(B, N, self.attn_dim)``."""
+    ``unbind(0)``, optional per-head ``q_norm``/``k_norm``, sdpa or (``fused_attn=False``) the eager
+    ``q @ k.transpose(-2, -1)``, softmax, ``@ v``; then ``reshape(B, N, self.attn_dim)``."""
 
-    def __init__(self, dim: int = 16, num_heads: int = 4, qk_norm: bool = False) -> None:
+    def __init__(
+        self, dim: int = 16, num_heads: int = 4, qk_norm: bool = False, fused_attn: bool = True
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.attn_dim = num_heads * self.head_dim
+        self.scale = self.head_dim**-0.5
+        self.fused_attn = fused_attn
         self.qkv = nn.Linear(dim, self.attn_dim * 3)
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(self.head_dim) if qk_norm else nn.Identity()
@@ -30,7 +41,12 @@ class Attention(nn.Module):
         B, N, _ = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q @ k.transpose(-2, -1)) * self.scale
+            x = attn.softmax(dim=-1) @ v
         return self.proj(x.transpose(1, 2).reshape(B, N, self.attn_dim))
 
 
@@ -69,13 +85,77 @@ class Block(nn.Module):
         return self.head(h + self.attn(h)).mean(1)
 
 
+@pytest.mark.parametrize("fused_attn", [True, False])
 @pytest.mark.parametrize("qk_norm", [False, True])
-def test_vit_attention_heads_are_pruned_exactly(qk_norm: bool) -> None:
+def test_vit_attention_heads_are_pruned_exactly(qk_norm: bool, fused_attn: bool) -> None:
     x = torch.randn(2, 5, 8)
-    space, slim = exact(Block(Attention(qk_norm=qk_norm)), x, other_inputs=torch.randn(3, 7, 8))
+    attn = Attention(qk_norm=qk_norm, fused_attn=fused_attn)
+    space, slim = exact(Block(attn), x, other_inputs=torch.randn(3, 7, 8))
     assert len(family(space, "attn.qkv").groups) == 4
     assert slim.attn.num_heads == slim.attn.attn_dim // 4 < 4
     assert slim.attn.qkv.out_features == 3 * slim.attn.attn_dim
+
+
+def test_random_eager_heads_are_cut_exactly() -> None:
+    """Heads of the eager path, chosen at random: the slim model keeps the rest, with its head counts."""
+    torch.manual_seed(0)
+    model, x = Block(Attention(fused_attn=False)).eval(), torch.randn(2, 5, 8)
+    for seed in range(3):
+        trial = copy.deepcopy(model)
+        space = zp.analyze(trial, x)
+        heads = family(space, "attn.qkv").groups
+        chosen = random.Random(seed).sample(heads, 1 + seed % 3)
+        space.zero_(chosen)
+        reference = trial(x)
+        slim = space.construct()
+        torch.testing.assert_close(slim(x), reference, rtol=1e-5, atol=1e-6)
+        assert slim.attn.num_heads == 4 - len(chosen) and slim.attn.attn_dim == 4 * slim.attn.num_heads
+        assert zp.count(slim, x)["macs"] == space.macs(space.zero_groups())
+
+
+class ClassAttention(nn.Module):
+    """CaiT's ``ClassAttn`` (eager path): the head size is ``C // self.num_heads`` of the input width C,
+    and the heads merge back with ``reshape(B, 1, C)``, so neither follows a cut of the heads."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q = (
+            self.q(x[:, 0])
+            .unsqueeze(1)
+            .reshape(B, 1, self.num_heads, C // self.num_heads)
+            .permute(0, 2, 1, 3)
+        )
+        k = self.k(x).reshape(B, N, self.num_heads, C // self.num_heads).permute(0, 2, 1, 3)
+        v = self.v(x).reshape(B, N, self.num_heads, C // self.num_heads).permute(0, 2, 1, 3)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, 1, C))
+
+
+class ClassBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.attn = nn.Linear(8, 16), ClassAttention()
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.attn(self.embed(x))).mean(1)
+
+
+def test_heads_sized_from_the_input_width_stay_with_a_reason() -> None:
+    space, _ = prune_and_check(ClassBlock(), torch.randn(2, 5, 8), 0.5)
+    heads = family(space, "attn.q")
+    assert not heads.groups and heads.width == 4
+    (reason,) = heads.reasons
+    assert "the forward of attn computes a size that does not follow a cut of its heads" in reason
+    assert "C // num_heads" in reason
+    assert len(family(space, "mlp.0").groups) == 32
 
 
 def test_grouped_query_attention_with_repeated_keys_prunes_whole_key_value_groups() -> None:
@@ -159,10 +239,10 @@ class WindowAttention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, -1))
 
 
-def test_relative_position_bias_goes_with_its_head() -> None:
-    """With sdpa (timm's fused path). The eager path's ``self.num_heads`` reshape is not rewritten yet,
-    so the check keeps those heads (exact, not pruned)."""
-    space, slim = exact(WindowAttention(), torch.randn(2, 9, 16))
+@pytest.mark.parametrize("fused", [True, False])
+def test_relative_position_bias_goes_with_its_head(fused: bool) -> None:
+    """With sdpa (timm's fused path) and eager, where the bias is added to the scores."""
+    space, slim = exact(WindowAttention(fused=fused), torch.randn(2, 9, 16))
     heads = family(space, "qkv")
     assert len(heads.groups) == 4 and not heads.reasons
     kept = slim.relative_position_bias_table.shape[1]

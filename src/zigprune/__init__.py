@@ -7,8 +7,9 @@ from .errors import ConstructionError, ExampleInputError, TraceError, ZigpruneEr
 from .io import export_onnx, load, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
+from .posttrain import prune
 
 __all__ = [
     "DHSPG", "HESSO", "HSPG", "ConstructionError", "ExampleInputError", "Family", "GroupSpace", "TraceError",
-    "ZigpruneError", "__version__", "analyze", "count", "export_onnx", "load", "save",
+    "ZigpruneError", "__version__", "analyze", "count", "export_onnx", "load", "prune", "save",
 ]  # fmt: skip

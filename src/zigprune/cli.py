@@ -6,8 +6,12 @@ import argparse
 import copy
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +21,24 @@ from . import compress as run
 from . import data, io, models
 from .bench.command import add_subcommand as add_bench
 from .cli_args import SPEC_FORMS, add_compress, json_object, positive_int, shape
+from .cli_prune import add_prune
 from .compress.rundir import METRICS, ONNX
-from .errors import ConfigError, DataError, DivergedError, ModelError, OptimizerError, ZigpruneError
+from .errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    DivergedError,
+    ModelError,
+    OptimizerError,
+    ZigpruneError,
+)
 from .io.onnx import quiet_onnx
 from .measure.count import count
 from .measure.latency import LatencyError
 from .models.spec import kind_of, resolve
 
 USAGE_ERRORS = (
+    CalibrationError,
     ModelError,
     DataError,
     ConfigError,
@@ -35,6 +49,7 @@ USAGE_ERRORS = (
     DivergedError,
 )
 INTERRUPTED = 130
+TERMINATED = 143
 
 
 def _known(text: str) -> str:
@@ -191,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_compress(sub, _compress)
+    add_prune(sub)
     p = sub.add_parser(
         "analyze",
         help="print a model's zero-invariant groups: families, widths, MACs share, and why some cannot go",
@@ -253,19 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt("SIGTERM")`` for the block, so that a ``kill`` in any stage
+    ends like Ctrl-C, with one line saying how to go on (training defers both to a step boundary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input, 130 when interrupted)."""
+    """Run the command line; returns the exit status (2 for bad input, 130 on Ctrl-C, 143 on SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        with _sigterm_as_ctrl_c():
+            return args.func(args)
     except run.Interrupted as err:
         print(f"\nzigprune: {err}", file=sys.stderr)
-        return INTERRUPTED
-    except KeyboardInterrupt:
-        print(f"\nzigprune: {args.command} interrupted by Ctrl-C", file=sys.stderr)
-        return INTERRUPTED
+        return TERMINATED if err.signal == "SIGTERM" else INTERRUPTED
+    except KeyboardInterrupt as err:
+        terminated = str(err) == "SIGTERM"
+        print(
+            f"\nzigprune: {args.command} interrupted by {'SIGTERM' if terminated else 'Ctrl-C'}",
+            file=sys.stderr,
+        )
+        return TERMINATED if terminated else INTERRUPTED
     except USAGE_ERRORS as err:
         print(f"zigprune: {err}", file=sys.stderr)
         return 2

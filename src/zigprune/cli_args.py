@@ -76,6 +76,9 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
     g.add_argument(
         "--model-kwargs", metavar="JSON", type=json_object, help="keyword arguments of the factory"
     )
+    g.add_argument(
+        "--weights", metavar="FILE", help="start from this state dict (.safetensors) instead of new weights"
+    )
     g.add_argument("--data", metavar="NAME", help=f"{', '.join(data.names())} (default {d.data})")
     g.add_argument(
         "--data-dir", metavar="DIR", help="folder of the dataset's files (default: its usual place)"
@@ -121,6 +124,12 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         action="store_const",
         const=False,
         help="skip training the dense model with plain SGD for the accuracy comparison",
+    )
+    g.add_argument(
+        "--save-dense",
+        action="store_const",
+        const=True,
+        help="also save the trained dense baseline as dense.safetensors (the input of zigprune prune)",
     )
     g.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
     g.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")

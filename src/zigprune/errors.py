@@ -50,7 +50,12 @@ class RunDirError(ZigpruneError):
 
 
 class Interrupted(ZigpruneError):
-    """Training stopped on Ctrl-C or SIGTERM; the message says how to resume."""
+    """A run stopped on Ctrl-C or SIGTERM; the message says how to resume, ``signal`` which one it was
+    ("SIGINT" or "SIGTERM": the CLI exits with 130 or 143)."""
+
+    def __init__(self, message: str, *, signal: str = "SIGINT") -> None:
+        super().__init__(message)
+        self.signal = signal
 
 
 class ResumeError(ZigpruneError, ValueError):
@@ -70,3 +75,7 @@ def first_line(err: BaseException) -> str:
     """The first line of an error's text (or its type name): enough for a one-line message."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+class CalibrationError(ZigpruneError, ValueError):
+    """Calibration data for post-training pruning is empty, does not run, or gives non-finite activations."""

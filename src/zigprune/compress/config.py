@@ -16,13 +16,15 @@ from ..models.spec import ModelSpec
 class Config:
     """Everything that determines a run (saved as ``run.json`` so ``--resume`` continues the same run).
 
-    A factory file's path is made absolute, so the run resumes and loads from any working folder.
+    A factory file's path and a ``weights`` file's are made absolute, so the run resumes and loads from
+    any working folder.
     """
 
     model: str = "digits_cnn"
     data: str = "digits"
     data_dir: str | None = None
     subset: int | None = None
+    weights: str | None = None
     optimizer: str = "hesso"
     target: str = "macs=0.5"
     epochs: int = 20
@@ -36,21 +38,26 @@ class Config:
     latency_aware: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     baseline: bool = True
+    save_dense: bool = False
     onnx: bool = True
     latency: bool = True
     latency_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 1), ("round_to", 1)):
-            _check(name, getattr(self, name), low, integer=True)
+            check_number(name, getattr(self, name), low, integer=True)
         if self.subset is not None:
-            _check("subset", self.subset, 1, integer=True)
-        _check("lr", self.lr, 0.0, strict=True)
-        _check("weight_decay", self.weight_decay, 0.0)
-        _check("latency_seconds", self.latency_seconds, 0.0, strict=True)
+            check_number("subset", self.subset, 1, integer=True)
+        check_number("lr", self.lr, 0.0, strict=True)
+        check_number("weight_decay", self.weight_decay, 0.0)
+        check_number("latency_seconds", self.latency_seconds, 0.0, strict=True)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum is {self.momentum}; give a number in [0, 1), e.g. 0.9")
+        if self.save_dense and not self.baseline:
+            raise ConfigError("--save-dense saves the dense baseline; drop --no-baseline")
         self.model = ModelSpec(self.model).absolute().text
+        if self.weights is not None:
+            self.weights = str(Path(self.weights).expanduser().resolve())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
@@ -59,7 +66,7 @@ class Config:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def _check(name: str, value: Any, low: float, *, integer: bool = False, strict: bool = False) -> None:
+def check_number(name: str, value: Any, low: float, *, integer: bool = False, strict: bool = False) -> None:
     """``value`` must be a finite number (an integer if asked) at least ``low`` (above it if ``strict``)."""
     flag = "--" + name.replace("_", "-")
     kind = int if integer else (int, float)

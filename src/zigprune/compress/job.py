@@ -27,15 +27,27 @@ from ..errors import (
     first_line,
 )
 from ..io.saved import save
+from ..io.weights import load_weights, save_weights
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, kind_of, resolve
 from ..optim import targeted
 from ..training import History, Hook, Metrics, checkpoint, evaluate, steps_per_epoch, train
 from . import report as run_report
 from .config import Config, default_out
+from .fit import check_fits
 from .measurement import measure
 from .optimizers import OPTIMIZERS, base_options, cost_power
-from .rundir import BASELINE, CHECKPOINT, HISTORY, METRICS, check_dir, check_named, start_dir, write_json
+from .rundir import (
+    BASELINE,
+    CHECKPOINT,
+    DENSE,
+    HISTORY,
+    METRICS,
+    check_dir,
+    check_named,
+    start_dir,
+    write_json,
+)
 from .state import Run, Stage
 
 TINY_MACS = 100_000_000
@@ -92,6 +104,7 @@ def compress(
     try:
         dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
         spec = resolve(config.model, **_model_kwargs(config, dataset))
+        check_fits(spec, dataset)
         states = _saved_states(out, config) if resume else {}
         if not resume:
             start_dir(out, config)
@@ -149,6 +162,8 @@ def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str,
         torch.set_num_threads(before)
     recorded = {"data": config.data, "data_dir": config.data_dir, "subset": config.subset}
     stage.timed("save", lambda: save(out, slim, run.space, spec, metadata=recorded))
+    if config.save_dense:
+        stage.timed("save", lambda: save_weights(run.initial, out / DENSE))
     metrics = measure(stage, config, out, run, slim, dataset, baseline)
     metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report)
     histories = {"train": history.to_dict(), **({"baseline": dense.to_dict()} if dense is not None else {})}
@@ -165,6 +180,8 @@ def _setup(stage: Stage, config: Config, spec: ModelSpec, dataset: data.Dataset,
     """Build the model from ``config.seed``, analyse it and make the optimizer."""
     torch.manual_seed(config.seed)
     model = spec.build()
+    if config.weights is not None:
+        load_weights(model, config.weights)
     shape = None if spec.kind == "hf" else dataset.input_shape
     example, single = spec.example_inputs(2, shape), spec.example_inputs(1, shape)
     initial = copy.deepcopy(model)
@@ -293,14 +310,18 @@ def _interrupted(
     err: KeyboardInterrupt, stage: str, config: Config, out: Path | None, where: str = ""
 ) -> Interrupted:
     """The error of a Ctrl-C/SIGTERM in ``stage``: the command that continues the run in ``out`` (None:
-    stopped before the run folder was written, so the same command starts it again)."""
+    stopped before the run folder was written, so the same command starts it again). The training
+    loop and the CLI's SIGTERM handler name the signal in ``err``; a bare Ctrl-C names none."""
     reason = str(err) or "Ctrl-C"
+    signal = "SIGTERM" if reason == "SIGTERM" else "SIGINT"
     if out is None:
         return Interrupted(
-            f"{reason}: stopped {stage} before the run folder was written; run the command again"
+            f"{reason}: stopped {stage} before the run folder was written; run the command again",
+            signal=signal,
         )
     named = f" --model {shlex.quote(config.model)}" if kind_of(config.model) in ("file", "module") else ""
     return Interrupted(
         f"{reason}: stopped {stage}; continue{' ' + where if where else ''} with: "
-        f"zigprune compress --out {shlex.quote(str(out))}{named} --resume"
+        f"zigprune compress --out {shlex.quote(str(out))}{named} --resume",
+        signal=signal,
     )

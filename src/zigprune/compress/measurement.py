@@ -36,8 +36,31 @@ def measure(
 ) -> dict[str, Any]:
     """Accuracy, params and MACs (per sample), ONNX export and latency of the dense and slim models."""
     full, after = evaluate(run.model, dataset.test), evaluate(slim, dataset.test)
-    dense_counts, slim_counts = count(run.model, run.single), count(slim, run.single)
     sample = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
+    dense_quality = {
+        "accuracy": baseline.accuracy if baseline else None,
+        "loss": baseline.loss if baseline else None,
+    }
+    slim_quality = {"accuracy": after.accuracy, "loss": after.loss, "full_model_accuracy": full.accuracy}
+    metrics = measure_models(stage, config, out, run, slim, sample, dense_quality, slim_quality)
+    metrics["steps"] = run.steps
+    return metrics
+
+
+def measure_models(
+    stage: Stage,
+    config: Any,
+    out: Path,
+    run: Run,
+    slim: torch.nn.Module,
+    sample: Any,
+    dense_quality: dict[str, Any],
+    slim_quality: dict[str, Any],
+) -> dict[str, Any]:
+    """Params and MACs (per sample), ONNX export and latency of ``run.model`` and ``slim``, beside the
+    quality figures given for each (accuracy, or fidelity to the dense model). ``config`` is the run's
+    settings dataclass (its ``onnx``, ``latency`` and ``latency_seconds`` are read)."""
+    dense_counts, slim_counts = count(run.model, run.single), count(slim, run.single)
     onnx_path = _export(stage, config, out, slim, run.example)
     timings = stage.timed("latency", lambda: _latency(config, run, slim, sample, onnx_path))
     return {
@@ -45,20 +68,8 @@ def measure(
         "version": 1,
         "config": asdict(config),
         "groups": {"total": run.space.num_groups, "zero": int(run.space.zero_groups().sum())},
-        "steps": run.steps,
-        "dense": {
-            "accuracy": baseline.accuracy if baseline else None,
-            "loss": baseline.loss if baseline else None,
-            **dense_counts,
-            "latency": {k: v["dense"] for k, v in timings.items()},
-        },
-        "slim": {
-            "accuracy": after.accuracy,
-            "loss": after.loss,
-            "full_model_accuracy": full.accuracy,
-            **slim_counts,
-            "latency": {k: v["slim"] for k, v in timings.items()},
-        },
+        "dense": {**dense_quality, **dense_counts, "latency": {k: v["dense"] for k, v in timings.items()}},
+        "slim": {**slim_quality, **slim_counts, "latency": {k: v["slim"] for k, v in timings.items()}},
         "reduction": {k: dense_counts[k] / max(slim_counts[k], 1) for k in ("params", "macs")},
         "speedup": {k: v["speedup"] for k, v in timings.items()},
         "speedup_over_macs_ratio": {
@@ -71,7 +82,7 @@ def measure(
     }
 
 
-def _export(stage: Stage, config: Config, out: Path, slim: torch.nn.Module, example: Any) -> Path | None:
+def _export(stage: Stage, config: Any, out: Path, slim: torch.nn.Module, example: Any) -> Path | None:
     """``model.onnx`` of the slim model, checked in ONNX Runtime (when onnx and onnxruntime are installed)."""
     if not config.onnx:
         return None
@@ -83,7 +94,7 @@ def _export(stage: Stage, config: Config, out: Path, slim: torch.nn.Module, exam
 
 
 def _latency(
-    config: Config, run: Run, slim: torch.nn.Module, sample: torch.Tensor, onnx_path: Path | None
+    config: Any, run: Run, slim: torch.nn.Module, sample: Any, onnx_path: Path | None
 ) -> dict[str, dict[str, Any]]:
     """Interleaved dense vs slim latency in eager torch and ONNX Runtime, with speedups per batch size."""
     if not config.latency:

@@ -32,7 +32,10 @@ def table(metrics: dict[str, Any]) -> str:
     dense, slim = metrics["dense"], metrics["slim"]
     macs_ratio = metrics["reduction"]["macs"]
     rows = [("", "dense", "slim", "change")]
-    if dense.get("accuracy") is not None:
+    if "cosine" in slim:
+        rows.append(("output cosine vs dense", "1.0000", f"{slim['cosine']:.4f}", ""))
+        rows.append(("top-1 neighbour kept", "100.0%", f"{slim['retrieval']:.1%}", ""))
+    elif dense.get("accuracy") is not None:
         change = f"{100 * (slim['accuracy'] - dense['accuracy']):+.1f} pt"
         rows.append(("test accuracy", f"{dense['accuracy']:.2%}", f"{slim['accuracy']:.2%}", change))
     else:
@@ -106,6 +109,8 @@ def _mark_pruning(axes: Any, history: dict[str, Any], unit: str) -> None:
 
 
 def _plot_training(figure: Any, run: RunData) -> bool:
+    if not run.history["steps"]:
+        return False
     loss_ax, acc_ax = figure.subplots(1, 2)
     loss_ax.plot(*_steps(run.history, "loss"), lw=0.8, label="pruning run")
     if run.baseline is not None:
@@ -239,18 +244,7 @@ def render(
         "",
         f"`{metrics.get('command') or 'zigprune compress'}`",
         "",
-        f"{config['optimizer'].upper()}, target `{config['target']}`, {config['epochs']} epochs "
-        f"({metrics['steps']} steps), lr {config['lr']}, batch {config['batch_size']}, "
-        f"seed {config['seed']}. "
-        f"{metrics['groups']['zero']} of {metrics['groups']['total']} groups removed.",
-        "",
-        table(metrics),
-        "",
-        "Dense accuracy is the same model trained with the same recipe and plain SGD"
-        if metrics["dense"].get("accuracy") is not None
-        else "No dense baseline was trained (--no-baseline).",
-        f"(the slim model reproduces the trained full model: {metrics['slim']['full_model_accuracy']:.2%}). "
-        "Latency is the median of interleaved single-threaded calls.",
+        *_setup(metrics),
         "",
         "Wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ".",
         "",
@@ -263,6 +257,40 @@ def render(
         lines += ["## Kept widths", "", *widths_table(widths), ""]
     text = "\n".join(lines)
     return atomic_write(out / REPORT, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _setup(metrics: dict[str, Any]) -> list[str]:
+    """How the run was made, under the table: training recipe (compress) or method and calibration (prune)."""
+    config, groups = metrics["config"], metrics["groups"]
+    removed = f"{groups['zero']} of {groups['total']} groups removed."
+    if metrics.get("kind") == "prune":
+        quality = (
+            "Quality is test accuracy before and after pruning"
+            if "accuracy" in metrics["slim"]
+            else "Fidelity is the slim model's output next to the dense model's on held-out text (mean "
+            "cosine of mean-pooled outputs; top-1: each passage's nearest other passage is unchanged)"
+        )
+        return [
+            f"Post-training pruning with `{config['method']}`, target `{config['target']}`, "
+            f"{config['calibration']} calibration samples, no training. {removed}",
+            "",
+            table(metrics),
+            "",
+            f"{quality}. Latency is the median of interleaved single-threaded calls.",
+        ]
+    return [
+        f"{config['optimizer'].upper()}, target `{config['target']}`, {config['epochs']} epochs "
+        f"({metrics['steps']} steps), lr {config['lr']}, batch {config['batch_size']}, "
+        f"seed {config['seed']}. {removed}",
+        "",
+        table(metrics),
+        "",
+        "Dense accuracy is the same model trained with the same recipe and plain SGD"
+        if metrics["dense"].get("accuracy") is not None
+        else "No dense baseline was trained (--no-baseline).",
+        f"(the slim model reproduces the trained full model: {metrics['slim']['full_model_accuracy']:.2%}). "
+        "Latency is the median of interleaved single-threaded calls.",
+    ]
 
 
 def render_dir(out: str | Path) -> Path:

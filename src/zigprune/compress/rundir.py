@@ -22,8 +22,8 @@ from . import report
 from .config import Config
 
 CONFIG, CHECKPOINT, BASELINE = "run.json", "checkpoint.safetensors", "baseline.safetensors"
-HISTORY, METRICS, ONNX = "history.json", "metrics.json", "model.onnx"
-OUTPUTS = (METRICS, HISTORY, ONNX, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
+HISTORY, METRICS, ONNX, DENSE = "history.json", "metrics.json", "model.onnx", "dense.safetensors"
+OUTPUTS = (METRICS, HISTORY, ONNX, DENSE, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
 
 
 def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .space import GroupSpace
 
 REASON = "the slim model did not match in the construction check"
+HEAD_REASON = (
+    f"{REASON}: the forward of {{module}} computes a size that does not follow a cut of its heads "
+    "(such as C // num_heads or reshape(B, N, C), C the input width)"
+)
 MAX_REPAIRS = 4
 MAX_PAIRING = 2
 
@@ -159,7 +163,15 @@ def _drop(space: GroupSpace, store: Store, family: int, report: CheckReport) -> 
 
 
 def _poison(space: GroupSpace, store: Store, groups: list[int]) -> None:
-    store.poison(_elements(space, groups), REASON)
+    """Make ``groups`` unprunable; attention heads say which module's forward cannot take the cut."""
+    owner = {c: h.module for h in space.heads for c in h.q_classes.tolist()}
+    by_reason: dict[str, list[int]] = {}
+    for g in groups:
+        module = owner.get(int(space.group_class[g]))
+        reason = REASON if module is None else HEAD_REASON.format(module=module or "the model")
+        by_reason.setdefault(reason, []).append(g)
+    for reason, members in by_reason.items():
+        store.poison(_elements(space, members), reason)
 
 
 def _elements(space: GroupSpace, groups: list[int]) -> torch.Tensor:

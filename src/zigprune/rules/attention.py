@@ -4,6 +4,11 @@ A head can go only with its query, key and value slices together: zero queries a
 would leave a uniform softmax over non-zero values. With grouped-query attention every query head
 of a key/value group goes with that key/value head; with a single key/value head (multi-query
 attention) value channels go instead, in every head at once.
+
+Attention written out by hand (``q @ k.transpose(-2, -1)``, softmax, ``attn @ v``) needs no rule
+of its own: the matmul rule already ties each head's query, key and value slices, and calls
+:func:`eager_heads`, which records the heads as sdpa's are, so construction rewrites the head
+counts the module holds.
 """
 
 from __future__ import annotations
@@ -81,6 +86,33 @@ def sdpa(ctx: Ctx) -> Any:
         out = Label(ids.contiguous(), (zero & (ids >= 0)).contiguous(), dims, shape)
     store.cost(_sdpa_macs(q, k, v, shape), *([out.full_ids().reshape(-1)] if out.labeled else []))
     return [out, *ctx.rigid_out()[1:]] if isinstance(out_shape, list) else out
+
+
+def eager_heads(ctx: Ctx, a: Any, b: Any, ndim: int) -> None:
+    """Record the heads of a matmul of two activations that both carry heads on dim -3 (``q @ kᵀ``,
+    ``attn @ v``): attention written out by hand, whose head count construction must rewrite on the
+    calling module (``self.num_heads``, ``self.all_head_size``) as it does for sdpa. The second matmul
+    of the same heads adds nothing."""
+    if ndim < 3 or isinstance(a, ParamRef) or isinstance(b, ParamRef):
+        return
+    q, kv = _per_head(ctx, a, ndim), _per_head(ctx, b, ndim)
+    if q is None or kv is None or q.numel() % kv.numel():
+        return
+    module = module_path(ctx.node)
+    if any(h.module == module and torch.equal(h.q_heads, q) for h in ctx.store.heads):
+        return
+    kv_heads = _kv_heads(kv, kv.numel()) if kv.numel() == q.numel() else kv.numel()
+    ctx.store.heads.append(HeadRecord(module, q, q.reshape(kv_heads, -1)[:, 0]))
+
+
+def _per_head(ctx: Ctx, value: Any, ndim: int) -> torch.Tensor | None:
+    """One element id per head of an operand whose only labeled dim before the last two is dim -3."""
+    lab = expand_dims(ctx.label(value), ndim)
+    if not lab.labeled or not lab.dims[ndim - 3] or any(lab.dims[: ndim - 3]):
+        return None
+    ids = lab.full_ids().movedim(ndim - 3, 0)
+    first = ids.reshape(ids.shape[0], -1)[:, 0]
+    return None if bool((first < 0).any()) else first.clone()
 
 
 def _multi_query(ctx: Ctx, q: Any, k: Any, v: Any, shape: tuple[int, ...]) -> Label:

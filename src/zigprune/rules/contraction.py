@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..core.label import Label, ParamRef, expand_dims
+from .attention import eager_heads
 from .elementwise import combine
 from .registry import Ctx, rule
 from .sizes import matching, track
@@ -80,6 +81,7 @@ def matmul(ctx: Ctx, a: Any, b: Any, out_shape: tuple[int, ...]) -> Label:
         ctx.poison_inputs(f"{ctx.name} with a vector operand")
         return Label.rigid(out_shape)
     sa, sb = _side(ctx, a, ndim, True), _side(ctx, b, ndim, False)
+    eager_heads(ctx, a, b, ndim)
     if sa.k is not None and sb.k is not None:
         store.union(sa.k, sb.k)
     for mine, theirs in ((sa, sb), (sb, sa)):
@@ -121,13 +123,12 @@ def _out_label(ctx: Ctx, sides: list[_Side], out_shape: tuple[int, ...]) -> Labe
 
 
 def _factors(out: Label, k: torch.Tensor | None) -> list[torch.Tensor]:
-    """Id vectors (one per labeled dim, plus the summed dim) whose kept fraction scales an op's MACs."""
-    factors = []
-    ids = out.full_ids()
-    for d, flag in enumerate(out.dims):
-        if flag:
-            factors.append(ids.movedim(d, 0).reshape(ids.shape[d], -1)[:, 0])
-    if k is not None:
+    """Id vectors whose kept fractions, multiplied, scale an op's MACs: the output's positions (one
+    vector over all its labeled dims, which the joint lets vary along one dim only), and the summed
+    channels, unless they vary along a labeled batch dim too (``q @ kᵀ``: each head sums its own
+    channels, which are that head's group, so the output's vector already counts them)."""
+    factors = [out.full_ids().reshape(-1)] if any(out.dims) else []
+    if k is not None and not any(k.shape[d] > 1 and out.dims[d] for d in range(k.dim() - 2)):
         factors.append(k.movedim(-2, 0).reshape(k.shape[-2], -1)[:, 0])
     return factors
 

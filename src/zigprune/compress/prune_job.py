@@ -1,0 +1,211 @@
+"""``zigprune prune``: prune a trained model now from calibration data (``zp.prune``), measure, save.
+
+The run folder is a compress run's (``model.safetensors`` + ``plan.json``, ``model.onnx``,
+``metrics.json``, ``report.md``), so ``zp.load`` and ``zigprune eval/export/report`` read it. Image
+data: calibration is random training images, quality is test accuracy before and after. Text data
+(``text:FILE``, ``text:python-docs``) with a Hugging Face model: calibration is the first lines,
+quality is how closely the pruned model's outputs follow the dense model's on held-out lines.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data
+from ..core.analysis import analyze
+from ..core.selection import Target, check_reachable
+from ..core.space import GroupSpace
+from ..data.text import batches, is_text, load_text
+from ..errors import ConfigError, Interrupted
+from ..io.saved import save
+from ..io.weights import load_weights, tokenizer
+from ..measure.fidelity import embeddings, fidelity
+from ..models import fit_kwargs
+from ..models.spec import ModelSpec, resolve
+from ..posttrain import METHODS, prune
+from ..training import evaluate, fetch
+from . import report as run_report
+from .config import check_number, default_out
+from .fit import check_fits
+from .measurement import measure_models
+from .rundir import HISTORY, METRICS, check_dir, start_dir, write_json
+from .state import Run, Stage
+
+
+@dataclass
+class PruneConfig:
+    """Everything that determines a prune run (saved as ``run.json``)."""
+
+    model: str = "resnet20"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    weights: str | None = None
+    method: str = "obs"
+    target: str = "macs=0.3"
+    calibration: int = 512
+    batch_size: int = 128
+    max_length: int = 128
+    round_to: int = 8
+    cost_power: float | None = None
+    seed: int = 0
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    onnx: bool = True
+    latency: bool = True
+    latency_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("calibration", "batch_size", "max_length", "round_to"):
+            check_number(name, getattr(self, name), 1, integer=True)
+        check_number("latency_seconds", self.latency_seconds, 0.0, strict=True)
+        if self.cost_power is not None and not (0 <= self.cost_power <= 1):
+            raise ConfigError(f"--cost-power is {self.cost_power!r}; give a number in [0, 1]")
+        if self.method not in METHODS:
+            raise ConfigError(f"--method is {self.method!r}; use one of {', '.join(METHODS)}")
+        self.model = ModelSpec(self.model).absolute().text
+        if self.weights is not None:
+            self.weights = str(Path(self.weights).expanduser().resolve())
+
+
+@dataclass
+class _Inputs:
+    """What one run feeds the model: example inputs, calibration batches, and how quality is measured."""
+
+    example: Any
+    single: Any
+    calibration: list[Any]
+    sample: Any
+    quality: Callable[[torch.nn.Module], dict[str, float]]
+
+
+def prune_run(
+    config: PruneConfig,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Prune ``config.model`` into ``out`` (default ``runs/<model>-<data>-<method>``); return its metrics."""
+    start = time.perf_counter()
+    stage = Stage(log or (lambda text: print(text, file=sys.stderr)))
+    out = (
+        Path(out)
+        if out is not None
+        else default_out(config).with_name(f"{default_out(config).name}-{config.method}")
+    )
+    check_dir(out, resume=False, force=force)
+    target = Target.parse(config.target, round_to=config.round_to, cost_power=config.cost_power or 0.0)
+    torch.manual_seed(config.seed)
+    try:
+        spec, model, feed = _prepare(stage, config)
+        space = stage.timed("analyze", lambda: analyze(model, feed.example))
+        check_reachable(space, target)
+        start_dir(out, config)
+        return _run(stage, config, out, spec, space, feed, target, progress, command, start)
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"{err or 'Ctrl-C'}: stopped {stage.current}; run the command again with --force",
+                          signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None  # fmt: skip
+
+
+def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
+    """The model with its weights, and its inputs, checked against each other before anything is written."""
+    if is_text(config.data):
+        if not config.model.startswith("hf:"):
+            raise ConfigError(f"text data ({config.data}) needs a Hugging Face model: --model hf:PATH")
+        spec = resolve(config.model, **config.model_kwargs)
+        tok = tokenizer(spec)
+        model = stage.timed("load", spec.build)
+        return spec, model, stage.timed("data", lambda: _text_inputs(config, tok, model))
+    resolve(config.model)
+    dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir))
+    zoo = ModelSpec(config.model).kind == "zoo"
+    kwargs = fit_kwargs(config.model, dataset.input_shape, dataset.num_classes) if zoo else {}
+    spec = resolve(config.model, **{**kwargs, **config.model_kwargs})
+    check_fits(spec, dataset)
+    if config.weights is None and spec.kind != "hf":
+        raise ConfigError(
+            "--weights FILE is needed: post-training pruning keeps what a trained model knows (train one "
+            "with zigprune compress --save-dense, or give your own state dict as .safetensors)"
+        )
+    model = stage.timed("load", spec.build)
+    if config.weights is not None:
+        load_weights(model, config.weights)
+    return spec, model, _image_inputs(config, spec, dataset)
+
+
+def _image_inputs(config: PruneConfig, spec: ModelSpec, dataset: data.Dataset) -> _Inputs:
+    generator = torch.Generator().manual_seed(config.seed)
+    count = min(config.calibration, len(dataset.train))
+    images = fetch(dataset.train, torch.randperm(len(dataset.train), generator=generator)[:count])[0]
+    shape = None if spec.kind == "hf" else dataset.input_shape
+    sample = fetch(dataset.test, torch.arange(min(len(dataset.test), 64)))[0]
+    return _Inputs(
+        spec.example_inputs(2, shape),
+        spec.example_inputs(1, shape),
+        list(images.split(config.batch_size)),
+        sample,
+        lambda model: {"accuracy": evaluate(model, dataset.test).accuracy},
+    )
+
+
+def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inputs:
+    text = load_text(config.data)
+    calibration = batches(tok, text.train[: config.calibration], batch_size=config.batch_size,
+                          max_length=config.max_length)  # fmt: skip
+    held_out = batches(tok, text.test, batch_size=config.batch_size, max_length=config.max_length)
+    reference = embeddings(model, held_out)
+
+    def quality(candidate: torch.nn.Module) -> dict[str, float]:
+        found = fidelity(reference, candidate, held_out)
+        return {"cosine": found.cosine, "retrieval": found.retrieval, "held_out": found.samples}
+
+    first = held_out[0]
+    return _Inputs(
+        {k: v[:2] for k, v in first.items()},
+        {k: v[:1] for k, v in first.items()},
+        calibration,
+        first,
+        quality,
+    )
+
+
+def _run(
+    stage: Stage,
+    config: PruneConfig,
+    out: Path,
+    spec: ModelSpec,
+    space: GroupSpace,
+    feed: _Inputs,
+    target: Target,
+    progress: bool,
+    command: str | None,
+    start: float,
+) -> dict[str, Any]:
+    model = space.model.eval()
+    dense_quality = stage.timed("evaluate", lambda: feed.quality(model))
+    dense = copy.deepcopy(model)
+    ids = stage.timed(
+        "prune",
+        lambda: prune(space, feed.calibration, target, method=config.method, progress=progress),
+    )
+    stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
+    slim = stage.timed("construct", space.construct)
+    recorded = {"data": config.data, "data_dir": config.data_dir, "weights": config.weights}
+    stage.timed("save", lambda: save(out, slim, space, spec, metadata=recorded))
+    run = Run(model, dense, feed.example, feed.single, space, None, 0)
+    metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, feed.quality(slim))
+    metrics.update(kind="prune", command=command, spec=spec.to_json(), out=str(out))
+    write_json(out / HISTORY, {"train": {"steps": [], "epochs": []}})
+    metrics["seconds"]["total"] = time.perf_counter() - start
+    run_report.render(out, metrics, {"steps": [], "epochs": []})
+    write_json(out / METRICS, metrics)
+    return metrics

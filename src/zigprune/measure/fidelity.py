@@ -1,0 +1,59 @@
+"""How closely a pruned model's outputs follow the dense model's, for models without labels.
+
+Each sample's output (the first output tensor, mean-pooled over the tokens an ``attention_mask``
+keeps when it is ``[batch, tokens, features]``) is compared by cosine similarity, and by whether
+each sample's nearest other sample (retrieval top-1) stays the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.construct import output_tensors
+from ..core.trace import as_inputs, eval_mode
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Mean cosine similarity to the dense outputs, and the share of samples whose nearest neighbour stays."""
+
+    cosine: float
+    retrieval: float
+    samples: int
+
+
+def embeddings(model: nn.Module, batches: Iterable[Any]) -> torch.Tensor:
+    """One unit vector per sample: the model's first output, mean-pooled over kept tokens."""
+    rows = []
+    with torch.no_grad(), eval_mode(model):
+        for batch in batches:
+            inputs = as_inputs(batch, model)
+            out = output_tensors(inputs.call(model))[0].float()
+            mask = inputs.kwargs.get("attention_mask")
+            if out.dim() == 3 and mask is not None and mask.shape == out.shape[:2]:
+                weight = mask.to(out.dtype).unsqueeze(-1)
+                out = (out * weight).sum(1) / weight.sum(1).clamp(min=1)
+            rows.append(F.normalize(out.reshape(out.shape[0], -1), dim=-1))
+    return torch.cat(rows)
+
+
+def fidelity(reference: torch.Tensor, model: nn.Module, batches: Iterable[Any]) -> Fidelity:
+    """Compare ``model``'s :func:`embeddings` on ``batches`` with ``reference`` (the dense model's)."""
+    got = embeddings(model, batches)
+    cosine = float((got * reference).sum(-1).mean())
+    return Fidelity(cosine, _nearest_agree(reference, got), int(got.shape[0]))
+
+
+def _nearest_agree(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.shape[0] < 2:
+        return 1.0
+    sa, sb = a @ a.t(), b @ b.t()
+    sa.fill_diagonal_(-2)
+    sb.fill_diagonal_(-2)
+    return float((sa.argmax(1) == sb.argmax(1)).float().mean())
