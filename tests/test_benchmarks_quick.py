@@ -115,3 +115,24 @@ def test_timm_coverage_quick_runs_or_says_what_it_needs(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         rows = json.loads((tmp_path / "timm_coverage.json").read_text())["models"]
         assert [r["model"] for r in rows] == ["vit_tiny_patch16_224", "resnetblur18"]
+
+
+def test_post_training_quick(tmp_path: Path) -> None:
+    """Every method at 1.5x on the digits CNN (and a tiny BERT when transformers is there): targets met."""
+    run_script(REPO / "benchmarks" / "post_training.py", "--quick", "--no-progress", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "post_training.json").read_text())
+    assert report["settings"]["quick"] is True and "--quick" in report["command"]
+    image = report["image"]
+    assert [(r["target"], r["method"]) for r in image["rows"]] == [
+        ("1.5x", m) for m in ("obs", "flap", "wanda", "magnitude")
+    ]
+    dense = image["dense"]
+    for row in image["rows"]:
+        assert row["macs"] <= dense["macs"] / 1.5 and 0 <= row["accuracy"] <= 1
+    obs = image["rows"][0]
+    assert obs["accuracy"] >= dense["accuracy"] - 0.05
+    assert len(report["goals"]) >= 2 and (tmp_path / "post_training.md").read_text().startswith(
+        "# Post-training"
+    )
+    if report["text"] is not None:
+        assert all(-1 <= r["cosine"] <= 1 for r in report["text"]["rows"])

@@ -13,6 +13,7 @@ import zigprune as zp
 from equality import assert_close, outputs
 from hf_zoo import build
 from zigprune import models
+from zigprune.core.selection import Target, select
 from zigprune.errors import CalibrationError, TargetError
 
 METHODS = ("obs", "wanda", "flap", "magnitude")
@@ -117,6 +118,26 @@ def test_round_to_keeps_widths_multiples() -> None:
     convs = [m for m in slim.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.out_channels % 8 == 0 for c in convs)
     assert [c.out_channels for c in convs] != [64, 128]
+
+
+def test_round_to_counts_channels_so_heads_go_one_at_a_time() -> None:
+    """Heads of 16 channels with round_to=8: any number of heads may go, MLP widths stay multiples of 8."""
+    model, inputs = build("bert_qa")
+    space = zp.analyze(model, inputs)
+    heads = [f for f in space.families if f.groups and f.channels > 1]
+    mlp = [f for f in space.families if f.groups and f.channels == 1 and f.width > 8]
+    assert heads and mlp and all(f.width == 4 and f.channels == 16 for f in heads)
+    scores = torch.arange(space.num_groups, dtype=torch.float64)
+    for f in heads:
+        scores[f.groups] = 1e9
+        scores[f.groups[0]] = -1.0  # one head of every layer first, then MLP channels
+    none = torch.zeros(space.num_groups, dtype=torch.bool)
+    chosen = select(space, scores, none, Target(0.05, by="groups", round_to=8), 1.0)
+    per_family = torch.bincount(space.group_family[chosen], minlength=len(space.families))
+    assert all(int(per_family[f.index]) == 1 for f in heads)
+    zp.prune(space, [inputs], target=0.3, by="macs", round_to=8, progress=False)
+    zero = set(space.zero_groups().tolist())
+    assert all((f.width - sum(g in zero for g in f.groups)) % 8 == 0 for f in mlp)
 
 
 def test_batchnorm_statistics_are_reestimated() -> None:

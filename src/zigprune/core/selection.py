@@ -212,10 +212,11 @@ def _units(
     """Removable units in the order to remove them.
 
     Per family, groups neither taken nor kept in score order are cut into units: first as many as
-    bring the kept width down to a multiple of ``round_to``, then ``round_to`` at a time, stopping at
-    the family's floor (its unprunable and kept channels, at least ``round_to``). A unit's key is the
-    mean score of its groups, raised to at least the key of the unit before it, so a stable sort
-    keeps each family's units in order.
+    bring the kept width down to a multiple of ``round_to`` channels, then that many at a time,
+    stopping at the family's floor (its unprunable and kept channels, at least one unit); groups of
+    several channels (heads) count as their channels, so heads of 32 channels go one at a time. A
+    unit's key is the mean score of its groups, raised to at least the key of the unit before it, so
+    a stable sort keeps each family's units in order.
     """
     units: list[list[int]] = []
     keys: list[float] = []
@@ -224,16 +225,17 @@ def _units(
     for family in space.families:
         free = sorted((g for g in family.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
         kept = family.width - sum(gone[g] for g in family.groups)
+        step = round_to // math.gcd(round_to, family.channels)
         fixed = family.width - len(family.groups)
-        floor = max(fixed if fixed else round_to, fixed + sum(held[g] and not gone[g] for g in family.groups))
-        target = (kept - 1) // round_to * round_to
+        floor = max(fixed if fixed else step, fixed + sum(held[g] and not gone[g] for g in family.groups))
+        target = (kept - 1) // step * step
         key = float("-inf")
         while free and target >= floor:
             unit, free = free[: kept - target], free[kept - target :]
             key = max(key, sum(score[g] for g in unit) / len(unit))
             units.append(unit)
             keys.append(key)
-            kept, target = target, target - round_to
+            kept, target = target, target - step
     order = sorted(range(len(units)), key=keys.__getitem__)
     return [units[i] for i in order]
 

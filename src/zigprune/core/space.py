@@ -9,6 +9,7 @@ listed, per family, with the reason.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -42,7 +43,12 @@ class Slice:
 
 @dataclass
 class Family:
-    """Coupled channels sharing parameter dims; ``groups`` are the prunable ones."""
+    """Coupled channels sharing parameter dims; ``groups`` are the prunable ones.
+
+    ``channels``: how many positions of every parameter dim it cuts one group spans (an attention
+    head: its head size; a conv channel: 1), so a width rounded to N channels may take any number of
+    heads of a size that N divides.
+    """
 
     index: int
     name: str
@@ -50,6 +56,7 @@ class Family:
     groups: list[int]
     reasons: dict[str, int] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
+    channels: int = 1
 
     @property
     def prunable(self) -> bool:
@@ -165,6 +172,7 @@ class GroupSpace:
                 modules[order[r]].append(module)
         index = torch.tensor([order[int(r)] for r in fam_root.tolist()], dtype=torch.long)
         self.class_family = index
+        spans = self._spans(index, len(modules))
         self.families: list[Family] = []
         for f, (mods, first) in enumerate(zip(modules, firsts)):
             members = torch.nonzero(index == f).reshape(-1)
@@ -175,9 +183,19 @@ class GroupSpace:
                 why["no parameter produces these channels (model inputs)"] = passive
             name = self._family_name(mods, first)
             self.families.append(
-                Family(f, name, int(members.numel()), groups[groups >= 0].tolist(), dict(why), mods)
+                Family(f, name, int(members.numel()), groups[groups >= 0].tolist(), dict(why), mods, spans[f])
             )
         self.group_family = index[self.group_class] if self.num_groups else torch.empty(0, dtype=torch.long)
+
+    def _spans(self, class_family: torch.Tensor, count: int) -> list[int]:
+        """Per family, the positions one class spans in each slice of it, when every class spans the
+        same number there (the gcd over its slices; 1 when they differ)."""
+        spans = [0] * count
+        for s in self.slices:
+            f = int(class_family[s.classes[0]])
+            repeats = torch.unique(torch.bincount(s.classes)[s.classes])
+            spans[f] = math.gcd(spans[f], int(repeats[0]) if repeats.numel() == 1 else 1)
+        return [span or 1 for span in spans]
 
     def _family_name(self, modules: list[str], first: Slice) -> str:
         """``layer1.0.conv1``, ``conv1 (+6)`` for a family shared by seven weight layers, ``3 (Conv2d)``.

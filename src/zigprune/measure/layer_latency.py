@@ -10,6 +10,7 @@ Timings are cached per (layer, in, out) width, so a ranking step only times widt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -74,7 +75,8 @@ class LayerLatency:
         for family in self.space.families:
             free = [g for g in family.groups if not gone[g]]
             width = family.width - (len(family.groups) - len(free))
-            step = width - (width - 1) // self.round_to * self.round_to
+            unit = self.round_to // math.gcd(self.round_to, family.channels)
+            step = width - (width - 1) // unit * unit
             if len(free) <= step:
                 continue
             trial = kept.clone()
