@@ -75,7 +75,13 @@ def prune_one(
     model = copy.deepcopy(dense)
     space = zp.analyze(model, example)
     start = time.perf_counter()
-    zp.prune(space, calibration, Target.parse(f"macs={factor}x", round_to=8), method=method, progress=False)
+    zp.prune(
+        space,
+        calibration,
+        Target.parse(f"macs={factor}x", round_to=8, cost_power=0.5),
+        method=method,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     return space.construct(), seconds
 
@@ -230,7 +236,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"## {image['setup']}",
         "",
         f"Dense: {dense['accuracy']:.2%} test accuracy, {dense['macs']:,} MACs per sample. "
-        f"{report['settings']['calibration']} calibration images, no training; widths multiples of 8.",
+        f"{report['settings']['calibration']} calibration images, no training; widths multiples of 8, "
+        "groups ranked by score / MACs^0.5 (the CLI's default).",
         "",
         "| target | method | accuracy | change | MACs | params | speedup b64 | prune time |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

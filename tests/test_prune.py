@@ -205,6 +205,27 @@ def test_an_unknown_method_is_refused() -> None:
         zp.prune(space, None, method="sgd")
 
 
+def test_steps_reach_the_target_in_rounds_and_construct_exactly() -> None:
+    torch.manual_seed(0)
+    model = models.create("resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    space = zp.analyze(model, x)
+    calibration = [torch.randn(16, 3, 32, 32) for _ in range(2)]
+    calls = []
+    module = importlib.import_module("zigprune.posttrain.prune")
+    real = module._update
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_update", lambda *a: calls.append(int(a[5].sum())) or real(*a))
+        ids = zp.prune(space, calibration, target=0.4, by="macs", steps=3, progress=False)
+    assert len(calls) == 3 and all(n > 0 for n in calls) and sum(calls) == len(ids)
+    slim = space.construct()
+    assert zp.count(slim, x)["macs"] <= 0.6 * space.total_macs
+    for batch in calibration:
+        assert_close(outputs(model, batch), outputs(slim, batch))
+    with pytest.raises(ValueError, match="steps must be a whole number"):
+        zp.prune(space, calibration, target=0.5, steps=0)
+
+
 def test_a_failure_during_the_update_restores_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     prune_module = importlib.import_module("zigprune.posttrain.prune")
     model, space = _space()

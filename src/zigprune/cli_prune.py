@@ -64,7 +64,13 @@ def add_prune(sub: Any) -> None:
     g.add_argument(
         "--round-to", metavar="N", type=int, help=f"widths stay multiples of N (default {d.round_to})"
     )
-    g.add_argument("--cost-power", metavar="P", type=float, help="rank groups by score / cost**P (default 0)")
+    g.add_argument(
+        "--cost-power",
+        metavar="P",
+        type=float,
+        help="rank groups by score / cost**P "
+        "(default 0.5 for a macs= target with --round-to above 1, else 0)",
+    )
     g.add_argument("--seed", metavar="N", type=int, help=f"which calibration samples (default {d.seed})")
     g.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
     g.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")

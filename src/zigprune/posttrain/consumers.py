@@ -97,13 +97,18 @@ def adapter_for(module: nn.Module) -> Adapter | None:
 
 @dataclass
 class Consumer:
-    """A layer that reads prunable channels: its columns' groups (-1: no group) and whether to update it."""
+    """A layer that reads prunable channels: its columns' groups (-1: no group) and whether to update it.
+
+    ``row_scale``: what an error in each output row weighs downstream, when a BatchNorm normalises
+    the layer's output (``γ² / (running_var + ε)``), so errors of layers before different norms compare.
+    """
 
     name: str
     module: nn.Module
     adapter: Adapter
     column_group: torch.Tensor
     shared: bool
+    row_scale: torch.Tensor | None = None
 
     @property
     def has_bias(self) -> bool:

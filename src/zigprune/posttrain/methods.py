@@ -14,7 +14,8 @@ from . import obs
 from .consumers import Consumer
 from .statistics import Gram, Moments
 
-Scorer = Callable[[Consumer, "Gram | Moments", int, float], torch.Tensor]
+Scorer = Callable[[Consumer, "Gram | Moments", int, "float | None"], torch.Tensor]
+CONV_SCORE_DAMP, LINEAR_SCORE_DAMP = 1.0, 0.1
 
 
 def _per_group(consumer: Consumer, column_score: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -30,14 +31,28 @@ def _weight(consumer: Consumer) -> torch.Tensor:
     return consumer.adapter.matrix(consumer.module).double()
 
 
-def obs_score(consumer: Consumer, stats: Gram, num_groups: int, damp: float) -> torch.Tensor:
-    """Structured OBS: the output error of removing the group's columns after an optimal refit."""
+def obs_score(consumer: Consumer, stats: Gram, num_groups: int, damp: float | None) -> torch.Tensor:
+    """Structured OBS: the output error of removing the group's columns after an optimal refit, per
+    input row (so layers at different resolutions compare) and in the units of the BatchNorm that
+    normalises the output, where one does.
+
+    ``damp`` None: 1.0 for convolutions, 0.1 for other layers. The score assumes the other columns
+    stay to compensate, which a removal of many groups at once does not leave; unfolded patches
+    repeat each input pixel in up to k² columns, so a convolution's ``H`` promises far more of that
+    compensation than a linear layer's, and is damped more (on ResNet-20 / Fashion-MNIST at 1.5x
+    fewer MACs: 89.7% with 1.0 against 87.7% with 0.1; on all-MiniLM-L6-v2, cosine 0.918 with 0.1
+    against 0.902 with 1.0).
+    """
+    if damp is None:
+        damp = CONV_SCORE_DAMP if consumer.adapter.kernel(consumer.module) > 1 else LINEAR_SCORE_DAMP
     h = obs.damped(stats.for_layer(consumer.has_bias), damp)
     w = _weight(consumer)
     if consumer.has_bias:
         w = torch.cat([w, consumer.module.bias.detach().double().reshape(-1, 1)], 1)
+    if consumer.row_scale is not None and consumer.row_scale.numel() == w.shape[0]:
+        w = w * consumer.row_scale.to(w.device).sqrt().reshape(-1, 1)
     groups = torch.cat([consumer.column_group, torch.full((int(consumer.has_bias),), -1)])
-    return obs.group_errors(w, obs.inverse(h), groups, num_groups)
+    return obs.group_errors(w, obs.inverse(h), groups, num_groups) / max(stats.count, 1)
 
 
 def wanda_score(consumer: Consumer, stats: Moments, num_groups: int, damp: float) -> torch.Tensor:

@@ -32,7 +32,9 @@ def prune(
     round_to: int | None = None,
     cost_power: float | None = None,
     damp: float = 0.01,
+    score_damp: float | None = None,
     recalibrate_bn: bool = True,
+    steps: int = 1,
     progress: bool = True,
     block_bytes: int = BLOCK_BYTES,
 ) -> list[int]:
@@ -49,9 +51,11 @@ def prune(
 
     - ``"obs"`` (default): for every layer that reads a group's channels (Linear, Conv1d/2d,
       GPT-2's Conv1D: its *consumers*), ``H = XᵀX`` of its inputs on the calibration data (conv
-      inputs unfolded; float64; damped by ``damp`` x mean diagonal); a group's score is the sum over
-      its consumers of the structured-OBS error of removing its columns. Every consumer of removed
-      columns is then refit by least squares (its bias too, which takes the removed channels' mean).
+      inputs unfolded; float64); a group's score is the sum over its consumers of the structured-OBS
+      error of removing its columns, per input row and weighted by a following BatchNorm's scale,
+      with ``H`` damped by ``score_damp`` x its mean diagonal (default: 1.0 for convolutions, 0.1
+      for other layers; see ``methods.obs_score``). Every consumer of removed columns is then refit
+      by least squares with ``damp`` (its bias too, which takes the removed channels' mean).
     - ``"wanda"``: Wanda-sp score, sum of ``|W| x ‖X‖`` over the group's columns; no update.
     - ``"flap"``: FLAP's fluctuation ``Var(X) x ‖W‖²``; the removed columns' mean contribution is
       folded into the consumers' biases (where a layer has one).
@@ -62,7 +66,9 @@ def prune(
     ``H``). The OBS refit is sequential: consumers are refit in the order the model calls them, each
     on statistics gathered after those before it were refit, so each also absorbs the change
     upstream; layers that read the same tensor (q, k, v) are refit from one pass. Each pass stops once
-    its layers have run. Groups are zeroed after the refit. Afterwards BatchNorm statistics are
+    its layers have run. Groups are zeroed after the refit. With ``steps`` N > 1 the target is
+    reached in N rounds, each scored anew on the model the round before left (refit and zeroed), at
+    N times the cost: later choices see the earlier removals. Afterwards BatchNorm statistics are
     re-estimated on the calibration data (``recalibrate_bn``). Groups whose channels no known layer
     reads are scored as most important (they go last), with a warning.
 
@@ -71,23 +77,28 @@ def prune(
     ``ValueError`` (an unknown method); the model is then left unchanged.
     """
     chosen = _method(method)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of at least 1, not {steps!r}")
     goal = Target.of(target, by=by, round_to=round_to, cost_power=cost_power)
     check_reachable(space, goal)
     model = space.model
     calib = _calibration(chosen, calibration, model)
-    taken = space.zero_groups()
+    removed = space.zero_groups()
     plan = CallPlan([], {}, {})
-    moments: dict[str, Moments] = {}
-    if chosen.statistics is None:
-        scores = space.group_norms()
-    else:
+    if chosen.statistics is not None:
         plan = call_plan(model, calib, consumers(space))
-        scores, moments = _scores(space, chosen, calib, plan, damp, progress, block_bytes)
-    removed = select(space, scores, taken, goal, 1.0) | taken
     before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     try:
-        _update(space, chosen, calib, plan, removed, damp, progress, block_bytes, moments)
-        space.zero_(removed)
+        for step in range(1, steps + 1):
+            scores, moments = space.group_norms(), {}
+            if chosen.statistics is not None:
+                scores, moments = _scores(
+                    space, chosen, calib, plan, score_damp, progress, block_bytes, step == 1
+                )
+            new = select(space, scores, removed, goal, step / steps) & ~removed
+            removed |= new
+            _update(space, chosen, calib, plan, removed, new, damp, progress, block_bytes, moments)
+            space.zero_(removed)
         if recalibrate_bn and calib is not None:
             recalibrate(model, calib, progress)
             space.zero_(removed)
@@ -135,9 +146,10 @@ def _scores(
     method: Method,
     calib: Calibration,
     plan: CallPlan,
-    damp: float,
+    damp: float | None,
     progress: bool,
     block_bytes: int,
+    warn: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Moments]]:
     """Every group's score summed over its consumers (inf for groups no consumer measures)."""
     scores = torch.zeros(space.num_groups, dtype=torch.float64)
@@ -153,7 +165,8 @@ def _scores(
                     measured[layer.column_group[layer.column_group >= 0]] = True
             if method.statistics is Moments:
                 kept.update(stats)
-    _warn_unmeasured(space, ~measured)
+    if warn:
+        _warn_unmeasured(space, ~measured)
     scores[~measured] = float("inf")
     return scores, kept
 
@@ -176,16 +189,18 @@ def _update(
     calib: Calibration | None,
     plan: CallPlan,
     removed: torch.Tensor,
+    new: torch.Tensor,
     damp: float,
     progress: bool,
     block_bytes: int,
     moments: dict[str, Moments],
 ) -> None:
-    """Apply the method's update to every consumer of removed columns (bias shift, or sequential refit)."""
-    touched = [c for c in plan.order if not c.shared and bool(_removed_columns(c, removed).any())]
+    """Apply the method's update to every consumer of ``new`` removed columns (bias shift, or sequential
+    refit with every ``removed`` column at zero)."""
+    touched = [c for c in plan.order if not c.shared and bool(_removed_columns(c, new).any())]
     if method.update == "bias":
         for layer in touched:
-            compensate_bias(layer, moments[layer.name], _removed_columns(layer, removed))
+            compensate_bias(layer, moments[layer.name], _removed_columns(layer, new))
     elif method.update == "refit" and touched:
         stages = _stages(touched, plan.inputs, block_bytes)
         with progress_bar(len(stages) * len(calib.batches), "obs: refit", progress) as bar:
