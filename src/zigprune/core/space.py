@@ -23,6 +23,7 @@ from torch import nn
 from .components import components
 from .construct import construct
 from .reduction import per_group
+from .segments import Segments
 from .store import Store
 from .summary import summary
 from .trace import Inputs, batch_size
@@ -69,27 +70,6 @@ class CostRecord:
 
     macs: float
     factors: list[torch.Tensor]
-
-
-@dataclass
-class _Segments:
-    """Index vectors laid end to end: ``classes``, the vector each belongs to (``segment``), their sizes."""
-
-    classes: torch.Tensor
-    segment: torch.Tensor
-    sizes: torch.Tensor
-
-    @classmethod
-    def of(cls, vectors: list[torch.Tensor]) -> _Segments:
-        sizes = torch.tensor([v.numel() for v in vectors], dtype=torch.long)
-        classes = torch.cat(vectors) if vectors else torch.empty(0, dtype=torch.long)
-        return cls(classes, torch.repeat_interleave(torch.arange(len(vectors)), sizes), sizes)
-
-    def count(self, mask: torch.Tensor, dtype: torch.dtype = torch.long) -> torch.Tensor:
-        """How many entries of each vector ``mask`` (over classes) holds."""
-        return torch.zeros(len(self.sizes), dtype=dtype).index_add_(
-            0, self.segment, mask[self.classes].to(dtype)
-        )
 
 
 @dataclass
@@ -320,18 +300,18 @@ class GroupSpace:
     # -- costs ----------------------------------------------------------------------------------------------
 
     @cached_property
-    def _slice_index(self) -> tuple[list[Slice], _Segments]:
+    def _slice_index(self) -> tuple[list[Slice], Segments]:
         """The non-empty slices and their classes laid end to end, to test them all in one pass."""
         live = [s for s in self.slices if s.classes.numel()]
-        return live, _Segments.of([s.classes for s in live])
+        return live, Segments.of([s.classes for s in live])
 
     @cached_property
-    def _factor_index(self) -> tuple[_Segments, torch.Tensor, torch.Tensor]:
+    def _factor_index(self) -> tuple[Segments, torch.Tensor, torch.Tensor]:
         """Every cost factor's classes laid end to end, the record each factor scales, each record's MACs."""
         factors = [(i, f) for i, r in enumerate(self.costs) for f in r.factors if f.numel()]
         record = torch.tensor([i for i, _ in factors], dtype=torch.long)
         macs = torch.tensor([r.macs for r in self.costs], dtype=torch.float64)
-        return _Segments.of([f for _, f in factors]), record, macs
+        return Segments.of([f for _, f in factors]), record, macs
 
     def pruned_classes(self, groups: torch.Tensor | None) -> torch.Tensor:
         """Bool mask over classes (plus a trailing 'none' slot) that removing ``groups`` cuts.
