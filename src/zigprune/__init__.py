@@ -3,13 +3,14 @@
 from ._version import __version__
 from .core.analysis import analyze
 from .core.space import Family, GroupSpace
-from .errors import ConstructionError, ExampleInputError, TraceError, ZigpruneError
+from .errors import CalibrationError, ConstructionError, ExampleInputError, TraceError, ZigpruneError
 from .io import export_onnx, load, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
 from .posttrain import prune
 
 __all__ = [
-    "DHSPG", "HESSO", "HSPG", "ConstructionError", "ExampleInputError", "Family", "GroupSpace", "TraceError",
-    "ZigpruneError", "__version__", "analyze", "count", "export_onnx", "load", "prune", "save",
+    "DHSPG", "HESSO", "HSPG", "CalibrationError", "ConstructionError", "ExampleInputError", "Family",
+    "GroupSpace", "TraceError", "ZigpruneError", "__version__", "analyze", "count", "export_onnx", "load",
+    "prune", "save",
 ]  # fmt: skip
