@@ -227,7 +227,7 @@ def test_fidelity_is_one_for_the_same_model_and_lower_for_another(tiny_bert: Pat
     assert other.cosine < 0.9
 
 
-def test_prune_cli_on_text(tiny_bert: Path, text_file: Path, tmp_path: Path) -> None:
+def test_prune_cli_on_text(tiny_bert: Path, text_file: Path, tmp_path: Path, capsys) -> None:
     argv = ["prune", "--model", f"hf:{tiny_bert}", "--data", f"text:{text_file}", "--calibration", "32"]
     argv += ["--batch-size", "8", "--round-to", "1", "--target", "macs=1.3x", *FAST]
     cosine = {}
@@ -239,6 +239,9 @@ def test_prune_cli_on_text(tiny_bert: Path, text_file: Path, tmp_path: Path) -> 
         cosine[method] = metrics["slim"]["cosine"]
     assert 0.9 < cosine["obs"] < 1.0 and cosine["magnitude"] < cosine["obs"] - 0.1, cosine
     out = tmp_path / "obs"
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 0
+    assert f"cosine {cosine['obs']:.4f} to the dense model" in capsys.readouterr().out
     slim = zp.load(out)
     ids = torch.tensor([[2, 7, 8, 9, 3]])
     assert slim(input_ids=ids).last_hidden_state.shape == (1, 5, 32)

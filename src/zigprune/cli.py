@@ -155,6 +155,8 @@ def _load(args: argparse.Namespace) -> torch.nn.Module:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .compress.prune_job import text_fidelity
+    from .data.text import is_text
     from .training import evaluate
 
     directory = Path(args.run_dir)
@@ -164,11 +166,20 @@ def _eval(args: argparse.Namespace) -> int:
     if not name:
         raise DataError(f"{directory} does not record its dataset; pass --data ({', '.join(data.names())})")
     same = args.data is None
+    params = sum(p.numel() for p in slim.parameters())
+    if is_text(name):
+        found = text_fidelity(
+            io.read_plan(directory)["spec"]["text"], name, slim, recorded.get("max_length", 128)
+        )
+        print(
+            f"{directory}: cosine {found.cosine:.4f} to the dense model, top-1 neighbour kept "
+            f"{found.retrieval:.1%} on {found.samples} held-out lines of {name}; {params:,} params"
+        )
+        return 0
     data_dir = args.data_dir or (recorded.get("data_dir") if same else None)
     subset = args.subset if args.subset is not None else (recorded.get("subset") if same else None)
     dataset = data.load(name, data_dir, subset=subset)
     metrics = evaluate(slim, dataset.test, batch_size=args.batch_size)
-    params = sum(p.numel() for p in slim.parameters())
     print(
         f"{directory}: accuracy {metrics.accuracy:.2%}, loss {metrics.loss:.4f} on {metrics.count} test "
         f"samples of {name}; {params:,} params"

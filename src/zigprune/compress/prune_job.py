@@ -27,7 +27,7 @@ from ..data.text import batches, is_text, load_text
 from ..errors import ConfigError, Interrupted
 from ..io.saved import save
 from ..io.weights import load_weights, tokenizer
-from ..measure.fidelity import embeddings, fidelity
+from ..measure.fidelity import Fidelity, embeddings, fidelity
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, resolve
 from ..posttrain import METHODS, prune
@@ -188,6 +188,14 @@ def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inpu
     )
 
 
+def text_fidelity(spec: str, data_name: str, slim: torch.nn.Module, max_length: int = 128) -> Fidelity:
+    """How closely ``slim`` follows the Hugging Face model ``spec`` it was pruned from, on the held-out
+    lines of ``data_name`` (``zigprune eval`` of a text run)."""
+    dense = resolve(spec)
+    held_out = batches(tokenizer(dense), load_text(data_name).test, batch_size=32, max_length=max_length)
+    return fidelity(embeddings(dense.build(), held_out), slim, held_out)
+
+
 def _run(
     stage: Stage,
     config: PruneConfig,
@@ -210,6 +218,7 @@ def _run(
     stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
     slim = stage.timed("construct", space.construct)
     recorded = {"data": config.data, "data_dir": config.data_dir, "weights": config.weights}
+    recorded |= {"max_length": config.max_length} if is_text(config.data) else {}
     stage.timed("save", lambda: save(out, slim, space, spec, metadata=recorded))
     run = Run(model, dense, feed.example, feed.single, space, None, 0)
     metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, feed.quality(slim))
