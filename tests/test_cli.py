@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_errors import error_of
 
 import zigprune as zp
 from zigprune.cli import main
@@ -31,13 +32,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["compress", *TINY, "--target", "macs=2x", "--out", str(out), "--no-progress"]) == 0
     return out
-
-
-def error_of(capsys: pytest.CaptureFixture, argv: list[str], status: int) -> str:
-    assert main(argv) == status
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("zigprune: ") and "\n" not in err, err
-    return err
 
 
 def test_compress_prints_the_before_after_table(run_dir: Path, capsys: pytest.CaptureFixture) -> None:

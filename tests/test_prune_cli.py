@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_errors import error_of
 
 import zigprune as zp
 from zigprune.cli import main
@@ -17,6 +18,7 @@ from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.models import create
 
 FAST = ["--no-latency", "--no-onnx", "--no-progress"]
+DIGITS = ["prune", "--model", "digits_cnn", "--data", "digits"]
 WORDS = [
     "the",
     "a",
@@ -45,13 +47,6 @@ def dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["compress", "--epochs", "5", "--save-dense", "--out", str(out)]  # dense: about 92% in 6 s
     assert main([*argv, "--target", "macs=2x", *FAST]) == 0
     return out
-
-
-def error_of(capsys: pytest.CaptureFixture, argv: list[str], status: int = 2) -> str:
-    assert main(argv) == status
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("zigprune: ") and "\n" not in err, err
-    return err
 
 
 def test_save_dense_writes_the_trained_baseline(dense_run: Path) -> None:
@@ -96,15 +91,7 @@ def test_compress_starts_from_weights(dense_run: Path, tmp_path: Path) -> None:
 
 def test_prune_cli_on_saved_dense_weights(dense_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "pruned"
-    argv = [
-        "prune",
-        "--model",
-        "digits_cnn",
-        "--data",
-        "digits",
-        "--weights",
-        str(dense_run / "dense.safetensors"),
-    ]
+    argv = [*DIGITS, "--weights", str(dense_run / "dense.safetensors")]
     assert main([*argv, "--target", "macs=1.5x", "--calibration", "128", "--out", str(out), *FAST]) == 0
     printed = capsys.readouterr().out
     assert "| MACs" in printed and "fewer" in printed
@@ -125,18 +112,7 @@ def test_prune_cli_on_saved_dense_weights(dense_run: Path, tmp_path: Path, capsy
 
 def test_prune_cli_errors_change_nothing(dense_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "never"
-    base = [
-        "prune",
-        "--model",
-        "digits_cnn",
-        "--data",
-        "digits",
-        "--calibration",
-        "32",
-        "--out",
-        str(out),
-        *FAST,
-    ]
+    base = [*DIGITS, "--calibration", "32", "--out", str(out), *FAST]
     assert "--weights FILE is needed" in error_of(capsys, base)
     assert not out.exists()
     junk = tmp_path / "junk.safetensors"

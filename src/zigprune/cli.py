@@ -161,16 +161,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     directory = Path(args.run_dir)
     slim = _load(args)
-    recorded = io.read_plan(directory)["metadata"]
+    plan = io.read_plan(directory)
+    recorded = plan["metadata"]
     name = args.data or recorded.get("data")
     if not name:
         raise DataError(f"{directory} does not record its dataset; pass --data ({', '.join(data.names())})")
     same = args.data is None
     params = sum(p.numel() for p in slim.parameters())
     if is_text(name):
-        found = text_fidelity(
-            io.read_plan(directory)["spec"]["text"], name, slim, recorded.get("max_length", 128)
-        )
+        found = text_fidelity(plan["spec"]["text"], name, slim, recorded.get("max_length", 128))
         print(
             f"{directory}: cosine {found.cosine:.4f} to the dense model, top-1 neighbour kept "
             f"{found.retrieval:.1%} on {found.samples} held-out lines of {name}; {params:,} params"

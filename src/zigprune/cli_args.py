@@ -51,6 +51,16 @@ def wrap(text: str) -> str:
     return textwrap.fill(text, width=max(40, min(100, shutil.get_terminal_size().columns - 2)))
 
 
+def add_measure_flags(group: Any) -> None:
+    """``--no-onnx``, ``--no-latency`` and ``--latency-seconds``: what a run measures after it builds the
+    slim model (compress and prune alike)."""
+    group.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
+    group.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")
+    group.add_argument(
+        "--latency-seconds", metavar="S", type=float, help="time each model at least S per batch size (0.5)"
+    )
+
+
 def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
     """The ``compress`` sub-parser: every ``Config`` field as a flag, plus where the run goes."""
     d = run.Config()
@@ -131,11 +141,7 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         const=True,
         help="also save the trained dense baseline as dense.safetensors (the input of zigprune prune)",
     )
-    g.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
-    g.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")
-    g.add_argument(
-        "--latency-seconds", metavar="S", type=float, help="time each model at least S per batch size (0.5)"
-    )
+    add_measure_flags(g)
     g = p.add_argument_group("where")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data
-from .cli_args import SPEC_FORMS, json_object, wrap
+from .cli_args import SPEC_FORMS, add_measure_flags, json_object, wrap
 from .compress.prune_job import PruneConfig, prune_run
 from .compress.report import table
 from .core.selection import TARGET_HELP
@@ -72,11 +72,7 @@ def add_prune(sub: Any) -> None:
         "(default 0.5 for a macs= target with --round-to above 1, else 0)",
     )
     g.add_argument("--seed", metavar="N", type=int, help=f"which calibration samples (default {d.seed})")
-    g.add_argument("--no-onnx", dest="onnx", action="store_const", const=False, help="skip model.onnx")
-    g.add_argument("--no-latency", dest="latency", action="store_const", const=False, help="skip timing")
-    g.add_argument(
-        "--latency-seconds", metavar="S", type=float, help="time each model at least S per batch size"
-    )
+    add_measure_flags(g)
     g = p.add_argument_group("where")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>-<method>)")
     g.add_argument("--force", action="store_true", help="overwrite the run already in --out")

@@ -172,8 +172,10 @@ class GroupSpace:
         same number there (the gcd over its slices; 1 when they differ)."""
         spans = [0] * count
         for s in self.slices:
+            if not s.classes.numel():
+                continue
+            repeats = torch.unique(torch.unique(s.classes, return_counts=True)[1])
             f = int(class_family[s.classes[0]])
-            repeats = torch.unique(torch.bincount(s.classes)[s.classes])
             spans[f] = math.gcd(spans[f], int(repeats[0]) if repeats.numel() == 1 else 1)
         return [span or 1 for span in spans]
 

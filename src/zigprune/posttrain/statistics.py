@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CalibrationError
+from .batchnorm import BATCH_NORMS
 from .calibration import Calibration, StopForward
 from .consumers import Consumer
 
@@ -159,7 +160,7 @@ def call_plan(model: nn.Module, calibration: Calibration, members: Sequence[Cons
             )
             consumer.row_scale = (gamma.double().square() / (module.running_var.double() + module.eps)).cpu()
 
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
     handles = [c.module.register_forward_pre_hook(hook, with_kwargs=True) for c in members]
     handles += [c.module.register_forward_hook(output) for c in members]
     handles += [m.register_forward_pre_hook(norm) for m in norms]
