@@ -136,3 +136,5 @@ def test_post_training_quick(tmp_path: Path) -> None:
     )
     if report["text"] is not None:
         assert all(-1 <= r["cosine"] <= 1 for r in report["text"]["rows"])
+        trained = {r["method"] for r in report["text"]["rows"]}
+        assert {"compress --distill (HESSO)", "obs + distill epochs"} <= trained

@@ -19,34 +19,6 @@ from zigprune.models import create
 
 FAST = ["--no-latency", "--no-onnx", "--no-progress"]
 DIGITS = ["prune", "--model", "digits_cnn", "--data", "digits"]
-WORDS = [
-    "the",
-    "a",
-    "of",
-    "to",
-    "in",
-    "is",
-    "and",
-    "for",
-    "with",
-    "on",
-    "model",
-    "layer",
-    "prune",
-    "weight",
-    "value",
-    "group",
-    "channel",
-    "head",
-]
-
-
-@pytest.fixture(scope="module")
-def dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dense") / "run"
-    argv = ["compress", "--epochs", "5", "--save-dense", "--out", str(out)]  # dense: about 92% in 6 s
-    assert main([*argv, "--target", "macs=2x", *FAST]) == 0
-    return out
 
 
 def test_save_dense_writes_the_trained_baseline(dense_run: Path) -> None:
@@ -134,39 +106,6 @@ def test_prune_cli_bad_numbers(capsys) -> None:
 
 
 # --- text -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("bert")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=5 + len(WORDS),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        initializer_range=0.3,  # at the default 0.02 the blocks barely change what the embeddings give
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    generator = torch.Generator().manual_seed(0)
-    lines = [
-        " ".join(WORDS[i] for i in torch.randint(len(WORDS), (int(n),), generator=generator))
-        for n in torch.randint(8, 30, (80,), generator=generator)
-    ]
-    path = tmp_path_factory.mktemp("text") / "lines.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_text_data_split_and_errors(text_file: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import compress as run
 from . import data
+from .compress.config import VARIANTS
 from .core.selection import TARGET_HELP
 
 SPEC_FORMS = "path/to/file.py:factory, package.module:factory or hf:PATH"
@@ -61,6 +62,31 @@ def add_measure_flags(group: Any) -> None:
     )
 
 
+def add_limit_flags(group: Any) -> None:
+    """``--leave``, ``--max-share``, ``--min-heads``, ``--uniform``: what pruning may not remove
+    (compress and prune alike; see ``zigprune.core.limits``)."""
+    group.add_argument(
+        "--leave",
+        metavar="PATTERN",
+        action="append",
+        help="leave whole the channels of modules matching PATTERN (fnmatch on module names, e.g. "
+        "'*.attention.*' keeps every head); repeat for several",
+    )
+    group.add_argument(
+        "--max-share", metavar="S", type=float, help="remove at most this share of any layer's width (1)"
+    )
+    group.add_argument(
+        "--min-heads", metavar="N", type=int, help="keep at least N heads per attention layer (0)"
+    )
+    group.add_argument(
+        "--uniform",
+        action="store_const",
+        const=True,
+        help="every repeated layer keeps the same width (a Hugging Face model then also saves as a "
+        "from_pretrained folder, hf/)",
+    )
+
+
 def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
     """The ``compress`` sub-parser: every ``Config`` field as a flag, plus where the run goes."""
     d = run.Config()
@@ -78,7 +104,9 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         ),
         epilog="examples:\n  zigprune compress\n  zigprune compress --model resnet20 --data fashion-mnist "
         "--target macs=2.5x --epochs 15\n  zigprune compress --model my_net.py:build --data "
-        "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --out runs/x --resume",
+        "imagefolder:photos --model-kwargs '{\"width\": 32}'\n  zigprune compress --model "
+        "hf:path/to/all-MiniLM-L6-v2 --data text:python-docs --distill --target macs=1.5x\n"
+        "  zigprune compress --out runs/x --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("what to compress")
@@ -89,7 +117,11 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
     g.add_argument(
         "--weights", metavar="FILE", help="start from this state dict (.safetensors) instead of new weights"
     )
-    g.add_argument("--data", metavar="NAME", help=f"{', '.join(data.names())} (default {d.data})")
+    g.add_argument(
+        "--data",
+        metavar="NAME",
+        help=f"{', '.join(data.names())}, or text:FILE / text:python-docs with --distill (default {d.data})",
+    )
     g.add_argument(
         "--data-dir", metavar="DIR", help="folder of the dataset's files (default: its usual place)"
     )
@@ -113,6 +145,7 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         "--latency-aware): 0 by importance alone, 1 per unit of cost, so costly groups go first "
         "(default 0.5 for a macs= target with --round-to above 1: faster slim models, same accuracy; else 0)",
     )
+    add_limit_flags(g)
     g.add_argument(
         "--latency-aware",
         action="store_const",
@@ -120,11 +153,30 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         help="cost = the time a removal saves, each conv/linear layer timed on this machine at batch 64 "
         "(one thread) at the widths pruning leaves; --cost-power defaults to 1 then",
     )
-    g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs}")
-    g.add_argument("--lr", type=float, help=f"peak learning rate of the cosine schedule (default {d.lr})")
+    g.add_argument(
+        "--distill",
+        action="store_const",
+        const=True,
+        help="the starting model (--weights, or a hf: model as saved), frozen, is the teacher: train to "
+        "follow its outputs (KL on logits plus the labels' loss; sentence-embedding cosine for text)",
+    )
+    g.add_argument("--epochs", metavar="N", type=int, help=f"default {d.epochs} (text: 2)")
+    g.add_argument(
+        "--lr",
+        type=float,
+        help=f"peak learning rate of the cosine schedule (default {d.lr}; adam(w): 1e-4, text 3e-4)",
+    )
+    g.add_argument(
+        "--variant",
+        choices=list(VARIANTS),
+        help="the base update (default sgd; adamw for a hf: model)",
+    )
     g.add_argument("--momentum", metavar="M", type=float, help=f"default {d.momentum}")
     g.add_argument("--weight-decay", metavar="WD", type=float, help=f"default {d.weight_decay}")
-    g.add_argument("--batch-size", metavar="N", type=int, help=f"default {d.batch_size}")
+    g.add_argument("--batch-size", metavar="N", type=int, help=f"default {d.batch_size} (text: 16)")
+    g.add_argument(
+        "--max-length", metavar="N", type=int, help=f"tokens per text line (default {d.max_length})"
+    )
     g.add_argument(
         "--seed", metavar="N", type=int, help=f"weights, batch order, augmentation (default {d.seed})"
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from . import data
-from .cli_args import SPEC_FORMS, add_measure_flags, json_object, wrap
+from .cli_args import SPEC_FORMS, add_limit_flags, add_measure_flags, json_object, wrap
+from .compress.config import VARIANTS
 from .compress.prune_job import PruneConfig, prune_run
 from .compress.report import table
 from .core.selection import TARGET_HELP
@@ -57,7 +58,9 @@ def add_prune(sub: Any) -> None:
     g.add_argument(
         "--calibration", metavar="N", type=int, help=f"calibration samples (default {d.calibration})"
     )
-    g.add_argument("--batch-size", metavar="N", type=int, help=f"calibration batch (default {d.batch_size})")
+    g.add_argument(
+        "--batch-size", metavar="N", type=int, help="calibration and distillation batch (text 16, images 128)"
+    )
     g.add_argument(
         "--max-length", metavar="N", type=int, help=f"tokens per text line (default {d.max_length})"
     )
@@ -71,6 +74,17 @@ def add_prune(sub: Any) -> None:
         help="rank groups by score / cost**P "
         "(default 0.5 for a macs= target with --round-to above 1, else 0)",
     )
+    add_limit_flags(g)
+    g.add_argument(
+        "--distill-epochs",
+        metavar="N",
+        type=int,
+        help="after pruning, train the slim model N epochs to follow the dense one (default 0: none)",
+    )
+    g.add_argument(
+        "--variant", choices=list(VARIANTS), help="distillation's update (adamw for hf:, else sgd)"
+    )
+    g.add_argument("--lr", type=float, help="distillation's peak learning rate (adamw 5e-5, sgd 0.01)")
     g.add_argument("--seed", metavar="N", type=int, help=f"which calibration samples (default {d.seed})")
     add_measure_flags(g)
     g = p.add_argument_group("where")

@@ -17,6 +17,7 @@ import torch
 from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target
+from ..data.text import is_text, tokenized
 from ..errors import (
     ConfigError,
     DivergedError,
@@ -27,14 +28,16 @@ from ..errors import (
     first_line,
 )
 from ..io.saved import save
-from ..io.weights import load_weights, save_weights
+from ..io.weights import load_weights, save_weights, tokenizer
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, kind_of, resolve
 from ..optim import targeted
 from ..training import History, Hook, Metrics, checkpoint, evaluate, steps_per_epoch, train
+from ..training.objective import Distillation, Objective
 from . import report as run_report
 from .config import Config, default_out
 from .fit import check_fits
+from .hf_output import save_hf_folder
 from .measurement import measure
 from .optimizers import OPTIMIZERS, base_options, cost_power
 from .rundir import (
@@ -102,8 +105,7 @@ def compress(
     job = _Job(config, out, target, stage, progress, hooks, threads, command, start)
     started = resume
     try:
-        dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir, subset=config.subset))
-        spec = resolve(config.model, **_model_kwargs(config, dataset))
+        dataset, spec = stage.timed("data", lambda: _data_and_spec(config))
         check_fits(spec, dataset)
         states = _saved_states(out, config) if resume else {}
         if not resume:
@@ -148,24 +150,26 @@ def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str,
     before = torch.get_num_threads()
     torch.set_num_threads(job.threads or _threads(run, config))
     try:
-        history = _train(job, "train", run.model, run.optimizer, dataset, states.get("train"), job.hooks)
+        objective = Distillation(run.initial, labelled=dataset.num_classes > 0) if config.distill else None
+        history = _train(
+            job, "train", run.model, run.optimizer, dataset, states.get("train"), job.hooks, objective
+        )
         report = run.optimizer.report()
         stage.log(
             f"trained: {report['group_sparsity']:.0%} of groups zero, {report['macs_left']:.0%} of MACs left"
         )
         run.model.eval()
         slim = stage.timed("construct", run.space.construct)
-        baseline, dense = (
-            _baseline(job, run, dataset, states.get("baseline")) if config.baseline else (None, None)
-        )
+        baseline, dense = _baseline(job, run, dataset, states.get("baseline"))
     finally:
         torch.set_num_threads(before)
     recorded = {"data": config.data, "data_dir": config.data_dir, "subset": config.subset}
     stage.timed("save", lambda: save(out, slim, run.space, spec, metadata=recorded))
     if config.save_dense:
         stage.timed("save", lambda: save_weights(run.initial, out / DENSE))
+    hf_folder = save_hf_folder(stage, spec, slim, out)
     metrics = measure(stage, config, out, run, slim, dataset, baseline)
-    metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report)
+    metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report, hf_folder=hf_folder)
     histories = {"train": history.to_dict(), **({"baseline": dense.to_dict()} if dense is not None else {})}
     write_json(out / HISTORY, histories)
     metrics["seconds"]["total"] = time.perf_counter() - job.start
@@ -197,6 +201,17 @@ def _setup(stage: Stage, config: Config, spec: ModelSpec, dataset: data.Dataset,
     return Run(model, initial, example, single, space, optimizer, steps)
 
 
+def _data_and_spec(config: Config) -> tuple[data.Dataset, ModelSpec]:
+    """The run's data and its model spec: an image dataset fits the zoo model's channels and classes;
+    text is tokenized with the Hugging Face model's own tokenizer (the model is used as saved)."""
+    if is_text(config.data):
+        spec = resolve(config.model, **config.model_kwargs)
+        dataset = tokenized(config.data, tokenizer(spec), max_length=config.max_length, subset=config.subset)
+        return dataset, spec
+    dataset = data.load(config.data, config.data_dir, subset=config.subset)
+    return dataset, resolve(config.model, **_model_kwargs(config, dataset))
+
+
 def _threads(run: Run, config: Config) -> int:
     """One thread for a tiny model (a training batch under ``TINY_MACS``), else torch's default."""
     return 1 if run.space.total_macs * config.batch_size < TINY_MACS else torch.get_num_threads()
@@ -216,7 +231,12 @@ def _model_kwargs(config: Config, dataset: data.Dataset) -> dict[str, Any]:
 def _baseline(
     job: _Job, run: Run, dataset: data.Dataset, state: dict[str, Any] | None
 ) -> tuple[Metrics, History]:
-    """Train the dense copy with plain SGD and the same schedule: its accuracy (to compare) and history."""
+    """Train the dense copy with plain SGD and the same schedule: its accuracy (to compare) and history.
+    Without a baseline: the starting model's accuracy when it is a trained teacher (``distill`` on
+    labelled data), else nothing."""
+    if not job.config.baseline:
+        labelled = job.config.distill and dataset.num_classes > 0
+        return (evaluate(run.initial, dataset.test) if labelled else None), None
     dense_opt = torch.optim.SGD(run.initial.parameters(), **base_options(job.config))
     history = _train(job, "baseline", run.initial, dense_opt, dataset, state)
     return evaluate(run.initial, dataset.test), history
@@ -230,6 +250,7 @@ def _train(
     dataset: data.Dataset,
     state: dict[str, Any] | None,
     hooks: Sequence[Hook] = (),
+    objective: Objective | None = None,
 ) -> History:
     """Train stage ``name`` with a per-step cosine schedule, checkpointing at every epoch end and on
     interrupt; an interrupt or a divergence becomes an error saying how to go on."""
@@ -244,8 +265,8 @@ def _train(
             lambda: train(
                 model, optimizer, dataset.train, epochs=config.epochs, batch_size=config.batch_size,
                 scheduler=scheduler, augment=dataset.augment, hooks=(*hooks, saver), seed=config.seed,
-                progress=job.progress, test_set=dataset.test, postfix=getattr(optimizer, "report", None),
-                resume=state, desc=name,
+                progress=job.progress, test_set=dataset.test if dataset.num_classes else None,
+                postfix=getattr(optimizer, "report", None), resume=state, desc=name, objective=objective,
             ),
         )  # fmt: skip
     except KeyboardInterrupt as err:

@@ -16,6 +16,7 @@ from .._version import __version__
 from ..io.onnx import export_onnx, has_onnx, quiet_onnx
 from ..measure import latency
 from ..measure.count import count
+from ..measure.fidelity import follows
 from ..training import evaluate, fetch
 from .config import Config
 from .optimizers import LATENCY_BATCHES
@@ -34,7 +35,15 @@ def measure(
     dataset: data.Dataset,
     baseline: Any,
 ) -> dict[str, Any]:
-    """Accuracy, params and MACs (per sample), ONNX export and latency of the dense and slim models."""
+    """Accuracy (text: fidelity to the starting model), params and MACs (per sample), ONNX export and
+    latency of the dense and slim models."""
+    if not dataset.num_classes:
+        held_out = dataset.test.batches(max(LATENCY_BATCHES))
+        quality = follows(run.initial, held_out)
+        found = {**quality(slim), "full_model_cosine": quality(run.model)["cosine"]}
+        metrics = measure_models(stage, config, out, run, slim, held_out[0], quality(run.initial), found)
+        metrics["steps"] = run.steps
+        return metrics
     full, after = evaluate(run.model, dataset.test), evaluate(slim, dataset.test)
     sample = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
     dense_quality = {

@@ -12,7 +12,7 @@ import torch
 from .. import optim
 from ..core.selection import Target
 from ..measure.layer_latency import LayerLatency
-from .config import Config
+from .config import Config, limits_of
 
 LATENCY_BATCHES = (1, 64)
 MACS_COST_POWER = 0.5
@@ -21,7 +21,9 @@ MACS_COST_POWER = 0.5
 def build(name: str, space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
     """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``."""
     chosen = {"target": run_target(space, config, target)} if optim.targeted(name) else {}
-    return optim.make(name, space, total_steps=steps, **base_options(config), **chosen)
+    return optim.make(
+        name, space, total_steps=steps, variant=config.variant, **base_options(config), **chosen
+    )
 
 
 def base_options(config: Config) -> dict[str, float]:
@@ -30,7 +32,8 @@ def base_options(config: Config) -> dict[str, float]:
 
 
 def run_target(space: Any, config: Config, target: Target) -> Target:
-    """``target`` with the run's selection options: width rounding, the ranking's cost and its weight.
+    """``target`` with the run's selection options: width rounding, the ranking's cost and its weight,
+    and the limits on what may go.
 
     With ``latency_aware`` the cost is the measured time a removal saves at the timing batch size
     (one thread, as the run's latency is timed) instead of MACs.
@@ -39,7 +42,9 @@ def run_target(space: Any, config: Config, target: Target) -> Target:
     if config.latency_aware:
         cost = LayerLatency(space, batch=max(LATENCY_BATCHES), round_to=config.round_to)
     rounding = max(config.round_to, 1)
-    return replace(target, round_to=rounding, cost_power=cost_power(config, target), cost=cost)
+    return replace(
+        target, round_to=rounding, cost_power=cost_power(config, target), cost=cost, limits=limits_of(config)
+    )
 
 
 def cost_power(config: Config, target: Target) -> float:

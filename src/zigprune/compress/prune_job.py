@@ -18,23 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset as TorchDataset
 
 from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target, check_reachable
 from ..core.space import GroupSpace
-from ..data.text import batches, is_text, load_text
+from ..data.text import TokenizedLines, batches, is_text, load_text
 from ..errors import ConfigError, Interrupted
 from ..io.saved import save
 from ..io.weights import load_weights, tokenizer
-from ..measure.fidelity import Fidelity, embeddings, fidelity
+from ..measure.fidelity import Fidelity, embeddings, fidelity, follows
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, resolve
 from ..posttrain import METHODS, prune
-from ..training import evaluate, fetch
+from ..training import evaluate, fetch, steps_per_epoch
 from . import report as run_report
-from .config import check_number, default_out
+from .config import VARIANTS, check_number, check_text_model, default_out, limits_of
+from .distill_slim import DEFAULT_LR, Recovery, distill_slim
 from .fit import check_fits
+from .hf_output import save_hf_folder
 from .measurement import measure_models
 from .optimizers import MACS_COST_POWER
 from .rundir import HISTORY, METRICS, check_dir, start_dir, write_json
@@ -43,7 +46,9 @@ from .state import Run, Stage
 
 @dataclass
 class PruneConfig:
-    """Everything that determines a prune run (saved as ``run.json``)."""
+    """Everything that determines a prune run (saved as ``run.json``). ``batch_size`` is the calibration
+    batch and the distillation batch (default 16 for text, 128 for images); ``variant`` and ``lr``
+    (default AdamW at 5e-5 for a hf: model, SGD at 0.01 otherwise) only matter with ``distill_epochs``."""
 
     model: str = "resnet20"
     data: str = "fashion-mnist"
@@ -52,10 +57,17 @@ class PruneConfig:
     method: str = "obs"
     target: str = "macs=0.3"
     calibration: int = 512
-    batch_size: int = 128
+    batch_size: int | None = None
     max_length: int = 128
     round_to: int = 8
     cost_power: float | None = None
+    leave: list[str] = field(default_factory=list)
+    max_share: float = 1.0
+    min_heads: int = 0
+    uniform: bool = False
+    distill_epochs: int = 0
+    variant: str | None = None
+    lr: float | None = None
     seed: int = 0
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     onnx: bool = True
@@ -63,11 +75,23 @@ class PruneConfig:
     latency_seconds: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = 16 if is_text(self.data) else 128
+        if self.variant is None:
+            self.variant = "adamw" if ModelSpec(self.model).kind == "hf" else "sgd"
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"--variant is {self.variant!r}; use one of {', '.join(VARIANTS)}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.variant]
+        check_number("lr", self.lr, 0.0, strict=True)
+        check_number("distill_epochs", self.distill_epochs, 0, integer=True)
         for name in ("calibration", "batch_size", "max_length", "round_to"):
             check_number(name, getattr(self, name), 1, integer=True)
         check_number("latency_seconds", self.latency_seconds, 0.0, strict=True)
         if self.cost_power is not None and not (0 <= self.cost_power <= 1):
             raise ConfigError(f"--cost-power is {self.cost_power!r}; give a number in [0, 1]")
+        check_text_model(self.model, self.data)
+        limits_of(self)
         if self.method not in METHODS:
             raise ConfigError(f"--method is {self.method!r}; use one of {', '.join(METHODS)}")
         self.model = ModelSpec(self.model).absolute().text
@@ -84,6 +108,9 @@ class _Inputs:
     calibration: list[Any]
     sample: Any
     quality: Callable[[torch.nn.Module], dict[str, float]]
+    train: TorchDataset
+    labelled: bool
+    augment: Any = None
 
 
 def prune_run(
@@ -104,7 +131,7 @@ def prune_run(
         else default_out(config).with_name(f"{default_out(config).name}-{config.method}")
     )
     check_dir(out, resume=False, force=force)
-    target = Target.parse(config.target, round_to=config.round_to)
+    target = Target.parse(config.target, round_to=config.round_to, limits=limits_of(config))
     target = replace(target, cost_power=_cost_power(config, target))
     torch.manual_seed(config.seed)
     try:
@@ -129,8 +156,6 @@ def _cost_power(config: PruneConfig, target: Target) -> float:
 def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
     """The model with its weights, and its inputs, checked against each other before anything is written."""
     if is_text(config.data):
-        if not config.model.startswith("hf:"):
-            raise ConfigError(f"text data ({config.data}) needs a Hugging Face model: --model hf:PATH")
         spec = resolve(config.model, **config.model_kwargs)
         tok = tokenizer(spec)
         model = stage.timed("load", spec.build)
@@ -164,6 +189,9 @@ def _image_inputs(config: PruneConfig, spec: ModelSpec, dataset: data.Dataset) -
         list(images.split(config.batch_size)),
         sample,
         lambda model: {"accuracy": evaluate(model, dataset.test).accuracy},
+        dataset.train,
+        labelled=True,
+        augment=dataset.augment,
     )
 
 
@@ -172,19 +200,15 @@ def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inpu
     calibration = batches(tok, text.train[: config.calibration], batch_size=config.batch_size,
                           max_length=config.max_length)  # fmt: skip
     held_out = batches(tok, text.test, batch_size=config.batch_size, max_length=config.max_length)
-    reference = embeddings(model, held_out)
-
-    def quality(candidate: torch.nn.Module) -> dict[str, float]:
-        found = fidelity(reference, candidate, held_out)
-        return {"cosine": found.cosine, "retrieval": found.retrieval, "held_out": found.samples}
-
     first = held_out[0]
     return _Inputs(
         {k: v[:2] for k, v in first.items()},
         {k: v[:1] for k, v in first.items()},
         calibration,
         first,
-        quality,
+        follows(model, held_out),
+        TokenizedLines(tok, text.train, max_length=config.max_length),
+        labelled=False,
     )
 
 
@@ -217,14 +241,37 @@ def _run(
     )
     stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
     slim = stage.timed("construct", space.construct)
+    recovered = _distill(stage, config, slim, dense, feed, progress) if config.distill_epochs else {}
+    history = recovered.pop("history", {"steps": [], "epochs": []})
     recorded = {"data": config.data, "data_dir": config.data_dir, "weights": config.weights}
     recorded |= {"max_length": config.max_length} if is_text(config.data) else {}
     stage.timed("save", lambda: save(out, slim, space, spec, metadata=recorded))
+    hf_folder = save_hf_folder(stage, spec, slim, out)
     run = Run(model, dense, feed.example, feed.single, space, None, 0)
-    metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, feed.quality(slim))
-    metrics.update(kind="prune", command=command, spec=spec.to_json(), out=str(out))
-    write_json(out / HISTORY, {"train": {"steps": [], "epochs": []}})
+    slim_quality = {**feed.quality(slim), **recovered}
+    metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, slim_quality)
+    metrics.update(kind="prune", command=command, spec=spec.to_json(), out=str(out), hf_folder=hf_folder)
+    write_json(out / HISTORY, {"train": history})
     metrics["seconds"]["total"] = time.perf_counter() - start
-    run_report.render(out, metrics, {"steps": [], "epochs": []})
+    run_report.render(out, metrics, history)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def _distill(
+    stage: Stage,
+    config: PruneConfig,
+    slim: torch.nn.Module,
+    dense: torch.nn.Module,
+    feed: _Inputs,
+    progress: bool,
+) -> dict[str, Any]:
+    """Distil ``slim`` from ``dense`` for ``config.distill_epochs``; the quality it had just after
+    pruning (``pruned_*`` keys) and the training history (``history``)."""
+    before = {f"pruned_{k}": v for k, v in feed.quality(slim).items() if k != "held_out"}
+    recovery = Recovery(config.distill_epochs, config.batch_size, config.variant, config.lr, config.seed)
+    history = stage.timed("distill", lambda: distill_slim(slim, dense, feed.train, recovery,
+                          labelled=feed.labelled, augment=feed.augment, progress=progress))  # fmt: skip
+    steps = steps_per_epoch(len(feed.train), config.batch_size) * config.distill_epochs
+    stage.log(f"distilled the slim model: {steps} steps ({config.distill_epochs} epoch(s))")
+    return {**before, "history": history.to_dict()}

@@ -111,22 +111,22 @@ def _mark_pruning(axes: Any, history: dict[str, Any], unit: str) -> None:
 def _plot_training(figure: Any, run: RunData) -> bool:
     if not run.history["steps"]:
         return False
-    loss_ax, acc_ax = figure.subplots(1, 2)
+    curves = [(run.history, "train_accuracy", "train"), (run.history, "test_accuracy", "test (full model)")]
+    if run.baseline is not None:
+        curves.append((run.baseline, "test_accuracy", "test (dense baseline)"))
+    scored = [(h, k, label) for h, k, label in curves if any(k in row for row in h["epochs"])]
+    loss_ax, acc_ax = figure.subplots(1, 2) if scored else (figure.subplots(), None)
     loss_ax.plot(*_steps(run.history, "loss"), lw=0.8, label="pruning run")
     if run.baseline is not None:
         loss_ax.plot(*_steps(run.baseline, "loss"), lw=0.8, color="0.5", label="dense baseline")
     _mark_pruning(loss_ax, run.history, "step")
     loss_ax.set(title="training loss", xlabel="step", yscale="log")
     loss_ax.legend()
-    curves = [(run.history, "train_accuracy", "train"), (run.history, "test_accuracy", "test (full model)")]
-    if run.baseline is not None:
-        curves.append((run.baseline, "test_accuracy", "test (dense baseline)"))
-    for history, key, label in curves:
+    if acc_ax is None:
+        return True
+    for history, key, label in scored:
         epochs = [row for row in history["epochs"] if key in row]
-        if epochs:
-            acc_ax.plot(
-                [row["epoch"] for row in epochs], [row[key] for row in epochs], marker=".", label=label
-            )
+        acc_ax.plot([row["epoch"] for row in epochs], [row[key] for row in epochs], marker=".", label=label)
     _mark_pruning(acc_ax, run.history, "epoch")
     acc_ax.set(title="accuracy per epoch", xlabel="epoch")
     acc_ax.legend()
@@ -259,38 +259,69 @@ def render(
     return atomic_write(out / REPORT, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
+FIDELITY = (
+    "Fidelity is the slim model's output next to the dense model's on held-out text (mean cosine of "
+    "mean-pooled outputs; top-1: each passage's nearest other passage is unchanged)"
+)
+TIMING = "Latency is the median of interleaved single-threaded calls."
+
+
 def _setup(metrics: dict[str, Any]) -> list[str]:
     """How the run was made, under the table: training recipe (compress) or method and calibration (prune)."""
     config, groups = metrics["config"], metrics["groups"]
     removed = f"{groups['zero']} of {groups['total']} groups removed."
+    text = "cosine" in metrics["slim"]
     if metrics.get("kind") == "prune":
-        quality = (
-            "Quality is test accuracy before and after pruning"
-            if "accuracy" in metrics["slim"]
-            else "Fidelity is the slim model's output next to the dense model's on held-out text (mean "
-            "cosine of mean-pooled outputs; top-1: each passage's nearest other passage is unchanged)"
-        )
+        quality = FIDELITY if text else "Quality is test accuracy before and after pruning"
         return [
             f"Post-training pruning with `{config['method']}`, target `{config['target']}`, "
-            f"{config['calibration']} calibration samples, no training. {removed}",
+            f"{config['calibration']} calibration samples, {_recovery(metrics)}. {removed}",
             "",
             table(metrics),
             "",
-            f"{quality}. Latency is the median of interleaved single-threaded calls.",
+            f"{quality}. {TIMING}",
         ]
-    return [
-        f"{config['optimizer'].upper()}, target `{config['target']}`, {config['epochs']} epochs "
-        f"({metrics['steps']} steps), lr {config['lr']}, batch {config['batch_size']}, "
-        f"seed {config['seed']}. {removed}",
-        "",
-        table(metrics),
-        "",
-        "Dense accuracy is the same model trained with the same recipe and plain SGD"
-        if metrics["dense"].get("accuracy") is not None
-        else "No dense baseline was trained (--no-baseline).",
-        f"(the slim model reproduces the trained full model: {metrics['slim']['full_model_accuracy']:.2%}). "
-        "Latency is the median of interleaved single-threaded calls.",
-    ]
+    recipe = (
+        f"{config['optimizer'].upper()} ({config.get('variant', 'sgd')}), target `{config['target']}`, "
+        f"{config['epochs']} epochs ({metrics['steps']} steps), lr {config['lr']}, batch "
+        f"{config['batch_size']}, seed {config['seed']}. {removed}"
+    )
+    if config.get("distill"):
+        loss = (
+            "cosine of mean-pooled outputs" if text else "KL divergence of the logits plus the labels' loss"
+        )
+        recipe += f" Distilled from the starting model, frozen ({loss})."
+    full = metrics["slim"].get("full_model_cosine" if text else "full_model_accuracy")
+    check = f"cosine {full:.4f}" if text else f"{full:.2%}"
+    return [recipe, "", table(metrics), "", f"{_dense_note(metrics, text)} (the slim model reproduces the "
+            f"trained full model: {check}). {TIMING}"]  # fmt: skip
+
+
+def _recovery(metrics: dict[str, Any]) -> str:
+    """What a prune run did after pruning: nothing, or distilling the slim model (and where it started)."""
+    config, slim = metrics["config"], metrics["slim"]
+    epochs = config.get("distill_epochs") or 0
+    if not epochs:
+        return "no training"
+    start = (
+        f"cosine {slim['pruned_cosine']:.4f}" if "pruned_cosine" in slim else f"{slim['pruned_accuracy']:.2%}"
+    )
+    return (
+        f"then {epochs} epoch{'s' * (epochs > 1)} distilling the slim model from the dense one "
+        f"({config['variant']}, lr {config['lr']:g}, batch {config['batch_size']}; "
+        f"{start} just after pruning)"
+    )
+
+
+def _dense_note(metrics: dict[str, Any], text: bool) -> str:
+    """What the dense column is: the starting model (distillation), a trained baseline, or nothing."""
+    if text:
+        return FIDELITY + ", the dense model being the starting one"
+    if metrics["dense"].get("accuracy") is None:
+        return "No dense baseline was trained (--no-baseline)."
+    if metrics["config"].get("distill"):
+        return "Dense accuracy is the starting model's, the teacher"
+    return "Dense accuracy is the same model trained with the same recipe and plain SGD"
 
 
 def render_dir(out: str | Path) -> Path:

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import TargetError
+from .limits import Limits
 
 if TYPE_CHECKING:
-    from .space import GroupSpace
+    from .space import Family, GroupSpace
 
 KINDS = ("groups", "macs", "params")
 TARGET_HELP = "0.5 (share of groups), macs=0.4 or params=0.3 (share removed), macs=2.5x (reduction factor)"
@@ -29,7 +30,8 @@ class Target:
     between favours cheap groups less strongly. ``cost``, given the groups
     taken so far, returns each group's cost for that ranking in place of its MACs or params (e.g. the
     time its removal saves: :class:`zigprune.layer_latency.LayerLatency`); the goal is still counted
-    in ``by``.
+    in ``by``. ``limits`` (a :class:`Limits`) say what may not go: families left alone, a maximum
+    share per family, a minimum of heads, the same width in every layer.
     """
 
     fraction: float
@@ -37,6 +39,7 @@ class Target:
     round_to: int = 1
     cost_power: float = 0.0
     cost: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
@@ -127,7 +130,7 @@ def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None
     training never runs into a target no selection can meet.
     """
     scores = torch.zeros(space.num_groups, dtype=torch.float64)
-    units = _units(space, scores, _none(space), target.round_to, keep)
+    units = _units(space, scores, _none(space), target, _held(space, target, keep))
     everything = _none(space)
     everything[_flat(units)] = True
     if cost_left(space, everything, target.by) <= goal(space, target):
@@ -139,10 +142,19 @@ def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None
         else f"widths stay multiples of {target.round_to}"
     )
     frozen = f", or in the {int(keep.sum())} groups kept whole" if keep is not None and keep.any() else ""
+    frozen += ", or kept by the limits given" if target.limits != Limits() else ""
     raise TargetError(
         f"target {target.fraction:g} of {target.by} cannot be reached: at most {most:.1%} of {target.by} "
         f"can be removed (the rest is unprunable{frozen}, or kept so that {kept}); lower target"
     )
+
+
+def _held(space: GroupSpace, target: Target, keep: torch.Tensor | None) -> torch.Tensor | None:
+    """The groups no selection takes: ``keep``, and those of the families ``target.limits`` leave alone."""
+    left = target.limits.held(space)
+    if left is None or keep is None:
+        return keep if left is None else left
+    return keep | left
 
 
 def _none(space: GroupSpace) -> torch.Tensor:
@@ -176,7 +188,7 @@ def select(
     limit = goal(space, target, share)
     weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
-    units = _units(space, ratio, taken, target.round_to, keep)
+    units = _units(space, ratio, taken, target, _held(space, target, keep))
     chosen = _none(space)
     if cost_left(space, taken, target.by) <= limit or not units:
         return chosen
@@ -207,37 +219,54 @@ def _cost(space: GroupSpace, taken: torch.Tensor, target: Target) -> torch.Tenso
 
 
 def _units(
-    space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, round_to: int, keep: torch.Tensor | None
+    space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, target: Target, keep: torch.Tensor | None
 ) -> list[list[int]]:
     """Removable units in the order to remove them.
 
     Per family, groups neither taken nor kept in score order are cut into units: first as many as
     bring the kept width down to a multiple of ``round_to`` channels, then that many at a time,
-    stopping at the family's floor (its unprunable and kept channels, at least one unit); groups of
-    several channels (heads) count as their channels, so heads of 32 channels go one at a time. A
-    unit's key is the mean score of its groups, raised to at least the key of the unit before it, so
-    a stable sort keeps each family's units in order.
+    stopping at the family's floor (its unprunable and kept channels, at least one unit, and what
+    ``target.limits`` keep); groups of several channels (heads) count as their channels, so heads of
+    32 channels go one at a time. Families tied by ``limits.uniform`` lose their units together. A
+    unit's key is the mean score of its groups, raised to at least the key of the unit before it,
+    so a stable sort keeps each family's (or tie's) units in order.
     """
-    units: list[list[int]] = []
-    keys: list[float] = []
     score, gone = ratio.tolist(), taken.tolist()
     held = keep.tolist() if keep is not None else [False] * len(gone)
-    for family in space.families:
-        free = sorted((g for g in family.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
-        kept = family.width - sum(gone[g] for g in family.groups)
-        step = round_to // math.gcd(round_to, family.channels)
-        fixed = family.width - len(family.groups)
-        floor = max(fixed if fixed else step, fixed + sum(held[g] and not gone[g] for g in family.groups))
-        target = (kept - 1) // step * step
+    chains = {f.index: _family_units(f, score, gone, held, target) for f in space.families}
+    for tie in target.limits.ties(space):
+        parts = [chains.pop(i) for i in tie]
+        chains[tie[0]] = [([g for unit, _ in row for g in unit], sum(k for _, k in row) / len(row))
+                          for row in zip(*parts)]  # fmt: skip
+    units: list[list[int]] = []
+    keys: list[float] = []
+    for chain in chains.values():
         key = float("-inf")
-        while free and target >= floor:
-            unit, free = free[: kept - target], free[kept - target :]
-            key = max(key, sum(score[g] for g in unit) / len(unit))
+        for unit, mean in chain:
+            key = max(key, mean)
             units.append(unit)
             keys.append(key)
-            kept, target = target, target - step
     order = sorted(range(len(units)), key=keys.__getitem__)
     return [units[i] for i in order]
+
+
+def _family_units(
+    family: Family, score: list[float], gone: list[bool], held: list[bool], target: Target
+) -> list[tuple[list[int], float]]:
+    """One family's removable units in order, each with its groups' mean score (see ``_units``)."""
+    free = sorted((g for g in family.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
+    kept = family.width - sum(gone[g] for g in family.groups)
+    step = target.round_to // math.gcd(target.round_to, family.channels)
+    fixed = family.width - len(family.groups)
+    floor = max(fixed if fixed else step, fixed + sum(held[g] and not gone[g] for g in family.groups))
+    floor = max(floor, target.limits.floor(family))
+    goal = (kept - 1) // step * step
+    chain = []
+    while free and goal >= floor:
+        unit, free = free[: kept - goal], free[kept - goal :]
+        chain.append((unit, sum(score[g] for g in unit) / len(unit)))
+        kept, goal = goal, goal - step
+    return chain
 
 
 def _flat(units: list[list[int]]) -> list[int]:

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
 from ..errors import DataError
+from .dataset import Dataset
 
 PREFIX = "text:"
 BUILTIN = "python-docs"
@@ -86,3 +90,47 @@ def batches(
         )
         out.append(dict(encoded))
     return out
+
+
+class TokenizedLines(TorchDataset):
+    """Lines tokenized once, padded to ``max_length``; a batch (``take``) is cut to its longest line.
+
+    An item is ``(inputs, 0)``: the keyword inputs of one line (``input_ids``, ``attention_mask`` ...)
+    and a placeholder label, since text lines carry none; the training loop reads batches with ``take``.
+    """
+
+    def __init__(self, tokenizer: Callable[..., Any], lines: Sequence[str], *, max_length: int = 128) -> None:
+        encoded = tokenizer(list(lines), padding="max_length", truncation=True, max_length=max_length,
+                            return_tensors="pt")  # fmt: skip
+        self.inputs = {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
+        self.lengths = self.inputs["attention_mask"].sum(1)
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        return self.take(torch.tensor([index]))[0], 0
+
+    def take(self, indices: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The lines at ``indices`` as one batch of keyword inputs, padded to the longest of them."""
+        width = max(int(self.lengths[indices].max()), 1) if len(indices) else 1
+        columns = slice(-width, None) if self.left else slice(0, width)
+        batch = {k: v[indices, columns] for k, v in self.inputs.items()}
+        return batch, torch.zeros(len(indices), dtype=torch.long)
+
+    def batches(self, batch_size: int) -> list[dict[str, torch.Tensor]]:
+        """Every line, in order, as batches of keyword inputs (for evaluation)."""
+        return [self.take(torch.arange(b, min(b + batch_size, len(self))))[0]
+                for b in range(0, len(self), batch_size)]  # fmt: skip
+
+
+def tokenized(
+    name: str, tokenizer: Callable[..., Any], *, max_length: int = 128, subset: int | None = None
+) -> Dataset:
+    """Text data ``name`` as a training ``Dataset``: its first lines (``subset`` of them, if given) to
+    train on and its held-out lines to evaluate on, tokenized; no labels (``num_classes`` 0)."""
+    text = load_text(name)
+    lines = text.train[:subset] if subset is not None else text.train
+    train, test = (TokenizedLines(tokenizer, part, max_length=max_length) for part in (lines, text.test))
+    return Dataset(text.name, train, test, num_classes=0, input_shape=())

@@ -79,7 +79,7 @@ def tokenizer(spec: ModelSpec) -> Any:
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(folder)
+        found = AutoTokenizer.from_pretrained(folder)
     except ImportError as err:
         raise ModelError("text data needs transformers: pip install 'zigprune[hf]'") from err
     except Exception as err:
@@ -87,3 +87,6 @@ def tokenizer(spec: ModelSpec) -> Any:
             f"cannot load a tokenizer from {folder} ({type(err).__name__}: {first_line(err)}); text data is "
             "tokenized with the model's own tokenizer, saved beside it with save_pretrained"
         ) from None
+    if found.pad_token is None and found.eos_token is not None:
+        found.pad_token = found.eos_token
+    return found

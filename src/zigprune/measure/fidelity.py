@@ -7,7 +7,7 @@ each sample's nearest other sample (retrieval top-1) stays the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +35,17 @@ def embeddings(model: nn.Module, batches: Iterable[Any]) -> torch.Tensor:
         for batch in batches:
             inputs = as_inputs(batch, model)
             out = output_tensors(inputs.call(model))[0].float()
-            mask = inputs.kwargs.get("attention_mask")
-            if out.dim() == 3 and mask is not None and mask.shape == out.shape[:2]:
-                weight = mask.to(out.dtype).unsqueeze(-1)
-                out = (out * weight).sum(1) / weight.sum(1).clamp(min=1)
-            rows.append(F.normalize(out.reshape(out.shape[0], -1), dim=-1))
+            pooled = mean_pool(out, inputs.kwargs.get("attention_mask"))
+            rows.append(F.normalize(pooled.reshape(pooled.shape[0], -1), dim=-1))
     return torch.cat(rows)
+
+
+def mean_pool(out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A ``[batch, tokens, features]`` output averaged over the tokens ``mask`` keeps; others as they are."""
+    if out.dim() != 3 or mask is None or mask.shape != out.shape[:2]:
+        return out
+    weight = mask.to(out.dtype).unsqueeze(-1)
+    return (out * weight).sum(1) / weight.sum(1).clamp(min=1)
 
 
 def fidelity(reference: torch.Tensor, model: nn.Module, batches: Iterable[Any]) -> Fidelity:
@@ -48,6 +53,18 @@ def fidelity(reference: torch.Tensor, model: nn.Module, batches: Iterable[Any]) 
     got = embeddings(model, batches)
     cosine = float((got * reference).sum(-1).mean())
     return Fidelity(cosine, _nearest_agree(reference, got), int(got.shape[0]))
+
+
+def follows(dense: nn.Module, batches: list[Any]) -> Callable[[nn.Module], dict[str, float]]:
+    """A run's quality measure without labels: how closely a model follows ``dense`` on ``batches``
+    (the mean ``cosine``, the ``retrieval`` agreement and the number of ``held_out`` samples)."""
+    reference = embeddings(dense, batches)
+
+    def quality(model: nn.Module) -> dict[str, float]:
+        found = fidelity(reference, model, batches)
+        return {"cosine": found.cosine, "retrieval": found.retrieval, "held_out": found.samples}
+
+    return quality
 
 
 def _nearest_agree(a: torch.Tensor, b: torch.Tensor) -> float:

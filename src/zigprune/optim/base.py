@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..core.grouping import Grouping
+from ..core.limits import Limits
 from ..core.selection import Target, check_reachable, removed_share
 from ..core.space import GroupSpace
 from ..errors import OptimizerError
@@ -252,8 +253,9 @@ class GroupOptimizer(torch.optim.Optimizer):
 class TargetedOptimizer(GroupOptimizer):
     """Base of HESSO and DHSPG: a ``Target`` to reach within ``total_steps``, importance tracked meanwhile.
 
-    ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``
-    and ``cost`` beside it; those left out take ``Target``'s defaults (groups, 1, 0, no cost function).
+    ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``,
+    ``cost`` and ``limits`` (a ``zigprune.core.limits.Limits``: families left alone, a maximum share,
+    a minimum of heads, uniform widths) beside it; those left out take ``Target``'s defaults.
     A target that removing every removable group cannot meet is a ``TargetError`` here, saying how
     much can go. ``total_steps=None`` leaves the schedule to ``set_total_steps`` (e.g. from the
     Hugging Face Trainer, ``zigprune.hf.PruningCallback``), before the first step. ``start_step``
@@ -274,6 +276,7 @@ class TargetedOptimizer(GroupOptimizer):
         round_to: int | None = None,
         cost_power: float | None = None,
         cost: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        limits: Limits | None = None,
         start_step: int | None = None,
         importance_momentum: float = 0.9,
         **kwargs: Any,
@@ -282,7 +285,9 @@ class TargetedOptimizer(GroupOptimizer):
             checked_total(total_steps)
         self.given_start_step = start_step
         super().__init__(space, lr, *args, **kwargs)
-        self.target = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, cost=cost)
+        self.target = Target.of(
+            target, by=by, round_to=round_to, cost_power=cost_power, cost=cost, limits=limits
+        )
         check_reachable(space, self.target, self.frozen)
         self.start_step: int | None = None
         self._schedule(total_steps)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.limits import Limits
 from ..core.selection import Target, check_reachable, select
 from ..core.space import GroupSpace
 from ..errors import CalibrationError
@@ -31,6 +32,7 @@ def prune(
     method: str = "obs",
     round_to: int | None = None,
     cost_power: float | None = None,
+    limits: Limits | None = None,
     damp: float = 0.01,
     score_damp: float | None = None,
     recalibrate_bn: bool = True,
@@ -44,7 +46,9 @@ def prune(
     positional arguments or a dict of keyword arguments); 128-1024 samples is typical. ``target`` is
     the share to remove of the groups (``by="groups"``, the default), of the MACs (``"macs"``) or of
     the parameters (``"params"``), or a :class:`Target`; ``round_to`` N keeps every family's width a
-    multiple of N and ``cost_power`` divides scores by cost^p for MACs/params targets (see ``Target``).
+    multiple of N and ``cost_power`` divides scores by cost^p for MACs/params targets (see ``Target``);
+    ``limits`` (``zigprune.core.limits.Limits``) leave families alone, cap the share any family loses,
+    keep a minimum of heads or give every layer the same width (``uniform``).
     Groups already all zero count as removed. Returns the ids of every zero group, sorted.
 
     ``method``:
@@ -79,7 +83,7 @@ def prune(
     chosen = _method(method)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number of at least 1, not {steps!r}")
-    goal = Target.of(target, by=by, round_to=round_to, cost_power=cost_power)
+    goal = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, limits=limits)
     check_reachable(space, goal)
     model = space.model
     calib = _calibration(chosen, calibration, model)

@@ -40,8 +40,11 @@ def logits(output: Any) -> torch.Tensor:
     )
 
 
-def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch ``(x, y)`` at ``indices``: sliced from a TensorDataset, else stacked item by item."""
+def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """The batch ``(x, y)`` at ``indices``: sliced from a TensorDataset, the dataset's own ``take`` where
+    it has one (tokenized text: ``x`` is a dict of keyword inputs), else stacked item by item."""
+    if hasattr(dataset, "take"):
+        return dataset.take(indices)
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors[:2]
         return x[indices], y[indices]

@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import DivergedError, ResumeError, first_line
-from .evaluate import evaluate, fetch, logits
+from .evaluate import evaluate, fetch
+from .objective import Classification, Objective
 from .rng import SEED_STRIDE, epoch_order, rng_state, set_rng_state
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -95,7 +95,9 @@ class Loop:
     history: History = field(default_factory=History)
     step: int = 0
     epoch: int = 0
-    running: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "seen": 0.0})
+    running: dict[str, float] = field(
+        default_factory=lambda: {"loss": 0.0, "correct": 0.0, "seen": 0.0, "scored": 0.0}
+    )
     clean: bool = True
     stop: bool = False
     signal: str | None = None
@@ -149,6 +151,7 @@ class Loop:
         self.epoch = self.step // self.steps_per_epoch
         self.history = History.from_dict(state["history"])
         self.running = {k: float(v) for k, v in state["running"].items()}
+        self.running.setdefault("scored", self.running["seen"])
         set_rng_state(state["rng"])
 
 
@@ -161,7 +164,7 @@ def train(
     batch_size: int = 128,
     scheduler: Any = None,
     scheduler_interval: str = "step",
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+    objective: Objective | None = None,
     augment: Augment | None = None,
     hooks: Sequence[Hook] = (),
     seed: int = 0,
@@ -178,6 +181,8 @@ def train(
     ``augment(x, generator)`` transforms a batch with randomness drawn only from ``generator``.
     ``postfix()`` returns live fields for the progress bar and the step log (e.g. ``optimizer.report()``).
     ``resume`` is a ``Loop.state_dict()`` to continue from; ``scheduler_interval`` is "step" or "epoch".
+    ``objective`` is what each step minimises (default: cross-entropy on the labels; see
+    ``zigprune.training.objective`` for distillation from a teacher).
     Raises ``DivergedError`` at the first loss that is not finite, ``ResumeError`` if ``resume`` is
     another run's state.
     """
@@ -198,7 +203,7 @@ def train(
     start = time.perf_counter() - loop.history.seconds
     try:
         with _deferred_signals(loop, catch_signals):
-            _run(loop, loss_fn, augment, hooks, test_set, postfix, every, bar)
+            _run(loop, objective or Classification(), augment, hooks, test_set, postfix, every, bar)
     except KeyboardInterrupt:
         loop.history.seconds = time.perf_counter() - start
         for hook in hooks:
@@ -212,7 +217,7 @@ def train(
 
 def _run(
     loop: Loop,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    objective: Objective,
     augment: Augment | None,
     hooks: Sequence[Hook],
     test_set: Dataset | None,
@@ -234,7 +239,7 @@ def _run(
             for hook in hooks:
                 hook.before_step(loop)
             batch = order[index * loop.batch_size : (index + 1) * loop.batch_size]
-            loss = _step(loop, batch, loss_fn, augment, hooks)
+            loss = _step(loop, batch, objective, augment, hooks)
             if loop.step % every == 0 or index == spe - 1:
                 _log(loop, loss, postfix, bar)
             for hook in hooks:
@@ -253,7 +258,7 @@ def _boundary(loop: Loop) -> None:
 def _step(
     loop: Loop,
     batch: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    objective: Objective,
     augment: Augment | None,
     hooks: Sequence[Hook],
 ) -> float:
@@ -263,8 +268,8 @@ def _step(
         generator = torch.Generator().manual_seed(loop.seed * SEED_STRIDE + loop.step)
         x = augment(x, generator)
     loop.optimizer.zero_grad(set_to_none=True)
-    out = logits(loop.model(x))
-    loss = loss_fn(out, y)
+    step = objective(loop.model, x, y)
+    loss = step.loss
     value = float(loss.detach())
     if not math.isfinite(value):
         raise DivergedError(
@@ -280,8 +285,10 @@ def _step(
         loop.scheduler.step()
     loop.step += 1
     loop.running["loss"] += value * len(y)
-    loop.running["correct"] += float((out.detach().argmax(1) == y).sum())
     loop.running["seen"] += len(y)
+    if step.correct is not None:
+        loop.running["correct"] += step.correct
+        loop.running["scored"] += len(y)
     loop.clean = True
     return value
 
@@ -292,13 +299,14 @@ def _log(loop: Loop, loss: float, postfix: Callable[[], dict[str, float]] | None
         "step": loop.step,
         "epoch": loop.step / loop.steps_per_epoch,
         "loss": loss,
-        "train_accuracy": loop.running["correct"] / seen,
+        **_accuracy(loop),
         "lr": float(loop.optimizer.param_groups[0]["lr"]),
     }
     if postfix is not None:
         row.update({k: float(v) for k, v in postfix().items()})
     loop.history.steps.append(row)
-    shown = {"loss": f"{loop.running['loss'] / seen:.3f}", "acc": f"{row['train_accuracy']:.3f}"}
+    shown = {"loss": f"{loop.running['loss'] / seen:.3f}"}
+    shown |= {"acc": f"{row['train_accuracy']:.3f}"} if "train_accuracy" in row else {}
     shown.update(
         {k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "epoch", "loss", "train_accuracy", "lr")}
     )
@@ -307,13 +315,19 @@ def _log(loop: Loop, loss: float, postfix: Callable[[], dict[str, float]] | None
     bar.update(loop.step - bar.n)
 
 
+def _accuracy(loop: Loop) -> dict[str, float]:
+    """``train_accuracy`` over the steps since the last epoch, where the objective counts right answers."""
+    scored = loop.running["scored"]
+    return {"train_accuracy": loop.running["correct"] / scored} if scored else {}
+
+
 def _end_epoch(loop: Loop, epoch: int, hooks: Sequence[Hook], test_set: Dataset | None) -> None:
     seen = max(loop.running["seen"], 1.0)
     record: dict[str, float] = {
         "epoch": epoch + 1,
         "step": loop.step,
         "train_loss": loop.running["loss"] / seen,
-        "train_accuracy": loop.running["correct"] / seen,
+        **_accuracy(loop),
     }
     if test_set is not None:
         metrics = evaluate(loop.model, test_set)
@@ -321,7 +335,7 @@ def _end_epoch(loop: Loop, epoch: int, hooks: Sequence[Hook], test_set: Dataset 
     if loop.scheduler is not None and loop.scheduler_interval == "epoch":
         loop.scheduler.step()
     loop.history.epochs.append(record)
-    loop.running = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+    loop.running = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "scored": 0.0}
     for hook in hooks:
         hook.on_epoch_end(loop, epoch)
 

@@ -1,0 +1,73 @@
+"""What a selection may not do to the model, whatever the scores say: the user's limits on pruning.
+
+- ``leave``: module-name patterns (``fnmatch``, e.g. ``"*.attention.*"`` or ``"encoder.layer.0.*"``);
+  a family whose channels any matching module produces is left whole.
+- ``max_share``: at most this share of any family's channels (or heads) goes.
+- ``min_heads``: a family of multi-channel groups (attention heads) keeps at least this many.
+- ``uniform``: families repeated across layers (the same module path up to layer numbers, the same
+  width) lose the same groups count at once, so every layer keeps the same width, as configs of
+  Hugging Face models describe them (one ``intermediate_size``, one ``num_attention_heads``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .space import Family, GroupSpace
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The user's limits on what pruning may remove (see the module docstring); none by default."""
+
+    leave: tuple[str, ...] = ()
+    max_share: float = 1.0
+    min_heads: int = 0
+    uniform: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.leave, str):
+            object.__setattr__(self, "leave", (self.leave,))
+        object.__setattr__(self, "leave", tuple(self.leave))
+        if not 0 < self.max_share <= 1:
+            raise ValueError(f"max_share must lie in (0, 1], not {self.max_share}")
+        if isinstance(self.min_heads, bool) or not isinstance(self.min_heads, int) or self.min_heads < 0:
+            raise ValueError(f"min_heads must be a whole number of at least 0, not {self.min_heads!r}")
+
+    def held(self, space: GroupSpace) -> torch.Tensor | None:
+        """Groups of the families ``leave`` names (None when it names none)."""
+        if not self.leave:
+            return None
+        held = torch.zeros(space.num_groups, dtype=torch.bool)
+        for family in space.families:
+            if any(fnmatchcase(module, pattern) for module in family.modules for pattern in self.leave):
+                held[family.groups] = True
+        return held
+
+    def floor(self, family: Family) -> int:
+        """The fewest groups (counted with the unprunable ones) ``family`` may keep under these limits."""
+        floor = math.ceil(family.width * (1 - self.max_share) - 1e-9)
+        return max(floor, self.min_heads if family.channels > 1 else 0)
+
+    def ties(self, space: GroupSpace) -> list[list[int]]:
+        """Indices of the families that lose groups together under ``uniform`` (one list per kind of
+        layer with two or more prunable families); empty otherwise."""
+        if not self.uniform:
+            return []
+        kinds: dict[tuple[str, int, int], list[int]] = {}
+        for family in space.families:
+            if family.groups and family.modules:
+                kinds.setdefault(_kind(family), []).append(family.index)
+        return [indices for indices in kinds.values() if len(indices) > 1]
+
+
+def _kind(family: Family) -> tuple[str, int, int]:
+    """A family's kind of layer: its first module's path with layer numbers hidden, width, channels."""
+    return re.sub(r"(?<=\.)\d+(?=\.|$)", "#", family.modules[0]), family.width, family.channels
