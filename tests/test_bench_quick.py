@@ -104,3 +104,13 @@ def _row(method: str, accuracy: float, reduction: float = 2.5) -> report.Row:
 def test_goal_verdict(rows: list[report.Row], verdict: str) -> None:
     """Fails on a gap over 0.3 pt or a more accurate method at the target; off-target rows do not count."""
     assert verdict in report.goal(rows, 2.5)
+
+
+def test_bench_int8_columns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    assert bench(tmp_path, "--int8", methods=["dense", "hesso", "magnitude"]) == 0
+    out, _ = capsys.readouterr()
+    runs = {r["method"]: r for r in json.loads((tmp_path / "bench.json").read_text())["runs"]}
+    assert 0 <= runs["hesso"]["int8_accuracy"] <= 1 and set(runs["hesso"]["int8_speedup"]) == {"1", "64"}
+    assert runs["magnitude"]["int8_accuracy"] is None  # theoretical: nothing built to quantize
+    assert "int8 accuracy (%)" in out and "int8 speedup b64" in out

@@ -138,3 +138,15 @@ def test_post_training_quick(tmp_path: Path) -> None:
         assert all(-1 <= r["cosine"] <= 1 for r in report["text"]["rows"])
         trained = {r["method"] for r in report["text"]["rows"]}
         assert {"compress --distill (HESSO)", "obs + distill epochs"} <= trained
+
+
+def test_deploy_quick(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    run_script(REPO / "benchmarks" / "deploy.py", "--quick", "--bits", "4", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "deploy.json").read_text())
+    (entry,) = report["runs"]
+    assert report["settings"]["quick"] is True
+    assert [a["name"] for a in entry["int8"]["artefacts"]] == ["dense fp32", "slim fp32", "slim int8"]
+    assert set(entry["sharing"]) == {"4"} and entry["sharing"]["4"]["file_bytes"] > 0
+    text = (tmp_path / "deploy.md").read_text()
+    assert "## Goals" in text and "slim int8" in text

@@ -26,7 +26,9 @@ def test_cli_analyze_runs(capsys: pytest.CaptureFixture) -> None:
     assert "valid names" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("page", ["rules.md", "architecture.md", "huggingface.md", "post-training.md"])
+@pytest.mark.parametrize(
+    "page", ["rules.md", "architecture.md", "huggingface.md", "post-training.md", "deploy.md"]
+)
 def test_docs_page_examples_run(page: str) -> None:
     """Every Python block of the page, in order, in one namespace; rules registered there are undone."""
     from zigprune.rules import RULES
@@ -35,6 +37,8 @@ def test_docs_page_examples_run(page: str) -> None:
         pytest.importorskip("transformers")
     if page == "huggingface.md":
         pytest.importorskip("accelerate")
+    if page == "deploy.md":
+        pytest.importorskip("onnxruntime")
 
     doc = DOCS / page
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)

@@ -3,7 +3,15 @@
 from ._version import __version__
 from .core.analysis import analyze
 from .core.space import Family, GroupSpace
-from .errors import CalibrationError, ConstructionError, ExampleInputError, TraceError, ZigpruneError
+from .deploy import finetune_centroids, load_shared, quantize_onnx, save_shared, share_weights
+from .errors import (
+    CalibrationError,
+    ConstructionError,
+    ExampleInputError,
+    QuantizeError,
+    TraceError,
+    ZigpruneError,
+)
 from .io import export_onnx, load, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
@@ -11,6 +19,7 @@ from .posttrain import prune
 
 __all__ = [
     "DHSPG", "HESSO", "HSPG", "CalibrationError", "ConstructionError", "ExampleInputError", "Family",
-    "GroupSpace", "TraceError", "ZigpruneError", "__version__", "analyze", "count", "export_onnx", "load",
-    "prune", "save",
+    "GroupSpace", "QuantizeError", "TraceError", "ZigpruneError", "__version__", "analyze", "count",
+    "export_onnx", "finetune_centroids", "load", "load_shared", "prune", "quantize_onnx", "save",
+    "save_shared", "share_weights",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ import torch
 from . import compress as run
 from . import data, io, models
 from .bench.command import add_subcommand as add_bench
-from .cli_args import SPEC_FORMS, add_compress, json_object, positive_int, shape
+from .cli_args import SPEC_FORMS, add_compress, add_deploy_flags, json_object, positive_int, shape
 from .cli_prune import add_prune
 from .compress.rundir import METRICS, ONNX
 from .errors import (
@@ -32,7 +32,7 @@ from .errors import (
     OptimizerError,
     ZigpruneError,
 )
-from .io.onnx import quiet_onnx
+from .io.onnx import has_onnx, quiet_onnx
 from .measure.count import count
 from .measure.latency import LatencyError
 from .models.spec import kind_of, resolve
@@ -130,10 +130,13 @@ def _compress(args: argparse.Namespace) -> int:
         command=command,
         trust_factory=args.trust_factory,
     )
+    from .compress.deploy_step import deploy_lines
     from .compress.report import table
 
     print(f"\n{metrics['config']['model']} on {metrics['config']['data']}: run saved in {out}\n")
     print(table(metrics))
+    for line in deploy_lines(metrics):
+        print(line)
     seconds = metrics["seconds"]
     print(f"\nfinished in {seconds['total']:.1f} s; report: {out / 'report.md'}")
     return 0
@@ -188,11 +191,36 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     directory = Path(args.run_dir)
+    if args.int8 or args.share_bits:
+        return _deploy(args)
     slim = _load(args)
     inputs = io.make_inputs(io.read_plan(directory)["inputs"])
     with quiet_onnx():
         path = io.export_onnx(slim, inputs, Path(args.output) if args.output else directory / ONNX)
     print(f"wrote {path} (checked in ONNX Runtime against PyTorch)")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from .compress.deploy_run import deploy_run
+    from .compress.deploy_step import deploy_lines
+
+    if args.output:
+        raise ConfigError("--output names the fp32 file; with --int8 / --share-bits the files go in RUN_DIR")
+    if args.int8 and not has_onnx():
+        raise ConfigError(
+            "--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)"
+        )
+    sections = deploy_run(
+        args.run_dir,
+        int8=bool(args.int8),
+        share_bits=args.share_bits,
+        factory=args.factory,
+        trust_factory=args.trust_factory,
+        progress=not args.no_progress,
+        log=lambda text: print(text, file=sys.stderr),
+    )
+    print("\n".join(deploy_lines(sections)))
     return 0
 
 
@@ -265,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory written by zigprune compress (or zp.save)")
     _add_trust(p)
     p.add_argument("--output", help="ONNX file to write (default RUN_DIR/model.onnx)")
+    add_deploy_flags(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_export)
 
     p = sub.add_parser(

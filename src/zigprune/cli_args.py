@@ -62,6 +62,24 @@ def add_measure_flags(group: Any) -> None:
     )
 
 
+def add_deploy_flags(group: Any) -> None:
+    """``--int8`` and ``--share-bits``: what ships besides the fp32 slim model (compress and export)."""
+    group.add_argument(
+        "--int8",
+        action="store_const",
+        const=True,
+        help="also write model.int8.onnx (static int8, calibrated on training data) and time it against "
+        "fp32; the table says which file to ship",
+    )
+    group.add_argument(
+        "--share-bits",
+        metavar="N",
+        type=positive_int,
+        help="also write model.shared.safetensors: weights shared to 2**N values per layer (Deep "
+        "Compression), codebooks fine-tuned",
+    )
+
+
 def add_limit_flags(group: Any) -> None:
     """``--leave``, ``--max-share``, ``--min-heads``, ``--uniform``: what pruning may not remove
     (compress and prune alike; see ``zigprune.core.limits``)."""
@@ -194,6 +212,7 @@ def add_compress(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None
         help="also save the trained dense baseline as dense.safetensors (the input of zigprune prune)",
     )
     add_measure_flags(g)
+    add_deploy_flags(g)
     g = p.add_argument_group("where")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")

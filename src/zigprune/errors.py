@@ -79,3 +79,8 @@ def first_line(err: BaseException) -> str:
 
 class CalibrationError(ZigpruneError, ValueError):
     """Calibration data for post-training pruning is empty, does not run, or gives non-finite activations."""
+
+
+class QuantizeError(ZigpruneError):
+    """Int8 quantization or weight sharing cannot run as asked (missing onnxruntime, a corrupt ONNX file,
+    empty or ill-fitting calibration data, a bad number of bits)."""

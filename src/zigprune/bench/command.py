@@ -18,6 +18,7 @@ from typing import Any
 
 from ..core.selection import parse_number
 from ..errors import TargetError, ZigpruneError
+from ..io.onnx import has_onnx
 from . import report
 from .harness import DEFAULT_METHODS, Bench, Settings
 
@@ -100,6 +101,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"output folder (default {DEFAULT_OUT}; with --quick {QUICK_OUT}, never the published results)",
     )
     parser.add_argument("--no-latency", action="store_true", help="skip latency measurements")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also quantize each slim model (ONNX Runtime, static int8): int8 accuracy and speedup columns",
+    )
     parser.add_argument("--epoch-eval", action="store_true", help="evaluate the test set after every epoch")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument(
@@ -124,6 +130,8 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The ``Settings`` the parsed arguments ask for (``--quick`` fills what was not given)."""
     quick = QUICK if args.quick else {}
+    if args.int8 and not has_onnx():
+        raise ZigpruneError("--int8 quantizes with ONNX Runtime: pip install 'zigprune[onnx]'")
     return Settings(
         model=args.model,
         data=args.data,
@@ -144,6 +152,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         epoch_eval=args.epoch_eval,
         progress=args.progress,
         quick=args.quick,
+        int8=args.int8,
     )
 
 

@@ -28,6 +28,7 @@ from ..methods.options import ScratchOptions, read_options
 from ..methods.run import Setup
 from ..training import evaluate, fetch
 from .cache import RunCache, fingerprint
+from .int8 import int8_figures
 
 DEFAULT_METHODS = (
     "dense", "hesso", "dhspg", "hspg", "l1-filter", "slimming", "sfp", "taylor", "random", "one-cycle",
@@ -66,6 +67,7 @@ class Settings:
     epoch_eval: bool = False
     progress: bool = False
     quick: bool = False
+    int8: bool = False
 
     def __post_init__(self) -> None:
         if self.macs <= 1:
@@ -88,9 +90,8 @@ class Settings:
 
     def run_key(self, method: str) -> str:
         """Fingerprint of everything that changes the result of ``method`` (and of a scratch source)."""
-        shared = {
-            k: v for k, v in asdict(self).items() if k not in ("seeds", "methods", "options", "progress")
-        }
+        skip = ("seeds", "methods", "options", "progress") + (() if self.int8 else ("int8",))
+        shared = {k: v for k, v in asdict(self).items() if k not in skip}
         given = self.options.get(method, {})
         source = read_options(ScratchOptions, given).source if method.startswith("scratch") else None
         extra = {"source_options": self.options.get(source, {})} if source else {}
@@ -111,6 +112,8 @@ class RunRecord:
     dense_params: int | None = None
     theoretical: bool = False
     speedup: dict[str, float] | None = None
+    int8_accuracy: float | None = None
+    int8_speedup: dict[str, float] | None = None
     wall_s: float | None = None
     epochs: int | None = None
     pruned: list[int] = field(default_factory=list)
@@ -220,6 +223,12 @@ class Bench:
                 dense_model, model, batch, min_seconds=self.settings.latency_seconds, repeats=5
             )
             record.speedup = {str(b): float(v) for b, v in measured.speedup.items()}
+        if self.settings.int8 and not record.theoretical:
+            calibration = [fetch(self.data.train, torch.arange(i, i + 32))[0] for i in range(0, 256, 32)]
+            batch = fetch(self.data.test, torch.arange(LATENCY_BATCH) % len(self.data.test))[0]
+            record.int8_accuracy, record.int8_speedup = int8_figures(
+                dense_model, model, batch, calibration, self.data.test, self.settings.latency_seconds
+            )
         self.log(
             f"{record.method} seed {record.seed}: accuracy {record.accuracy:.4f}, MACs {record.macs:,}, "
             f"params {record.params:,}, {record.wall_s:.1f} s"

@@ -41,6 +41,8 @@ class Row:
     wall_s: float
     epochs: float
     failed: int
+    int8_accuracy: float | None = None
+    int8_speedup: dict[str, float] | None = None
 
 
 def _sd(values: list[float]) -> float:
@@ -73,9 +75,24 @@ def summarise(records: list[RunRecord], methods: list[str]) -> list[Row]:
                 wall_s=statistics.fmean(r.wall_s for r in ok),
                 epochs=statistics.fmean(r.epochs for r in ok),
                 failed=failed,
+                **_int8_means(ok),
             )
         )
     return rows
+
+
+def _int8_means(ok: list[RunRecord]) -> dict[str, Any]:
+    """Mean int8 accuracy (%) and speedups over the seeds that measured them (``bench --int8``)."""
+    done = [r for r in ok if r.int8_accuracy is not None and r.int8_speedup]
+    if not done:
+        return {}
+    batches = sorted({b for r in done for b in r.int8_speedup}, key=int)
+    return {
+        "int8_accuracy": 100 * statistics.fmean(r.int8_accuracy for r in done),
+        "int8_speedup": {
+            b: statistics.fmean(r.int8_speedup[b] for r in done if b in r.int8_speedup) for b in batches
+        },
+    }
 
 
 def goal(rows: list[Row], target: float) -> str:
@@ -105,10 +122,14 @@ def _at_target(row: Row, target: float) -> bool:
 
 
 def table(rows: list[Row], target: float) -> str:
-    """Markdown table: method, accuracy mean ± sd, MACs, reduction, params, latency speedup, wall time."""
+    """Markdown table: method, accuracy mean ± sd, MACs, reduction, params, latency speedup, (with
+    ``bench --int8``) int8 accuracy and its ONNX Runtime speedup over dense fp32, wall time."""
     batches = sorted({b for r in rows for b in r.speedup}, key=int)
     head = ["method", "accuracy (%)", "MACs", "MACs reduction", "params"]
-    head += [f"speedup b{b}" for b in batches] + ["wall time (s)", "epochs", "seeds"]
+    head += [f"speedup b{b}" for b in batches]
+    int8 = sorted({b for r in rows for b in (r.int8_speedup or {})}, key=int)
+    head += ["int8 accuracy (%)", *(f"int8 speedup b{b}" for b in int8)] if int8 else []
+    head += ["wall time (s)", "epochs", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
     for r in rows:
         mark = "*" if r.theoretical else ""
@@ -121,6 +142,11 @@ def table(rows: list[Row], target: float) -> str:
             f"{r.params / 1e3:.1f} k{mark}",
         ]
         cells += [f"{r.speedup[b]:.2f}×" if b in r.speedup else "—" for b in batches]
+        if int8:
+            cells.append(f"{r.int8_accuracy:.2f}" if r.int8_accuracy is not None else "—")
+            cells += [
+                f"{r.int8_speedup[b]:.2f}×" if r.int8_speedup and b in r.int8_speedup else "—" for b in int8
+            ]
         cells += [
             f"{r.wall_s:.1f}",
             f"{r.epochs:g}",

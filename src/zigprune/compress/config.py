@@ -54,6 +54,8 @@ class Config:
     onnx: bool = True
     latency: bool = True
     latency_seconds: float = 0.5
+    int8: bool = False
+    share_bits: int | None = None
 
     def __post_init__(self) -> None:
         for name, value in defaults_for(self).items():
@@ -70,6 +72,7 @@ class Config:
         check_number("latency_seconds", self.latency_seconds, 0.0, strict=True)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum is {self.momentum}; give a number in [0, 1), e.g. 0.9")
+        check_deploy(self)
         if self.save_dense and not self.baseline:
             raise ConfigError("--save-dense saves the dense baseline; drop --no-baseline")
         if self.save_dense and self.distill:
@@ -100,6 +103,18 @@ class Config:
         """A Config from ``run.json``, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def check_deploy(config: Any) -> None:
+    """``--int8`` quantizes the ONNX export and times it; ``--share-bits`` takes 1 to 8 bits."""
+    if config.share_bits is not None:
+        check_number("share_bits", config.share_bits, 1, integer=True)
+        if config.share_bits > 8:
+            raise ConfigError(f"--share-bits is {config.share_bits}; give 1 to 8 bits per weight, e.g. 4")
+    if config.int8 and not config.onnx:
+        raise ConfigError("--int8 quantizes the slim model's ONNX export; drop --no-onnx")
+    if config.int8 and not config.latency:
+        raise ConfigError("--int8 times int8 against fp32 to say which file to ship; drop --no-latency")
 
 
 def defaults_for(config: Config) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..errors import (
     TargetError,
     first_line,
 )
+from ..io.onnx import has_onnx
 from ..io.saved import save
 from ..io.weights import load_weights, save_weights, tokenizer
 from ..models import fit_kwargs
@@ -126,6 +127,10 @@ def _settings(
     if saved is not None and saved.model != config.model and not trust_factory:
         check_named(saved.model, out)
     config = saved or config
+    if config.int8 and not has_onnx():
+        raise ConfigError(
+            "--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)"
+        )
     target = Target.parse(config.target)
     aims = targeted(config.optimizer)
     if not aims and (config.latency_aware or config.cost_power is not None):
@@ -168,7 +173,7 @@ def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str,
     if config.save_dense:
         stage.timed("save", lambda: save_weights(run.initial, out / DENSE))
     hf_folder = save_hf_folder(stage, spec, slim, out)
-    metrics = measure(stage, config, out, run, slim, dataset, baseline)
+    metrics = measure(stage, config, out, run, slim, dataset, baseline, job.progress)
     metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report, hf_folder=hf_folder)
     histories = {"train": history.to_dict(), **({"baseline": dense.to_dict()} if dense is not None else {})}
     write_json(out / HISTORY, histories)

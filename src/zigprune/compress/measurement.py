@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +20,14 @@ from ..measure.count import count
 from ..measure.fidelity import follows
 from ..training import evaluate, fetch
 from .config import Config
+from .deploy_step import deploy_data, int8_section, sharing_section
 from .optimizers import LATENCY_BATCHES
 from .rundir import ONNX
 
 if TYPE_CHECKING:
     from .state import Run, Stage
+
+Deploy = Callable[[Path | None, Path | None], dict[str, Any]]
 
 
 def measure(
@@ -34,26 +38,59 @@ def measure(
     slim: torch.nn.Module,
     dataset: data.Dataset,
     baseline: Any,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Accuracy (text: fidelity to the starting model), params and MACs (per sample), ONNX export and
-    latency of the dense and slim models."""
+    latency of the dense and slim models, and the ``--int8`` and ``--share-bits`` sections."""
     if not dataset.num_classes:
         held_out = dataset.test.batches(max(LATENCY_BATCHES))
         quality = follows(run.initial, held_out)
-        found = {**quality(slim), "full_model_cosine": quality(run.model)["cosine"]}
-        metrics = measure_models(stage, config, out, run, slim, held_out[0], quality(run.initial), found)
-        metrics["steps"] = run.steps
-        return metrics
-    full, after = evaluate(run.model, dataset.test), evaluate(slim, dataset.test)
-    sample = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
-    dense_quality = {
-        "accuracy": baseline.accuracy if baseline else None,
-        "loss": baseline.loss if baseline else None,
-    }
-    slim_quality = {"accuracy": after.accuracy, "loss": after.loss, "full_model_accuracy": full.accuracy}
-    metrics = measure_models(stage, config, out, run, slim, sample, dense_quality, slim_quality)
+        sample, dense_quality = held_out[0], quality(run.initial)
+        slim_quality = {**quality(slim), "full_model_cosine": quality(run.model)["cosine"]}
+    else:
+        full, after = evaluate(run.model, dataset.test), evaluate(slim, dataset.test)
+        sample = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
+        dense_quality = {
+            "accuracy": baseline.accuracy if baseline else None,
+            "loss": baseline.loss if baseline else None,
+        }
+        slim_quality = {"accuracy": after.accuracy, "loss": after.loss, "full_model_accuracy": full.accuracy}
+    deploy = _deploy(stage, config, out, run, slim, dataset, dense_quality, progress)
+    metrics = measure_models(stage, config, out, run, slim, sample, dense_quality, slim_quality, deploy)
     metrics["steps"] = run.steps
     return metrics
+
+
+def _deploy(
+    stage: Stage,
+    config: Config,
+    out: Path,
+    run: Run,
+    slim: torch.nn.Module,
+    dataset: data.Dataset,
+    dense_quality: dict[str, Any],
+    progress: bool,
+) -> Deploy | None:
+    """The int8 and weight-sharing sections the run asked for, as a callback of the ONNX files."""
+    if not (config.int8 or config.share_bits):
+        return None
+    accuracy = dense_quality.get("accuracy")
+    inputs = deploy_data(dataset, run.initial, accuracy, config.batch_size, config.seed)
+
+    def sections(slim_onnx: Path | None, dense_onnx: Path | None) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if config.int8 and slim_onnx is not None and dense_onnx is not None:
+            found["int8"] = stage.timed(
+                "int8",
+                lambda: int8_section(stage.log, out, slim_onnx, dense_onnx, inputs, config.latency_seconds),
+            )
+        if config.share_bits:
+            found["sharing"] = stage.timed(
+                "sharing", lambda: sharing_section(stage.log, out, slim, config.share_bits, inputs, progress)
+            )
+        return found
+
+    return sections
 
 
 def measure_models(
@@ -65,13 +102,33 @@ def measure_models(
     sample: Any,
     dense_quality: dict[str, Any],
     slim_quality: dict[str, Any],
+    deploy: Deploy | None = None,
 ) -> dict[str, Any]:
     """Params and MACs (per sample), ONNX export and latency of ``run.model`` and ``slim``, beside the
     quality figures given for each (accuracy, or fidelity to the dense model). ``config`` is the run's
-    settings dataclass (its ``onnx``, ``latency`` and ``latency_seconds`` are read)."""
+    settings dataclass (its ``onnx``, ``latency`` and ``latency_seconds`` are read). ``deploy`` gets the
+    slim and dense ONNX files (None without ONNX) and returns more metrics sections (int8, sharing)."""
     dense_counts, slim_counts = count(run.model, run.single), count(slim, run.single)
     onnx_path = _export(stage, config, out, slim, run.example)
-    timings = stage.timed("latency", lambda: _latency(config, run, slim, sample, onnx_path))
+    with tempfile.TemporaryDirectory(prefix="zigprune-") as folder:
+        dense_onnx = _export_dense(run, Path(folder)) if onnx_path and (config.latency or deploy) else None
+        timings = stage.timed("latency", lambda: _latency(config, run, slim, sample, onnx_path, dense_onnx))
+        sections = deploy(onnx_path, dense_onnx) if deploy else {}
+    return {**_metrics(stage, config, run, slim_counts, dense_counts, dense_quality, slim_quality, timings,
+                       onnx_path), **sections}  # fmt: skip
+
+
+def _metrics(
+    stage: Stage,
+    config: Any,
+    run: Run,
+    slim_counts: dict[str, int],
+    dense_counts: dict[str, int],
+    dense_quality: dict[str, Any],
+    slim_quality: dict[str, Any],
+    timings: dict[str, dict[str, Any]],
+    onnx_path: Path | None,
+) -> dict[str, Any]:
     return {
         "format": "zigprune-run",
         "version": 1,
@@ -102,18 +159,22 @@ def _export(stage: Stage, config: Any, out: Path, slim: torch.nn.Module, example
         return stage.timed("export", lambda: export_onnx(slim, example, out / ONNX))
 
 
+def _export_dense(run: Run, folder: Path) -> Path:
+    """The dense model as ONNX in ``folder`` (unchecked: it only serves timing and int8's dense row)."""
+    with quiet_onnx():
+        return export_onnx(run.model, run.example, folder / "dense.onnx", check=False)
+
+
 def _latency(
-    config: Any, run: Run, slim: torch.nn.Module, sample: Any, onnx_path: Path | None
+    config: Any, run: Run, slim: torch.nn.Module, sample: Any, onnx_path: Path | None, dense_onnx: Path | None
 ) -> dict[str, dict[str, Any]]:
     """Interleaved dense vs slim latency in eager torch and ONNX Runtime, with speedups per batch size."""
     if not config.latency:
         return {}
     timing = {"batch_sizes": LATENCY_BATCHES, "min_seconds": config.latency_seconds}
     runs = {"torch": latency.compare(run.model, slim, sample, **timing)}
-    if onnx_path is not None:
-        with tempfile.TemporaryDirectory(prefix="zigprune-") as folder, quiet_onnx():
-            dense_path = export_onnx(run.model, run.example, Path(folder) / "dense.onnx", check=False)
-            runs["onnxruntime"] = latency.compare(dense_path, onnx_path, sample, backend="onnx", **timing)
+    if onnx_path is not None and dense_onnx is not None:
+        runs["onnxruntime"] = latency.compare(dense_onnx, onnx_path, sample, backend="onnx", **timing)
     return {
         name: {
             "dense": [asdict(x) for x in result.dense],

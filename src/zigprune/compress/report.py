@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import LoadError
 from ..io.atomic import atomic_write
+from .deploy_step import deploy_lines
 
 REPORT = "report.md"
 MAX_WIDTH_ROWS = 40
@@ -255,6 +256,7 @@ def render(
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     if widths:
         lines += ["## Kept widths", "", *widths_table(widths), ""]
+    lines += deploy_lines(metrics)
     text = "\n".join(lines)
     return atomic_write(out / REPORT, lambda temp: temp.write_text(text, encoding="utf-8"))
 

@@ -118,11 +118,28 @@ def compare(
     ``backend`` is ``"torch"`` (two modules) or ``"onnx"`` (two ``.onnx`` paths); the other arguments
     are those of ``measure``, and ``min_seconds`` applies to each model.
     """
+    timing = {"batch_sizes": batch_sizes, "warmup": warmup, "repeats": repeats, "min_seconds": min_seconds}
+    timed = interleaved([dense, slim], example, backend=backend, threads=threads, **timing)
+    return Comparison(dense=timed[0], slim=timed[1], speedup=speedup(timed[0], timed[1]))
+
+
+def interleaved(
+    targets: Sequence[nn.Module | str | Path],
+    example: Any,
+    *,
+    backend: str = "torch",
+    batch_sizes: Sequence[int] = (1, 64),
+    warmup: int = 3,
+    repeats: int = 20,
+    min_seconds: float = 0.5,
+    threads: int = 1,
+) -> list[list[Latency]]:
+    """Time any number of targets alternately, call by call, as ``compare`` times two; one list per target."""
     if backend not in _BACKENDS:
         raise LatencyError(f"unknown backend {backend!r}; use one of {', '.join(sorted(_BACKENDS))}")
-    targets = [dense, slim]
-    timed = _time(_BACKENDS[backend], targets, example, batch_sizes, warmup, repeats, min_seconds, threads)
-    return Comparison(dense=timed[0], slim=timed[1], speedup=speedup(timed[0], timed[1]))
+    return _time(
+        _BACKENDS[backend], list(targets), example, batch_sizes, warmup, repeats, min_seconds, threads
+    )
 
 
 def speedup(dense: list[Latency], slim: list[Latency]) -> dict[int, float]:
@@ -241,16 +258,16 @@ def _prepare_onnx(path: Any, stack: ExitStack, threads: int) -> Bind:
     takes = session.get_inputs()
 
     def bind(batch: Inputs) -> Call:
-        feed = _feed(path, takes, batch)
+        feed = onnx_feed(path, takes, batch)
         for arg in takes:
-            _check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
+            check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in feed.items()}
         return lambda: session.run(None, arrays)
 
     return bind
 
 
-def _feed(path: Any, takes: list[Any], batch: Inputs) -> dict[str, Tensor]:
+def onnx_feed(path: Any, takes: list[Any], batch: Inputs) -> dict[str, Tensor]:
     """The batch's tensors by the ONNX model's input names: by name if it has them all, else in order."""
     named = batch.named_tensors()
     wanted = [arg.name for arg in takes]
@@ -264,7 +281,7 @@ def _feed(path: Any, takes: list[Any], batch: Inputs) -> dict[str, Tensor]:
     )
 
 
-def _check_fixed(path: Any, name: str, shape: list[Any], tensor: Tensor) -> None:
+def check_fixed(path: Any, name: str, shape: list[Any], tensor: Tensor) -> None:
     """A LatencyError when ``tensor`` does not fit a fixed (numbered) size of the ONNX input ``name``."""
     if len(shape) != tensor.dim():
         raise LatencyError(

@@ -1,0 +1,149 @@
+"""The deployment sections of a run: ``--int8`` (the slim ONNX file quantized, measured against dense
+and slim fp32) and ``--share-bits`` (weight sharing, before and after a short centroid fine-tune)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import data
+from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_weights
+from ..deploy.int8 import table as int8_table
+from ..measure.fidelity import follows
+from ..training import evaluate, fetch
+from ..training.objective import Classification, Distillation, Objective
+from .optimizers import LATENCY_BATCHES
+
+SHARED = "model.shared.safetensors"
+CALIBRATION_SAMPLES = 256
+FINETUNE_STEPS = 300
+
+
+@dataclass
+class DeployData:
+    """What the deployment sections measure with: calibration batches (training inputs, a fixed seed),
+    training batches for the centroid fine-tune and its objective, the quality measure (``key`` is its
+    headline, higher is better), the dense model's quality, and an example batch."""
+
+    calibration: list[Any]
+    train: list[tuple[Any, torch.Tensor]]
+    objective: Objective
+    quality: Callable[[nn.Module], dict[str, float]]
+    key: str
+    dense_quality: dict[str, float | None]
+    example: Any
+
+
+def deploy_data(
+    dataset: data.Dataset, dense: nn.Module, dense_accuracy: float | None, batch_size: int, seed: int
+) -> DeployData:
+    """Image runs score accuracy on the test split; text runs the cosine to ``dense`` on held-out lines."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset.train), generator=generator)
+    chunks = order.split(batch_size)
+    train = [fetch(dataset.train, idx.sort().values) for idx in chunks[:FINETUNE_STEPS]]
+    calibration = [x for x, _ in (fetch(dataset.train, i) for i in order[:CALIBRATION_SAMPLES].split(32))]
+    if dataset.num_classes:
+        example = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
+        return DeployData(
+            calibration, train, Classification(), lambda m: {"accuracy": evaluate(m, dataset.test).accuracy},
+            "accuracy", {"accuracy": dense_accuracy}, example,
+        )  # fmt: skip
+    held_out = dataset.test.batches(max(LATENCY_BATCHES))
+    teacher = copy.deepcopy(dense)
+    distill = Distillation(teacher, labelled=False)
+    return DeployData(
+        calibration, train, distill, follows(teacher, held_out), "cosine", {"cosine": 1.0}, held_out[0]
+    )
+
+
+def int8_section(
+    log: Callable[[str], None],
+    out: Path,
+    slim_onnx: Path,
+    dense_onnx: Path,
+    inputs: DeployData,
+    seconds: float,
+) -> dict[str, Any]:
+    """``model.int8.onnx`` in ``out`` and the comparison ``compare_int8`` makes, as a metrics section."""
+    result = compare_int8(
+        dense_onnx,
+        slim_onnx,
+        out / INT8,
+        inputs.calibration,
+        inputs.example,
+        inputs.quality,
+        dense_quality=inputs.dense_quality,
+        key=inputs.key,
+        batch_sizes=LATENCY_BATCHES,
+        min_seconds=seconds,
+        log=log,
+    )
+    log(result.verdict)
+    return result.as_dict()
+
+
+def sharing_section(
+    log: Callable[[str], None], out: Path, slim: nn.Module, bits: int, inputs: DeployData, progress: bool
+) -> dict[str, Any]:
+    """Weight sharing of a copy of ``slim`` at ``bits``: quality before and after the centroid fine-tune,
+    ``model.shared.safetensors`` (the fine-tuned codebooks) and its size next to the fp32 file's."""
+    shared = copy.deepcopy(slim).eval()
+    sharing = share_weights(shared, bits)
+    before = inputs.quality(shared)
+    log(f"weight sharing at {bits} bits: {inputs.key} {before[inputs.key]:.4f} before the fine-tune")
+    losses = finetune_centroids(shared, sharing, inputs.train, objective=inputs.objective, progress=progress)
+    after = inputs.quality(shared)
+    log(f"weight sharing at {bits} bits: {inputs.key} {after[inputs.key]:.4f} after {len(losses)} steps")
+    path = save_shared(shared, sharing, out / SHARED)
+    fp32 = out / "model.safetensors"
+    return {
+        "bits": bits,
+        "key": inputs.key,
+        "slim": inputs.quality(slim),
+        "shared": before,
+        "finetuned": after,
+        "steps": len(losses),
+        "sizes": sharing.sizes(),
+        "file": SHARED,
+        "file_bytes": path.stat().st_size,
+        "fp32_file_bytes": fp32.stat().st_size if fp32.is_file() else None,
+    }
+
+
+def sharing_table(section: dict[str, Any]) -> str:
+    """The weight-sharing section as a short markdown table."""
+    key, sizes = section["key"], section["sizes"]
+    fmt = (lambda v: f"{v:.2%}") if key == "accuracy" else (lambda v: f"{v:.4f}")
+    fp32 = section["fp32_file_bytes"]
+    ratio = f" ({fp32 / section['file_bytes']:.1f}x smaller)" if fp32 else ""
+    return "\n".join(
+        [
+            f"| weights | {key} | conv/linear weights | file |",
+            "|---|---:|---:|---:|",
+            f"| slim fp32 | {fmt(section['slim'][key])} | {sizes['fp32_bytes'] / 1024:,.0f} KiB | "
+            f"{(fp32 or 0) / 1024:,.0f} KiB |",
+            f"| {section['bits']}-bit shared | {fmt(section['shared'][key])} | "
+            f"{sizes['packed_bytes'] / 1024:,.0f} KiB | |",
+            f"| + centroid fine-tune ({section['steps']} steps) | {fmt(section['finetuned'][key])} | "
+            f"{sizes['packed_bytes'] / 1024:,.0f} KiB (Huffman: {sizes['huffman_bytes'] / 1024:,.0f} KiB) | "
+            f"{section['file_bytes'] / 1024:,.0f} KiB{ratio} |",
+        ]
+    )
+
+
+def deploy_lines(metrics: dict[str, Any]) -> list[str]:
+    """The ``int8`` and ``sharing`` sections of a run's metrics as markdown (empty when it has neither)."""
+    lines: list[str] = []
+    if metrics.get("int8"):
+        lines += ["## Int8 (ONNX Runtime)", "", int8_table(metrics["int8"]), ""]
+    if metrics.get("sharing"):
+        bits = metrics["sharing"]["bits"]
+        lines += [f"## Weight sharing, {bits} bits", "", sharing_table(metrics["sharing"]), ""]
+    return lines

@@ -1,0 +1,174 @@
+"""Int8 measured, not assumed: quantize the slim ONNX model in each candidate scheme, keep the fastest
+that holds its quality, and time it against the dense and slim fp32 files in one interleaved run.
+
+On some CPUs and models int8 is slower than fp32 (rescaling around small convolutions costs more
+than the integer kernels save); then the result says so and recommends the fp32 file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..io.atomic import atomic_write
+from ..measure.latency import Latency, interleaved
+from .quantize import SCHEMES, Scheme, quantize_onnx
+from .session import OnnxModule
+
+Quality = Callable[[nn.Module], dict[str, float]]
+INT8 = "model.int8.onnx"
+
+
+@dataclass
+class Artefact:
+    """One file compared: its size, quality figures, latency per batch and speedup over dense fp32."""
+
+    name: str
+    file: str | None
+    bytes: int
+    quality: dict[str, float | None]
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    speedup: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Tried:
+    """A candidate scheme: its quality and its median time at the largest batch next to slim fp32's."""
+
+    scheme: str
+    quality: dict[str, float]
+    ms: float
+    fp32_ms: float
+    kept_quality: bool
+
+
+@dataclass
+class Int8Result:
+    """What ``compare_int8`` found; ``recommended`` is the file to ship, ``verdict`` says why in a line."""
+
+    key: str
+    scheme: str
+    tolerance: float
+    artefacts: list[Artefact]
+    tried: list[Tried]
+    recommended: str
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_int8(
+    dense_onnx: Path,
+    slim_onnx: Path,
+    out_path: Path,
+    calibration: Sequence[Any],
+    example: Any,
+    quality: Quality,
+    *,
+    dense_quality: dict[str, float | None],
+    key: str = "accuracy",
+    tolerance: float = 0.005,
+    schemes: Sequence[Scheme] = SCHEMES,
+    batch_sizes: Sequence[int] = (1, 64),
+    min_seconds: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> Int8Result:
+    """Quantize ``slim_onnx`` with each of ``schemes`` (calibrated on ``calibration``), score each in
+    ONNX Runtime with ``quality`` (higher ``key`` is better), keep the fastest at the largest batch
+    whose ``key`` is within ``tolerance`` of the fp32 file's (else the best scoring one), write it to
+    ``out_path``, and time dense fp32, slim fp32 and slim int8 alternately at ``batch_sizes``.
+    ``dense_quality`` is reported as given (the dense file may hold other weights than the trained ones).
+    """
+    slim_quality = quality(OnnxModule(slim_onnx))
+    largest = max(batch_sizes)
+    with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
+        paths, scores = [], []
+        for i, scheme in enumerate(schemes):
+            path = quantize_onnx(slim_onnx, calibration, Path(folder) / f"{i}.onnx", scheme=scheme)
+            paths.append(path)
+            scores.append(quality(OnnxModule(path)))
+            log(f"int8 {scheme.label}: {key} {scores[-1][key]:.4f} (fp32 {slim_quality[key]:.4f})")
+        times = interleaved(
+            [slim_onnx, *paths], example, backend="onnx", batch_sizes=(largest,), min_seconds=min_seconds / 2
+        )
+        fp32_ms = times[0][0].median_ms
+        tried = [
+            Tried(s.label, q, t[0].median_ms, fp32_ms, q[key] >= slim_quality[key] - tolerance)
+            for s, q, t in zip(schemes, scores, times[1:])
+        ]
+        ok = [i for i, t in enumerate(tried) if t.kept_quality]
+        best = (
+            min(ok, key=lambda i: tried[i].ms) if ok else max(range(len(tried)), key=lambda i: scores[i][key])
+        )
+        atomic_write(out_path, lambda temp: shutil.copyfile(paths[best], temp))
+    timed = interleaved(
+        [dense_onnx, slim_onnx, out_path],
+        example,
+        backend="onnx",
+        batch_sizes=batch_sizes,
+        min_seconds=min_seconds,
+    )
+    files = [(dense_onnx, None, dense_quality), (slim_onnx, slim_onnx.name, slim_quality)]
+    files.append((out_path, out_path.name, scores[best]))
+    artefacts = [
+        Artefact(name, file, path.stat().st_size, dict(q), [asdict(x) for x in lat], _speedup(timed[0], lat))
+        for (path, file, q), name, lat in zip(files, ("dense fp32", "slim fp32", "slim int8"), timed)
+    ]
+    recommended, verdict = _verdict(artefacts, tried[best], largest, key, tolerance)
+    return Int8Result(key, schemes[best].label, tolerance, artefacts, tried, recommended, verdict)
+
+
+def _speedup(dense: list[Latency], times: list[Latency]) -> dict[str, float]:
+    return {str(d.batch): d.median_ms / t.median_ms for d, t in zip(dense, times)}
+
+
+def _verdict(
+    artefacts: list[Artefact], chosen: Tried, batch: int, key: str, tolerance: float
+) -> tuple[str, str]:
+    """The file to ship and why: int8 only when it is faster than slim fp32 and keeps the quality."""
+    fp32, int8 = artefacts[1], artefacts[2]
+    ms = {a.name: next(x["median_ms"] for x in a.latency if x["batch"] == batch) for a in (fp32, int8)}
+    ratio = ms["slim fp32"] / ms["slim int8"]
+    if not chosen.kept_quality:
+        return fp32.file or "", (
+            f"int8 loses more than {tolerance:g} {key} in every scheme tried: ship {fp32.file} (fp32)"
+        )
+    if ratio <= 1:
+        return fp32.file or "", (
+            f"int8 is slower than fp32 for this model on this machine ({ms['slim int8']:.2f} vs "
+            f"{ms['slim fp32']:.2f} ms at batch {batch}): ship {fp32.file} (fp32)"
+        )
+    return int8.file or "", f"int8 ({chosen.scheme}) is {ratio:.2f}x faster than slim fp32 at batch {batch}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The int8 section of a run's metrics as a markdown table, with the schemes tried and the verdict."""
+    key = result["key"]
+    batches = [str(x["batch"]) for x in result["artefacts"][0]["latency"]]
+    head = f"| model | {key} | file | " + " | ".join(f"batch {b} ms (speedup)" for b in batches) + " |"
+    lines = [head, "|---|---:|---:|" + "---:|" * len(batches)]
+    for a in result["artefacts"]:
+        value = a["quality"].get(key)
+        shown = "n/a" if value is None else f"{value:.2%}" if key == "accuracy" else f"{value:.4f}"
+        cells = [f"{x['median_ms']:.2f} ({a['speedup'][str(x['batch'])]:.2f}x)" for x in a["latency"]]
+        lines.append(f"| {a['name']} | {shown} | {a['bytes'] / 1024:,.0f} KiB | " + " | ".join(cells) + " |")
+    tried = "; ".join(
+        f"{t['scheme']}: {t['ms']:.2f} ms{'' if t['kept_quality'] else ' (lost quality)'}"
+        for t in result["tried"]
+    )
+    fp32_ms = result["tried"][0]["fp32_ms"] if result["tried"] else float("nan")
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"Schemes tried at batch {batches[-1]} (slim fp32 {fp32_ms:.2f} ms): {tried}.",
+            f"**{result['verdict']}**; recommended file: `{result['recommended']}`.",
+        ]
+    )

@@ -1,0 +1,184 @@
+"""Static int8 quantization of an ONNX file with ONNX Runtime's ``quantize_static``, calibrated on the
+batches the caller gives (model inputs, as everywhere in zigprune)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.trace import as_inputs
+from ..errors import ExampleInputError, QuantizeError, first_line
+from ..io.atomic import atomic_write
+from ..measure.latency import LatencyError, check_fixed, onnx_feed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One way to quantize: the ONNX format (``qdq``: QuantizeLinear/DequantizeLinear pairs around fp32
+    ops, or ``qoperator``: integer ops such as QLinearConv), per-channel or per-tensor weight scales, and
+    op types left in fp32."""
+
+    format: str = "qdq"
+    per_channel: bool = True
+    keep_fp32: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise QuantizeError(f"unknown int8 format {self.format!r}; use one of {', '.join(FORMATS)}")
+
+    @property
+    def label(self) -> str:
+        """A short name, e.g. ``qdq per-channel`` or ``qoperator per-tensor, Add in fp32``."""
+        text = f"{self.format} {'per-channel' if self.per_channel else 'per-tensor'}"
+        return text + (f", {'/'.join(self.keep_fp32)} in fp32" if self.keep_fp32 else "")
+
+
+FORMATS = ("qdq", "qoperator")
+# What --int8 tries: ORT's recommended QDQ with per-channel weights, the integer-operator format, and
+# per-tensor scales (fewer rescale steps), then element-wise ops kept in fp32 (a QDQ pair around a
+# residual Add can cost more than the Add saves).
+SCHEMES = (
+    Scheme(),
+    Scheme("qoperator"),
+    Scheme(per_channel=False),
+    Scheme(keep_fp32=("Add", "Mul")),
+)
+
+
+class CalibrationReader:
+    """ONNX Runtime's calibration data reader over the given batches, each fed by the model's input names
+    (``get_next`` returns exactly those batches, in order, then None)."""
+
+    def __init__(self, path: Path, takes: list[Any], calibration: Iterable[Any]) -> None:
+        self._feeds = (self._feed(path, takes, batch) for batch in calibration)
+        self.count = 0
+
+    @staticmethod
+    def _feed(path: Path, takes: list[Any], batch: Any) -> dict[str, np.ndarray]:
+        try:
+            feed = onnx_feed(path, takes, as_inputs(batch))
+            for arg in takes:
+                check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
+        except (ExampleInputError, LatencyError) as err:
+            raise QuantizeError(f"a calibration batch does not fit {path.name}: {err}") from None
+        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in feed.items()}
+        for name, array in arrays.items():
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise QuantizeError(f"calibration input {name!r} holds NaN or Inf; pass finite batches")
+        return arrays
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed = next(self._feeds, None)
+        self.count += feed is not None
+        return feed
+
+    def rewind(self) -> None:
+        """ORT calls this between calibration passes of some methods; MinMax makes one pass."""
+
+
+def quantize_onnx(
+    onnx_path: str | os.PathLike,
+    calibration: Iterable[Any],
+    out_path: str | os.PathLike,
+    *,
+    scheme: Scheme = Scheme(),
+    preprocess: bool = True,
+) -> Path:
+    """Write a static int8 copy of the ONNX model at ``onnx_path`` to ``out_path``, atomically.
+
+    ``calibration`` is an iterable of model inputs (a Tensor, a tuple of positional args or a dict of
+    keyword args per batch, as ``zp.export_onnx`` named them), fed in order to find activation ranges
+    (MinMax); weights are int8 (per channel by default), activations int8. With ``preprocess`` the
+    model first goes through ORT's ``quant_pre_process`` (shape inference and graph optimisation, as
+    ORT recommends). Raises :class:`QuantizeError` (nothing written) on a file ORT cannot read, an
+    empty calibration, or batches that do not fit the model's inputs.
+    """
+    ort, quantization = _onnxruntime()
+    source, out = Path(onnx_path), Path(out_path)
+    takes = _inputs_of(ort, source)
+    reader = CalibrationReader(source, takes, calibration)
+    with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
+        model = source
+        if preprocess:
+            model = Path(folder) / "pre.onnx"
+            _preprocess(quantization, source, model)
+
+        def write(temp: Path) -> None:
+            _quantize(quantization, model, temp, reader, scheme)
+
+        atomic_write(out, write)
+    log.info("int8 (%s) of %s calibrated on %d batches: %s", scheme.label, source.name, reader.count, out)
+    return out
+
+
+def _onnxruntime() -> tuple[Any, Any]:
+    try:
+        import onnxruntime
+        from onnxruntime import quantization
+    except ImportError as err:
+        raise QuantizeError(
+            f"int8 quantization needs onnx and onnxruntime ({err}): pip install 'zigprune[onnx]'"
+        ) from None
+    return onnxruntime, quantization
+
+
+def _inputs_of(ort: Any, path: Path) -> list[Any]:
+    """The model's inputs, or a QuantizeError saying the file is missing or not an ONNX model."""
+    if not path.is_file():
+        raise QuantizeError(f"no ONNX model at {path}: export one first (zp.export_onnx or zigprune export)")
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
+    except Exception as err:
+        raise QuantizeError(
+            f"{path} is not an ONNX model ONNX Runtime can load ({first_line(err)}); export it again"
+        ) from None
+
+
+def _preprocess(quantization: Any, source: Path, out: Path) -> None:
+    try:
+        quantization.shape_inference.quant_pre_process(str(source), str(out))
+    except Exception as err:
+        raise QuantizeError(
+            f"ONNX Runtime's quant_pre_process failed on {source} ({first_line(err)})"
+        ) from err
+
+
+def _quantize(quantization: Any, model: Path, out: Path, reader: CalibrationReader, scheme: Scheme) -> None:
+    formats = {"qdq": quantization.QuantFormat.QDQ, "qoperator": quantization.QuantFormat.QOperator}
+    try:
+        quantization.quantize_static(
+            str(model),
+            str(out),
+            reader,
+            quant_format=formats[scheme.format],
+            per_channel=scheme.per_channel,
+            activation_type=quantization.QuantType.QInt8
+            if scheme.format == "qdq"
+            else quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            nodes_to_exclude=_nodes_of(model, set(scheme.keep_fp32)) if scheme.keep_fp32 else None,
+        )
+    except QuantizeError:
+        raise
+    except Exception as err:
+        if reader.count == 0:
+            raise QuantizeError(
+                "the calibration data is empty; pass at least one batch of model inputs"
+            ) from None
+        raise QuantizeError(f"ONNX Runtime could not quantize {model.name} ({first_line(err)})") from err
+
+
+def _nodes_of(model: Path, op_types: set[str]) -> list[str]:
+    """Names of the nodes of ``model`` whose op type is in ``op_types``."""
+    import onnx
+
+    return [node.name for node in onnx.load(str(model)).graph.node if node.op_type in op_types]
