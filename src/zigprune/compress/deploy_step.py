@@ -56,10 +56,9 @@ def deploy_data(
             "accuracy", {"accuracy": dense_accuracy}, example,
         )  # fmt: skip
     held_out = dataset.test.batches(max(LATENCY_BATCHES))
-    teacher = copy.deepcopy(dense)
-    distill = Distillation(teacher, labelled=False)
+    distill = Distillation(dense, labelled=False)  # freezes ``dense``: nothing trains it any more
     return DeployData(
-        calibration, train, distill, follows(teacher, held_out), "cosine", {"cosine": 1.0}, held_out[0]
+        calibration, train, distill, follows(dense, held_out), "cosine", {"cosine": 1.0}, held_out[0]
     )
 
 
