@@ -59,8 +59,18 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
     for row in rows:
         assert row["zigprune_s"] > 0 and row["tp_s"] > 0 and row["num_groups_check_off"] > 0
 
+    scale = report["scale"]
+    assert [r["hidden"] for r in scale["width_sweep"]] == [32, 64, 128]
+    assert all(r["ratio"] > 0 and r["num_groups"] > 0 for r in scale["width_sweep"])
+    meta = scale["meta"]
+    assert meta["slim_params"] == meta["slim_params_predicted"] < meta["params"]
+    assert meta["num_groups"] > 0 and meta["peak_rss_mib"] > 0
+    load = scale["end_to_end"]["load"]
+    assert load["finite"] and 0 < load["slim_params"] < scale["end_to_end"]["save"]["params"]
+
     md = (tmp_path / "analyze_speed.md").read_text()
     assert "| model |" in md and "| layers |" in md and "benchmarks/analyze_speed.py --quick" in md
+    assert "| hidden |" in md and "analyze / export" in md and "peak RSS / checkpoint" in md
     png = tmp_path / "analyze_speed.png"
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -27,15 +27,16 @@ def test_cli_analyze_runs(capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.parametrize(
-    "page", ["rules.md", "architecture.md", "huggingface.md", "post-training.md", "deploy.md"]
+    "page",
+    ["rules.md", "architecture.md", "huggingface.md", "post-training.md", "deploy.md", "large-models.md"],
 )
 def test_docs_page_examples_run(page: str) -> None:
     """Every Python block of the page, in order, in one namespace; rules registered there are undone."""
     from zigprune.rules import RULES
 
-    if page in ("huggingface.md", "post-training.md"):
+    if page in ("huggingface.md", "post-training.md", "large-models.md"):
         pytest.importorskip("transformers")
-    if page == "huggingface.md":
+    if page in ("huggingface.md", "large-models.md"):
         pytest.importorskip("accelerate")
     if page == "deploy.md":
         pytest.importorskip("onnxruntime")

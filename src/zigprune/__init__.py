@@ -8,18 +8,19 @@ from .errors import (
     CalibrationError,
     ConstructionError,
     ExampleInputError,
+    MetaDeviceError,
     QuantizeError,
     TraceError,
     ZigpruneError,
 )
-from .io import export_onnx, load, save
+from .io import Checkpoint, export_onnx, load, load_pruned, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
 from .posttrain import prune
 
 __all__ = [
-    "DHSPG", "HESSO", "HSPG", "CalibrationError", "ConstructionError", "ExampleInputError", "Family",
-    "GroupSpace", "QuantizeError", "TraceError", "ZigpruneError", "__version__", "analyze", "count",
-    "export_onnx", "finetune_centroids", "load", "load_shared", "prune", "quantize_onnx", "save",
-    "save_shared", "share_weights",
+    "DHSPG", "HESSO", "HSPG", "CalibrationError", "Checkpoint", "ConstructionError", "ExampleInputError",
+    "Family", "GroupSpace", "MetaDeviceError", "QuantizeError", "TraceError", "ZigpruneError",
+    "__version__", "analyze", "count", "export_onnx", "finetune_centroids", "load", "load_pruned",
+    "load_shared", "prune", "quantize_onnx", "save", "save_shared", "share_weights",
 ]  # fmt: skip

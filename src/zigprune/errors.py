@@ -29,6 +29,10 @@ class ModelError(ZigpruneError):
     """A model spec cannot be resolved or built, or a model is not the one it should be."""
 
 
+class MetaDeviceError(ZigpruneError, ValueError):
+    """A step that needs weight values (a check, a norm, calibration) was asked of a meta-device model."""
+
+
 class ExportError(ZigpruneError):
     """An ONNX export failed, or ONNX Runtime does not reproduce the PyTorch outputs."""
 

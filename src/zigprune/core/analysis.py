@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 from .. import rules
-from ..errors import ExampleInputError
+from ..errors import ExampleInputError, MetaDeviceError
 from ..rules.opaque import unknown
 from .check import check as construction_check
 from .components import components
 from .construct import outputs
+from .group_values import on_meta
 from .label import Label, ParamRef, varying_dims
 from .space import GroupSpace
 from .store import Store
@@ -172,6 +173,11 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
     zeroed (see :mod:`zigprune.core.check`); families that must stay equal in width are tied, and only
     the groups whose removal breaks the outputs are made unprunable (``space.check`` says which).
     """
+    if check and on_meta(model):
+        raise MetaDeviceError(
+            "the model is on the meta device, so the construction check cannot run it; pass "
+            "zp.analyze(model, inputs, check=False)"
+        )
     store, root, inputs = analyze_model(model, example_inputs)
     space = GroupSpace(model, inputs, store, root)
     if check:

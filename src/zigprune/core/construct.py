@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..errors import ConstructionError, first_line
+from ..errors import ConstructionError, MetaDeviceError, first_line
 from . import attributes
+from .group_values import on_meta
 from .trace import Inputs, eval_mode
 
 if TYPE_CHECKING:
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 
 def construct(space: GroupSpace, check: bool = True, atol: float = 1e-4) -> nn.Module:
+    if check and on_meta(space.model):
+        raise MetaDeviceError(
+            "the model is on the meta device, so the slim model cannot be checked against it; pass "
+            "space.construct(check=False) (the result is a slim meta module; zp.load_pruned fills it)"
+        )
     pruned = space.pruned_classes(space.zero_groups())
     slim = build(space, pruned)
     if check:
@@ -51,13 +57,8 @@ def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
     rewritten: by each touched module's updater, for attention heads, and for tracked sizes.
     """
     model = space.model
-    keep: dict[str, list[tuple[int, torch.Tensor]]] = {}
-    for s in space.slices:
-        mask = ~pruned[s.classes]
-        if not bool(mask.all()) and attributes.tracked_attribute(s.name) is None:
-            keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
     memo: dict[int, Any] = {}
-    for name, cuts in keep.items():
+    for name, cuts in kept_indices(space, pruned).items():
         tensor = lookup(model, name)
         new = tensor.detach()
         for dim, index in cuts:
@@ -81,6 +82,16 @@ def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
             )
     attributes.rewrite_tracked(model, slim, space.slices, pruned)
     return slim
+
+
+def kept_indices(space: GroupSpace, pruned: torch.Tensor) -> dict[str, list[tuple[int, torch.Tensor]]]:
+    """Per parameter/buffer that loses positions: the kept indices along each dim that is cut."""
+    keep: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for s in space.slices:
+        mask = ~pruned[s.classes]
+        if not bool(mask.all()) and attributes.tracked_attribute(s.name) is None:
+            keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
+    return keep
 
 
 def _owns(module: nn.Module, memo: dict[int, Any]) -> bool:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .reduction import Slices, per_group
+from .shards import local, local_rows
 from .space import GroupSpace
 
 
@@ -24,12 +25,10 @@ class ProducerSlice:
     dim: int
     group: torch.Tensor
 
-    @property
-    def view(self) -> list[int]:
-        """Shape that lays one value per row along ``dim``, broadcastable against the parameter."""
-        shape = [1] * self.param.dim()
-        shape[self.dim] = self.param.shape[self.dim]
-        return shape
+    def local(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rank's block of the parameter (all of it unless sharded) and the group of each of its rows."""
+        block, group, _ = local_rows(self.param.detach(), self.dim, self.group)
+        return block, group
 
 
 class Grouping:
@@ -94,7 +93,10 @@ class Grouping:
         values = full[s.param.device]
         if values.dtype != torch.bool:
             values = values.to(s.param.dtype)
-        return values[s.group].reshape(s.view)
+        block, group = s.local()
+        shape = [1] * block.dim()
+        shape[s.dim] = block.shape[s.dim]
+        return values[group].reshape(shape)
 
     def row_mean(self, values: dict[int, float]) -> torch.Tensor:
         """Per-group mean over the group's values of a per-parameter number (``values[id(param)]``).
@@ -121,7 +123,7 @@ class Grouping:
         """Multiply every group's producer rows by ``factors[group]`` (rows of no group are left alone)."""
         full = self.padded(factors, 1.0)
         for s in self.slices:
-            s.param.mul_(self.expand(full, s))
+            local(s.param).mul_(self.expand(full, s))
 
     @torch.no_grad()
     def add_(
@@ -132,7 +134,7 @@ class Grouping:
         for s in self.slices:
             t, src = tensors.get(id(s.param)), source.get(id(s.param))
             if t is not None and src is not None:
-                t.add_(self.expand(full, s) * src)
+                local(t).add_(self.expand(full, s) * local(src))
 
     @torch.no_grad()
     def zero_(self, mask: torch.Tensor, tensors: list[dict[int, torch.Tensor]] = ()) -> None:
@@ -145,8 +147,8 @@ class Grouping:
             rows = [(s, self.expand(full, s)) for s in self.slices]
             self._pinned = (mask.clone(), [(s, r) for s, r in rows if bool(r.any())])
         for s, rows in self._pinned[1]:
-            s.param.masked_fill_(rows, 0)
+            local(s.param).masked_fill_(rows, 0)
             for extra in tensors:
                 t = extra.get(id(s.param))
                 if t is not None:
-                    t.masked_fill_(rows, 0)
+                    local(t).masked_fill_(rows, 0)

@@ -22,7 +22,7 @@ from torch import nn
 
 from .components import components
 from .construct import construct
-from .reduction import per_group
+from .group_values import GroupValues
 from .segments import Segments
 from .store import Store
 from .summary import summary
@@ -81,7 +81,7 @@ class HeadInfo:
     kv_classes: torch.Tensor
 
 
-class GroupSpace:
+class GroupSpace(GroupValues):
     """The zero-invariant groups of ``model`` (see module docstring); built by :func:`zigprune.analyze`."""
 
     #: What analyze's construction check changed (a ``core.check.CheckReport``); None without the check.
@@ -129,6 +129,7 @@ class GroupSpace:
         self.class_group = torch.where(prunable, prunable.long().cumsum(0) - 1, -1)
         self.num_groups = int(prunable.sum())
         self.group_class = torch.nonzero(prunable).reshape(-1)
+        self.zeroed = torch.zeros(self.num_groups, dtype=torch.bool)
         self._families(reasons, reason_of, producer)
         self._costs(store, classes_of)
         self.heads = [HeadInfo(h.module, classes_of(h.q_heads), classes_of(h.kv_heads)) for h in store.heads]
@@ -234,6 +235,7 @@ class GroupSpace:
         self.group_family = self.group_family[keep]
         self.group_params = self.group_params[keep]
         self.group_macs = self.group_macs[keep]
+        self.zeroed = self.zeroed[keep]
         self.num_groups = int(keep.sum())
         for family in self.families:
             if dropped[family.index]:
@@ -241,63 +243,6 @@ class GroupSpace:
                 family.groups = []
             else:
                 family.groups = [int(new_index[g]) for g in family.groups]
-
-    # -- groups as weights ---------------------------------------------------------------------------------
-
-    def _tensor(self, name: str) -> torch.Tensor:
-        try:
-            return self.model.get_parameter(name)
-        except AttributeError:
-            return self.model.get_buffer(name)
-
-    def _check_ids(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
-        """Group ids as a long tensor; a bool tensor is a mask over all groups and must have that length."""
-        if isinstance(ids, torch.Tensor) and ids.dtype == torch.bool:
-            if ids.shape != (self.num_groups,):
-                raise IndexError(
-                    f"a bool mask of groups must have shape ({self.num_groups},), not {tuple(ids.shape)}"
-                )
-            return torch.nonzero(ids).reshape(-1)
-        ids = torch.as_tensor(
-            list(ids) if not isinstance(ids, torch.Tensor) else ids, dtype=torch.long
-        ).reshape(-1)
-        bad = ids[(ids < 0) | (ids >= self.num_groups)]
-        if bad.numel():
-            raise IndexError(f"group ids must lie in range({self.num_groups}); got {bad[:5].tolist()}")
-        return ids
-
-    @torch.no_grad()
-    def zero_(self, ids: Iterable[int] | torch.Tensor) -> GroupSpace:
-        """Set groups ``ids`` exactly to zero in the model the space was built from, in place."""
-        chosen = torch.zeros(self.num_groups + 1, dtype=torch.bool)
-        chosen[self._check_ids(ids)] = True
-        for s in self.slices:
-            if not s.producer:
-                continue
-            positions = torch.nonzero(chosen[self.class_group[s.classes]]).reshape(-1)
-            if positions.numel():
-                tensor = self._tensor(s.name)
-                tensor.index_fill_(s.dim, positions.to(tensor.device), 0)
-        return self
-
-    def _per_group(self, row_stat: Any, reduce: str) -> torch.Tensor:
-        """Reduce a per-row statistic of every producer slice into one value per group (float64, CPU)."""
-        slices = (
-            (self._tensor(s.name).detach(), s.dim, self.class_group[s.classes] % (self.num_groups + 1))
-            for s in self.slices
-            if s.producer
-        )
-        return per_group(slices, self.num_groups, row_stat, reduce)
-
-    def group_norms(self) -> torch.Tensor:
-        """L2 norm of every group's producer slices (float64, on CPU)."""
-        return self._per_group(
-            lambda rows: torch.linalg.vector_norm(rows, dim=1).double().square(), "sum"
-        ).sqrt()
-
-    def zero_groups(self) -> torch.Tensor:
-        """Bool mask of the groups whose every producer slice is exactly zero."""
-        return self._per_group(lambda rows: torch.linalg.vector_norm(rows, float("inf"), dim=1), "amax") == 0
 
     # -- costs ----------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import torch
 from ..core.grouping import Grouping
 from ..core.limits import Limits
 from ..core.selection import Target, check_reachable, removed_share
+from ..core.shards import any_rank, local
 from ..core.space import GroupSpace
 from ..errors import OptimizerError
 from .params import check_in_model, check_options, frozen_groups, model_params
@@ -166,6 +167,8 @@ class GroupOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         grads = {id(p): p.grad for group in self.param_groups for p in group["params"] if p.grad is not None}
+        if self.zig["step"] == 0:
+            self._check_owned()
         if not self._finite(loss, grads):
             return loss
         self.zig["step"] += 1
@@ -178,10 +181,20 @@ class GroupOptimizer(torch.optim.Optimizer):
         self._pin()
         return loss
 
+    def _check_owned(self) -> None:
+        """Sharding (FSDP2's fully_shard) replaces the model's parameters: an optimizer made before it
+        would update tensors the model no longer uses."""
+        owned = {id(p) for p in self.space.model.parameters()}
+        if any(id(p) not in owned for p in self.grouping.params()):
+            raise OptimizerError(
+                "the optimizer's parameters are no longer the model's (was the model sharded or moved "
+                "after the optimizer was made?); create the optimizer after fully_shard / .to(device)"
+            )
+
     def _finite(self, loss: torch.Tensor | None, grads: dict[int, torch.Tensor]) -> bool:
-        bad = loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all())
-        bad = bad or any(not bool(torch.isfinite(g).all()) for g in grads.values())
-        if not bad:
+        bad = loss is not None and not bool(torch.isfinite(local(torch.as_tensor(loss))).all())
+        bad = bad or any(not bool(torch.isfinite(local(g)).all()) for g in grads.values())
+        if not any_rank(bad, list(grads.values())):  # sharded (FSDP2): every rank skips the same steps
             return True
         if self.nonfinite == "raise":
             raise FloatingPointError(

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.group_values import TensorSource, on_meta
 from ..core.limits import Limits
 from ..core.selection import Target, check_reachable, select
 from ..core.space import GroupSpace
-from ..errors import CalibrationError
+from ..errors import CalibrationError, MetaDeviceError
 from . import obs
 from .batchnorm import recalibrate
 from .calibration import Calibration, progress_bar
@@ -39,6 +40,7 @@ def prune(
     steps: int = 1,
     progress: bool = True,
     block_bytes: int = BLOCK_BYTES,
+    weights: TensorSource | None = None,
 ) -> list[int]:
     """Prune ``space``'s model now, without training: choose groups, zero them, update the kept weights.
 
@@ -64,6 +66,9 @@ def prune(
     - ``"flap"``: FLAP's fluctuation ``Var(X) x ‖W‖²``; the removed columns' mean contribution is
       folded into the consumers' biases (where a layer has one).
     - ``"magnitude"``: group L2 norm of the weights; needs no calibration (``None``), no update.
+      With ``weights`` (``zp.Checkpoint(path)``) the norms are read from a checkpoint one tensor at
+      a time, so a model built on the meta device (too large to hold) can be pruned: the chosen
+      groups are recorded, and ``zp.load_pruned`` then loads only the kept slices.
 
     What is sequential: scores come from the dense model, in one calibration pass (several when the
     statistics would exceed ``block_bytes``; memory is bounded by the larger of that and the largest
@@ -81,6 +86,11 @@ def prune(
     ``ValueError`` (an unknown method); the model is then left unchanged.
     """
     chosen = _method(method)
+    if chosen.statistics is not None and on_meta(space.model):
+        raise MetaDeviceError(
+            f"method {method!r} runs the model on calibration data, and this model is on the meta device; "
+            "use method='magnitude' with weights=zp.Checkpoint(path), or load the weights first"
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number of at least 1, not {steps!r}")
     goal = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, limits=limits)
@@ -94,7 +104,7 @@ def prune(
     before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     try:
         for step in range(1, steps + 1):
-            scores, moments = space.group_norms(), {}
+            scores, moments = space.group_norms(weights), {}
             if chosen.statistics is not None:
                 scores, moments = _scores(
                     space, chosen, calib, plan, score_damp, progress, block_bytes, step == 1
@@ -250,7 +260,9 @@ def _refit(layer: Consumer, stats: Gram, removed: torch.Tensor, damp: float) -> 
 
 
 def _check_finite(model: nn.Module) -> None:
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad = [
+        name for name, p in model.named_parameters() if not p.is_meta and not bool(torch.isfinite(p).all())
+    ]
     if bad:
         raise CalibrationError(
             f"the update left non-finite weights in {', '.join(bad[:3])}; the model was restored. Try a "
