@@ -29,7 +29,7 @@ class TensorSource(Protocol):
 
 def on_meta(model: nn.Module) -> bool:
     """True when any parameter of ``model`` lives on the meta device (shapes without values)."""
-    return any(p.is_meta for p in model.parameters())
+    return isinstance(model, nn.Module) and any(p.is_meta for p in model.parameters())
 
 
 class GroupValues:
