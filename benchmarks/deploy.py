@@ -35,6 +35,7 @@ from zigprune.compress.deploy_run import deploy_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command_line, machine_info
+from deploy_pt2e import pt2e_entry, pt2e_rows
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "deploy"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "deploy"
@@ -118,6 +119,7 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
             f"{entry['run']}: recommended `{int8['recommended']}` ({int8['verdict']}), never slower than fp32"
         )
         lines.append(_goal(text, not slower))
+        lines += pt2e_goal(entry, goal)
         s = entry["sharing"][min(entry["sharing"])]
         lost = (s["slim"]["accuracy"] - s["finetuned"]["accuracy"]) * 100
         ratio = s["fp32_file_bytes"] / s["file_bytes"]
@@ -129,6 +131,19 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
     return lines
 
 
+def pt2e_goal(entry: dict[str, Any], goal: float) -> list[str]:
+    """The same speed goal for the PT2E int8 model, against both dense fp32 baselines timed with it."""
+    rows = {r["model"]: r for r in entry.get("pt2e", {}).get("rows", [])}
+    if "slim int8 PT2E" not in rows:
+        return []
+    int8 = rows["slim int8 PT2E"]["ms"]["64"]
+    ratios = {k: rows[k]["ms"]["64"] / int8 for k in ("dense fp32 eager", "dense fp32 Inductor") if k in rows}
+    loss = (rows["slim fp32 eager"]["accuracy"] - rows["slim int8 PT2E"]["accuracy"]) * 100
+    against = ", ".join(f"{r:.2f}x {k}" for k, r in ratios.items())
+    text = f"{entry['run']}: slim int8 PT2E {against} at batch 64, losing {loss:.2f} pt (goal >= {goal:g}x)"
+    return [_goal(text, min(ratios.values()) >= goal)]
+
+
 def schemes_line(entry: dict[str, Any]) -> str:
     """The verdict and the time of every int8 scheme tried, at batch 64."""
     tried = "; ".join(f"{t['scheme']} {t['ms']:.2f} ms" for t in entry["int8"]["tried"])
@@ -138,6 +153,24 @@ def schemes_line(entry: dict[str, Any]) -> str:
 
 def _goal(text: str, met: bool) -> str:
     return f"- {text}: {'met' if met else '**not met**'}"
+
+
+def pt2e_section(entries: list[dict[str, Any]]) -> list[str]:
+    """The PyTorch-side table (torchao PT2E int8, Inductor), when it was measured."""
+    measured = [e for e in entries if "pt2e" in e]
+    if not measured:
+        return []
+    return [
+        "## Int8 in PyTorch (torchao PT2E, Inductor with freezing; one thread; speedup vs dense fp32 eager)",
+        "",
+        "| run | model | accuracy | first calls s | batch 1 ms | batch 64 ms | speedup b1 | speedup b64 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *[row for e in measured for row in pt2e_rows(e["pt2e"], e["dense_accuracy"])],
+        "",
+        "*first calls s*: the first call at batch 1 and at batch 64, where Inductor compiles (static "
+        "shapes); the slim fp32 model compiled computes what it does eager.",
+        "",
+    ]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -160,6 +193,7 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             *[schemes_line(e) for e in entries],
             "",
+            *pt2e_section(entries),
             "## Weight sharing (conv and linear weights; test accuracy)",
             "",
             share_head,
@@ -182,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-seconds", type=float, default=None, help="per model and batch (1; 0.05 quick)"
     )
     parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument("--no-pt2e", action="store_true", help="skip the torchao PT2E / Inductor table")
     args = parser.parse_args(argv)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     seconds = args.latency_seconds or (0.05 if args.quick else 1.0)
@@ -195,10 +230,19 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             runs = {"quick digits run": quick}
         entries = [measure(name, source, folder, args.bits, seconds) for name, source in runs.items()]
+        for entry, (name, source) in zip(entries, runs.items()):
+            if not args.no_pt2e:
+                _log(f"{name}: PT2E int8 and Inductor (compiles each model at batch 1 and 64)")
+                entry["pt2e"] = pt2e_entry(name, source, seconds, quick=args.quick)
     report = {
         "command": command_line(__file__, sys.argv[1:] if argv is None else argv),
         "machine": machine_info(),
-        "settings": {"quick": args.quick, "bits": args.bits, "latency_seconds": seconds},
+        "settings": {
+            "quick": args.quick,
+            "bits": args.bits,
+            "latency_seconds": seconds,
+            "pt2e": not args.no_pt2e,
+        },
         "runs": entries,
         "seconds": time.perf_counter() - start,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -67,10 +68,12 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
     assert meta["num_groups"] > 0 and meta["peak_rss_mib"] > 0
     load = scale["end_to_end"]["load"]
     assert load["finite"] and 0 < load["slim_params"] < scale["end_to_end"]["save"]["params"]
+    assert load["peak_anon_mib"] >= load["anon_mib_before_plan"] > 0
 
     md = (tmp_path / "analyze_speed.md").read_text()
     assert "| model |" in md and "| layers |" in md and "benchmarks/analyze_speed.py --quick" in md
-    assert "| hidden |" in md and "analyze / export" in md and "peak RSS / checkpoint" in md
+    assert "| hidden |" in md and "analyze / export" in md and "added by plan + load / checkpoint" in md
+    assert "### Goals" in md
     png = tmp_path / "analyze_speed.png"
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -160,3 +163,7 @@ def test_deploy_quick(tmp_path: Path) -> None:
     assert set(entry["sharing"]) == {"4"} and entry["sharing"]["4"]["file_bytes"] > 0
     text = (tmp_path / "deploy.md").read_text()
     assert "## Goals" in text and "slim int8" in text
+    if importlib.util.find_spec("torchao"):
+        rows = entry["pt2e"]["rows"]
+        assert [r["model"] for r in rows][-1] == "slim int8 PT2E" and "slim int8 PT2E" in text
+        assert all(r["ms"]["64"] > 0 for r in rows) and rows[-1]["accuracy"] is not None

@@ -40,6 +40,7 @@ def test_docs_page_examples_run(page: str) -> None:
         pytest.importorskip("accelerate")
     if page == "deploy.md":
         pytest.importorskip("onnxruntime")
+        pytest.importorskip("torchao")
 
     doc = DOCS / page
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)

@@ -3,7 +3,7 @@
 from ._version import __version__
 from .core.analysis import analyze
 from .core.space import Family, GroupSpace
-from .deploy import finetune_centroids, load_shared, quantize_onnx, save_shared, share_weights
+from .deploy import finetune_centroids, load_shared, quantize_onnx, quantize_pt2e, save_shared, share_weights
 from .errors import (
     CalibrationError,
     ConstructionError,
@@ -22,5 +22,5 @@ __all__ = [
     "DHSPG", "HESSO", "HSPG", "CalibrationError", "Checkpoint", "ConstructionError", "ExampleInputError",
     "Family", "GroupSpace", "MetaDeviceError", "QuantizeError", "TraceError", "ZigpruneError",
     "__version__", "analyze", "count", "export_onnx", "finetune_centroids", "load", "load_pruned",
-    "load_shared", "prune", "quantize_onnx", "save", "save_shared", "share_weights",
+    "load_shared", "prune", "quantize_onnx", "quantize_pt2e", "save", "save_shared", "share_weights",
 ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import shlex
 import signal
 import sys
@@ -330,6 +331,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 130 on Ctrl-C, 143 on SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_optional_libraries()
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
@@ -351,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     except ZigpruneError as err:
         print(f"zigprune: {err}", file=sys.stderr)
         return 1
+
+
+def _quiet_optional_libraries() -> None:
+    """With torchao installed (the ``pt2e`` extra), importing transformers logs that torchao's CUDA-only
+    kernels did not load and that torchao registers enums the old way: harmless on a CPU, and noise in
+    every command's output, so the command line shows those loggers' errors only."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

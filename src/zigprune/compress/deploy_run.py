@@ -23,7 +23,7 @@ from ..io.saved import load
 from ..io.trust import build_recorded
 from ..io.weights import tokenizer
 from ..models.spec import ModelSpec
-from .deploy_step import deploy_data, int8_section, sharing_section
+from .deploy_step import DeployData, deploy_data, int8_section, sharing_section
 from .report import render_dir
 from .rundir import HISTORY, METRICS, ONNX, write_json
 
@@ -45,19 +45,8 @@ def deploy_run(
     architecture rebuilt from its spec: pretrained weights for ``hf:`` models, fresh ones otherwise
     (its speed does not depend on them; its accuracy is the one the run recorded)."""
     directory = Path(run_dir)
-    slim = load(directory, factory=factory, trust_factory=trust_factory)
-    plan = read_plan(directory)
-    spec = ModelSpec(str(plan["spec"]["text"]), dict(plan["spec"].get("kwargs") or {}))
-    torch.manual_seed(0)
-    dense = build_recorded(spec, factory, trust_factory).eval()
+    slim, dense, inputs, metrics = run_models(directory, factory, trust_factory)
     metrics_path = directory / METRICS
-    metrics = _read_metrics(metrics_path)
-    config = metrics.get("config", {})
-    dataset = _dataset(plan["metadata"], spec, directory)
-    accuracy = metrics.get("dense", {}).get("accuracy")
-    inputs = deploy_data(
-        dataset, dense, accuracy, int(config.get("batch_size") or 64), int(config.get("seed") or 0)
-    )
     sections: dict[str, Any] = {}
     slim_onnx = _slim_onnx(directory / ONNX, slim, inputs.example, log)
     if int8:
@@ -71,6 +60,26 @@ def deploy_run(
         if (directory / HISTORY).is_file():
             render_dir(directory)
     return sections
+
+
+def run_models(
+    directory: Path, factory: Any = None, trust_factory: bool = False
+) -> tuple[torch.nn.Module, torch.nn.Module, DeployData, dict[str, Any]]:
+    """A run's slim model, its dense architecture (fresh weights, seed 0), what deployment measures with
+    (its own data) and its metrics (empty when it has none)."""
+    slim = load(directory, factory=factory, trust_factory=trust_factory)
+    plan = read_plan(directory)
+    spec = ModelSpec(str(plan["spec"]["text"]), dict(plan["spec"].get("kwargs") or {}))
+    torch.manual_seed(0)
+    dense = build_recorded(spec, factory, trust_factory).eval()
+    metrics = _read_metrics(directory / METRICS)
+    config = metrics.get("config", {})
+    dataset = _dataset(plan["metadata"], spec, directory)
+    accuracy = metrics.get("dense", {}).get("accuracy")
+    inputs = deploy_data(
+        dataset, dense, accuracy, int(config.get("batch_size") or 64), int(config.get("seed") or 0)
+    )
+    return slim, dense, inputs, metrics
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:

@@ -98,14 +98,17 @@ def run(model: nn.Module, inputs: Inputs) -> Any:
         ) from err
 
 
-def export(model: nn.Module, inputs: Inputs) -> torch.export.ExportedProgram:
-    """Trace with ``torch.export`` (non-strict), in eval mode, without changing the model.
+def export(model: nn.Module, inputs: Inputs, dynamic_shapes: Any = None) -> torch.export.ExportedProgram:
+    """Trace with ``torch.export`` (non-strict), in eval mode, without changing the model; static shapes
+    unless ``dynamic_shapes`` (``torch.export``'s argument) says otherwise.
 
     If tracing fails, the model is run eagerly once to tell bad example inputs from untraceable code.
     """
     try:
         with torch.no_grad(), eval_mode(model), _quiet_torch_logs():
-            return torch.export.export(model, inputs.args, inputs.kwargs, strict=False)
+            return torch.export.export(
+                model, inputs.args, inputs.kwargs, strict=False, dynamic_shapes=dynamic_shapes
+            )
     except Exception as err:
         run(model, inputs)
         raise TraceError(

@@ -26,7 +26,6 @@ class Checkpoint:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._handles: dict[Path, Any] = {}
         self._where = self._index()
 
     def _index(self) -> dict[str, Path]:
@@ -47,15 +46,16 @@ class Checkpoint:
             f"{self.path} is neither a .safetensors file nor a folder with {INDEX} or model.safetensors"
         )
 
-    def _open(self, file: Path) -> Any:
+    @staticmethod
+    def _open(file: Path) -> Any:
+        """A fresh handle per access: its memory map (whose touched pages count as the process's memory)
+        is released with it, so reading every tensor once never maps the whole checkpoint at a time."""
         from safetensors import SafetensorError, safe_open
 
-        if file not in self._handles:
-            try:
-                self._handles[file] = safe_open(str(file), framework="pt")
-            except (SafetensorError, OSError) as err:
-                raise LoadError(f"{file} is not a readable .safetensors file ({first_line(err)})") from None
-        return self._handles[file]
+        try:
+            return safe_open(str(file), framework="pt")
+        except (SafetensorError, OSError) as err:
+            raise LoadError(f"{file} is not a readable .safetensors file ({first_line(err)})") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._where

@@ -2,7 +2,7 @@
 
 The space may belong to a model built on the meta device: the slim module is constructed there
 (shapes only), then every tensor it holds is filled with the kept slices of the checkpoint's
-tensor, so the full model is never in memory, only the slim one and one read chunk.
+tensor, one tensor at a time, so the full model is never in memory: only the slim one and one read.
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ def load_pruned(space: GroupSpace, checkpoint: str | Path | Checkpoint) -> nn.Mo
     cuts = kept_indices(space, pruned)
     full = dict(_named_tensors(space.model))
     slim = build(space, pruned)
-    loaded: dict[str, torch.Tensor] = {}
-    for name, _ in _named_tensors(slim):
-        if name in weights:
-            _check_shape(weights, name, full[name])
-            loaded[name] = weights.read(name, cuts.get(name, []))
+    from_file = [name for name, _ in _named_tensors(slim) if name in weights]
+    for name in from_file:
+        _check_shape(weights, name, full[name])
     kept = {
-        name: t.detach().clone() for name, t in _named_tensors(slim) if not t.is_meta and name not in loaded
+        name: t.detach().clone() for name, t in _named_tensors(slim) if not t.is_meta and name not in weights
     }
-    missing = [name for name, t in _named_tensors(slim) if t.is_meta and name not in loaded]
+    missing = [name for name, t in _named_tensors(slim) if t.is_meta and name not in weights]
     if missing:
         raise LoadError(
             f"{weights.path} has no tensor {missing[0]!r}"
@@ -52,7 +50,7 @@ def load_pruned(space: GroupSpace, checkpoint: str | Path | Checkpoint) -> nn.Mo
     slim.to_empty(device="cpu")
     with torch.no_grad():
         for name, tensor in _named_tensors(slim):
-            value = loaded.get(name, kept.get(name))
+            value = weights.read(name, cuts.get(name, [])) if name in weights else kept.get(name)
             if value is not None:
                 tensor.copy_(value.to(tensor.dtype))
     return slim
