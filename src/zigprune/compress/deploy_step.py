@@ -17,7 +17,7 @@ from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_
 from ..deploy.int8 import table as int8_table
 from ..measure.fidelity import follows
 from ..training import evaluate, fetch
-from ..training.objective import Classification, Distillation, Objective
+from ..training.objective import Distillation, Objective
 from .optimizers import LATENCY_BATCHES
 
 SHARED = "model.shared.safetensors"
@@ -28,12 +28,13 @@ FINETUNE_STEPS = 300
 @dataclass
 class DeployData:
     """What the deployment sections measure with: calibration batches (training inputs, a fixed seed),
-    training batches for the centroid fine-tune and its objective, the quality measure (``key`` is its
-    headline, higher is better), the dense model's quality, and an example batch."""
+    training batches for the centroid fine-tune and its objective (None: distil from the slim fp32 model
+    itself, labels mixed in), the quality measure (``key`` is its headline, higher is better), the dense
+    model's quality, and an example batch."""
 
     calibration: list[Any]
     train: list[tuple[Any, torch.Tensor]]
-    objective: Objective
+    objective: Objective | None
     quality: Callable[[nn.Module], dict[str, float]]
     key: str
     dense_quality: dict[str, float | None]
@@ -52,7 +53,7 @@ def deploy_data(
     if dataset.num_classes:
         example = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
         return DeployData(
-            calibration, train, Classification(), lambda m: {"accuracy": evaluate(m, dataset.test).accuracy},
+            calibration, train, None, lambda m: {"accuracy": evaluate(m, dataset.test).accuracy},
             "accuracy", {"accuracy": dense_accuracy}, example,
         )  # fmt: skip
     held_out = dataset.test.batches(max(LATENCY_BATCHES))
@@ -97,7 +98,13 @@ def sharing_section(
     sharing = share_weights(shared, bits)
     before = inputs.quality(shared)
     log(f"weight sharing at {bits} bits: {inputs.key} {before[inputs.key]:.4f} before the fine-tune")
-    losses = finetune_centroids(shared, sharing, inputs.train, objective=inputs.objective, progress=progress)
+    # The fine-tune recovers what sharing changed, so by default it follows the slim fp32 model's outputs;
+    # a small training set is cycled so that every run gets the same step budget.
+    objective = inputs.objective or Distillation(copy.deepcopy(slim), labelled=True)
+    epochs = max(1, FINETUNE_STEPS // max(len(inputs.train), 1))
+    losses = finetune_centroids(
+        shared, sharing, inputs.train, epochs=epochs, objective=objective, progress=progress
+    )
     after = inputs.quality(shared)
     log(f"weight sharing at {bits} bits: {inputs.key} {after[inputs.key]:.4f} after {len(losses)} steps")
     path = save_shared(shared, sharing, out / SHARED)
