@@ -11,7 +11,7 @@ from torch import nn
 
 import zigprune as zp
 from zigprune.cli import main
-from zigprune.deploy import CalibrationReader, OnnxModule, Scheme, finetune_centroids
+from zigprune.deploy import SCHEMES, CalibrationReader, OnnxModule, Scheme, finetune_centroids
 from zigprune.deploy.huffman import huffman_bits
 from zigprune.deploy.shared_file import pack, unpack
 from zigprune.errors import LoadError, QuantizeError
@@ -40,7 +40,9 @@ def slim_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path
     return slim, zp.export_onnx(slim, torch.randn(4, 1, 8, 8), path)
 
 
-@pytest.mark.parametrize("scheme", [Scheme(), Scheme("qoperator"), Scheme(per_channel=False)])
+@pytest.mark.parametrize(
+    "scheme", [Scheme(), Scheme("qoperator"), Scheme(per_channel=False), Scheme("dynamic")], ids=str
+)
 def test_int8_file_runs_in_onnxruntime_and_agrees_with_fp32(slim_onnx, tmp_path, scheme):
     slim, path = slim_onnx
     out = zp.quantize_onnx(path, _batches(8), tmp_path / "q.onnx", scheme=scheme)
@@ -49,6 +51,35 @@ def test_int8_file_runs_in_onnxruntime_and_agrees_with_fp32(slim_onnx, tmp_path,
     with torch.no_grad():
         agree = (OnnxModule(out)(x).argmax(1) == slim(x).argmax(1)).float().mean().item()
     assert agree >= 0.9, f"int8 agrees with fp32 on {agree:.0%} of inputs"
+
+
+def test_int8_of_a_text_encoder_follows_fp32_and_survives_failed_symbolic_shapes(
+    tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("transformers")
+    from onnxruntime.quantization import shape_inference
+
+    from hf_zoo import bert_qa
+
+    model, example = bert_qa()
+    path = zp.export_onnx(model, example, tmp_path / "bert.onnx")
+    real = shape_inference.quant_pre_process
+
+    def symbolic_fails(*args, skip_symbolic_shape=False, **kwargs):
+        if not skip_symbolic_shape:
+            raise RuntimeError("Incomplete symbolic shape inference")
+        return real(*args, skip_symbolic_shape=True, **kwargs)
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", symbolic_fails)
+    with torch.no_grad():
+        want = model(**example).start_logits
+    for scheme in (Scheme(), Scheme("dynamic")):
+        out = zp.quantize_onnx(path, [example] * 2, tmp_path / f"{scheme.format}.onnx", scheme=scheme)
+        got = OnnxModule(out)(**example)[0]
+        assert got.shape == want.shape and torch.isfinite(got).all()
+    cosine = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0).item()
+    assert cosine > 0.95, f"dynamic int8 start logits cosine {cosine:.3f}"
+    assert capsys.readouterr().out == ""  # ORT's shape dumps do not reach the user
 
 
 def test_calibration_reader_feeds_exactly_the_batches_given(slim_onnx):
@@ -181,7 +212,7 @@ def test_compress_int8_and_share_bits_write_and_report(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     int8, sharing = metrics["int8"], metrics["sharing"]
     assert [a["name"] for a in int8["artefacts"]] == ["dense fp32", "slim fp32", "slim int8"]
-    assert len(int8["tried"]) == 4 and int8["recommended"] in ("model.onnx", "model.int8.onnx")
+    assert len(int8["tried"]) == len(SCHEMES) and int8["recommended"] in ("model.onnx", "model.int8.onnx")
     assert (out / "model.int8.onnx").is_file() and (out / "model.shared.safetensors").is_file()
     assert sharing["bits"] == 4 and sharing["file_bytes"] * 5 < sharing["fp32_file_bytes"]
     report = (out / "report.md").read_text()
