@@ -95,6 +95,7 @@ def compare_int8(
             paths.append(path)
             scores.append(quality(OnnxModule(path)))
             log(f"int8 {scheme.label}: {key} {scores[-1][key]:.4f} (fp32 {slim_quality[key]:.4f})")
+        log(f"timing slim fp32 and {len(paths)} int8 files at batch {largest}, calls interleaved")
         times = interleaved(
             [slim_onnx, *paths], example, backend="onnx", batch_sizes=(largest,), min_seconds=min_seconds / 2
         )
@@ -108,6 +109,7 @@ def compare_int8(
             min(ok, key=lambda i: tried[i].ms) if ok else max(range(len(tried)), key=lambda i: scores[i][key])
         )
         atomic_write(out_path, lambda temp: shutil.copyfile(paths[best], temp))
+    log(f"timing dense fp32, slim fp32 and slim int8 at batch {', '.join(map(str, batch_sizes))}")
     timed = interleaved(
         [dense_onnx, slim_onnx, out_path],
         example,
