@@ -18,12 +18,10 @@ peak RSS (``VmHWM``) is its own, imports included.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,32 +42,6 @@ def _peak_rss_mib() -> float:
     inherits into it the parent's peak from before its ``exec``."""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
-class AnonPeak:
-    """The process's largest anonymous resident memory (MiB): resident minus file-backed pages from
-    ``/proc/self/statm``, sampled every 20 ms. Memory-mapped checkpoint pages count in the peak RSS but
-    are the kernel's page cache, dropped under pressure; this is the memory the process itself holds."""
-
-    def __init__(self) -> None:
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
-        while True:
-            with open("/proc/self/statm") as f:
-                fields = f.read().split()
-            self.peak_mib = max(self.peak_mib, (int(fields[1]) - int(fields[2])) * page / 2**20)
-            if self._stop.wait(0.02):
-                return
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_mib
 
 
 def _llama(shape: dict[str, int]) -> Any:
@@ -140,22 +112,23 @@ def child_load(shape: dict[str, int], folder: str) -> dict[str, Any]:
     """Plan on meta from the shards (magnitude, half the parameters), then load only the slim model."""
     import transformers
     from accelerate import init_empty_weights
+    from common import MemoryPeak
 
     import zigprune as zp
 
-    anon = AnonPeak()
+    memory = MemoryPeak(interval=0.02)
     started = time.perf_counter()
     with init_empty_weights():
         model = transformers.LlamaForCausalLM(_llama(shape)).eval()
     inputs = {"input_ids": torch.zeros(1, SEQ, dtype=torch.long, device="meta")}
     time.sleep(0.05)
-    base = anon.peak_mib
+    base = memory.peak_anon / 2**20
     analyze_s, space = _timed(lambda: zp.analyze(model, inputs, check=False))
     weights = zp.Checkpoint(folder)
     prune_s, removed = _timed(
         lambda: zp.prune(space, None, 0.5, by="params", method="magnitude", weights=weights, progress=False)
     )
-    rss_before_load, anon_before_load = _peak_rss_mib(), anon.peak_mib
+    rss_before_load, anon_before_load = _peak_rss_mib(), memory.peak_anon / 2**20
     load_s, slim = _timed(lambda: zp.load_pruned(space, weights))
     with torch.no_grad():
         logits = slim(input_ids=torch.zeros(1, SEQ, dtype=torch.long)).logits
@@ -166,7 +139,7 @@ def child_load(shape: dict[str, int], folder: str) -> dict[str, Any]:
         "slim_mib": sum(p.numel() * p.element_size() for p in slim.parameters()) / 2**20,
         "finite": bool(torch.isfinite(logits).all()), "peak_rss_mib_before_load": rss_before_load,
         "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib_before_load": anon_before_load,
-        "peak_anon_mib": anon.stop(), "anon_mib_before_plan": base,
+        "peak_anon_mib": memory.stop().peak_anon / 2**20, "anon_mib_before_plan": base,
     }  # fmt: skip
 
 
@@ -211,14 +184,13 @@ def width_sweep(quick: bool, build: Any, paired: Any) -> list[dict[str, Any]]:
     for hidden in widths:
         model, inputs = build(hidden)
         traced = trace.as_inputs(inputs, model)
-        (export_times, analyze_times), space = paired(
+        (export_times, analyze_times), (program, space) = paired(
             [
                 lambda m=model, t=traced: trace.export(m, t),
                 lambda m=model, i=inputs: zp.analyze(m, i, check=False),
             ],
             1 if quick else 5,
         )
-        program = trace.export(model, traced)
         export_s, analyze_s = statistics.median(export_times), statistics.median(analyze_times)
         ratio = statistics.median(a / e for a, e in zip(analyze_times, export_times))
         rows.append({
@@ -281,19 +253,18 @@ def end_to_end_table(res: dict[str, Any]) -> str:
 
 def goal_lines(ratios: dict[str, float], scale: dict[str, Any]) -> list[str]:
     """Each goal of issue 16 with the figure that decides it: met or **not met**."""
-
-    def line(text: str, met: bool) -> str:
-        return f"- {text}: {'met' if met else '**not met**'}"
+    from common import goal_line  # common imports zigprune: children put src on the path first
 
     lines = [
-        line(f"{name}: analyze / export alone {r:.2f} (goal <= 1.3)", r <= 1.3) for name, r in ratios.items()
+        goal_line(f"{name}: analyze / export alone {r:.2f} (goal <= 1.3)", r <= 1.3)
+        for name, r in ratios.items()
     ]
     widths = [r["ratio"] for r in scale["width_sweep"]]
     grown = scale["width_sweep"][-1]["params"] / scale["width_sweep"][0]["params"] if widths else 0
     if widths:
         spread = max(widths) / min(widths)
         lines.append(
-            line(
+            goal_line(
                 f"width sweep: analyze / export from {min(widths):.2f} to {max(widths):.2f} "
                 f"while parameters grow {grown:.0f}x "
                 "(goal flat: within 1.3x)",
@@ -303,10 +274,12 @@ def goal_lines(ratios: dict[str, float], scale: dict[str, Any]) -> list[str]:
     meta = scale["meta"]
     if "error" not in meta:
         lines.append(
-            line(f"7B on meta: analyze / export alone {meta['ratio']:.2f} (goal <= 2)", meta["ratio"] <= 2)
+            goal_line(
+                f"7B on meta: analyze / export alone {meta['ratio']:.2f} (goal <= 2)", meta["ratio"] <= 2
+            )
         )
         lines.append(
-            line(
+            goal_line(
                 f"7B on meta: peak RSS {meta['peak_rss_mib'] / 1024:.2f} GiB (goal <= 4 GB)",
                 meta["peak_rss_mib"] * 2**20 <= 4e9,
             )
@@ -315,7 +288,7 @@ def goal_lines(ratios: dict[str, float], scale: dict[str, Any]) -> list[str]:
     if "peak_anon_mib" in load:
         ratio = (load["peak_anon_mib"] - load["anon_mib_before_plan"]) / save["checkpoint_mib"]
         lines.append(
-            line(
+            goal_line(
                 f"end to end: memory added by plan and load {ratio:.2f}x the checkpoint (slim model "
                 f"{load['slim_mib'] / save['checkpoint_mib']:.2f}x; goal: below the full model, < 1x)",
                 ratio < 1,

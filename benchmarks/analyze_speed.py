@@ -49,10 +49,8 @@ import argparse
 import datetime as dt
 import gc
 import json
-import os
 import statistics
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -83,7 +81,7 @@ from analyze_scale import (
     width_sweep,
     width_table,
 )
-from common import command_line, machine_info
+from common import MemoryPeak, command_line, machine_info
 
 DEFAULT_OUT = Path("benchmarks/results/analyze_speed")
 STEM = "analyze_speed"
@@ -172,44 +170,18 @@ def sweep_cases(quick: bool) -> list[Case]:
 # -- measurement -----------------------------------------------------------------------------------------
 
 
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
 class PeakRSS:
     """Context manager: the largest RSS rise (MiB) above the value at entry, sampled by a thread."""
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.delta_mib: float | None = None
-
     def __enter__(self) -> PeakRSS:
-        self._base = _rss_bytes()
-        self._peak = self._base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        if self._base is not None:
-            self._thread.start()
+        self.delta_mib: float | None = None
+        self._memory = MemoryPeak()
         return self
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            rss = _rss_bytes()
-            if rss is not None and self._peak is not None:
-                self._peak = max(self._peak, rss)
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._base is None:
-            return
-        self._thread.join()
-        final = _rss_bytes()
-        peak = max(self._peak or 0, final or 0)
-        self.delta_mib = max(peak - self._base, 0) / 2**20
+        memory = self._memory.stop()
+        if memory.start_rss is not None and memory.peak_rss is not None:
+            self.delta_mib = max(memory.peak_rss - memory.start_rss, 0) / 2**20
 
 
 def measure(fn: Callable[[], Any], repeats: int) -> tuple[list[float], float | None, Any]:
@@ -221,20 +193,20 @@ def measure(fn: Callable[[], Any], repeats: int) -> tuple[list[float], float | N
     return times[0], peak, result
 
 
-def paired(fns: list[Callable[[], Any]], repeats: int) -> tuple[list[list[float]], Any]:
+def paired(fns: list[Callable[[], Any]], repeats: int) -> tuple[list[list[float]], list[Any]]:
     """Time ``fns`` in turn, ``repeats`` rounds (garbage collected before each call), so that a ratio
-    of two of them compares calls made moments apart on this shared machine: (times per fn, the last
-    fn's last result)."""
+    of two of them compares calls made moments apart on this shared machine: (times per fn, each fn's
+    last result)."""
     times: list[list[float]] = [[] for _ in fns]
-    result = None
+    results: list[Any] = [None for _ in fns]
     for _ in range(repeats):
-        for fn, out in zip(fns, times):
-            result = None
+        for i, (fn, out) in enumerate(zip(fns, times)):
+            results[i] = None
             gc.collect()
             start = time.perf_counter()
-            result = fn()
+            results[i] = fn()
             out.append(time.perf_counter() - start)
-    return times, result
+    return times, results
 
 
 def peak_rss(fn: Callable[[], Any]) -> tuple[float | None, Any]:
@@ -266,7 +238,7 @@ def run_main(case: Case, repeats: int, seed: int) -> dict[str, Any]:
     export = lambda: trace.export(model, traced)  # noqa: E731
     analyze = lambda: zp.analyze(model, inputs, check=False)  # noqa: E731
     rounds = max(repeats, 5) if repeats > 1 else 1  # a --quick run (one repeat) times one round
-    (export_times, analyze_times), space = paired([export, analyze], rounds)
+    (export_times, analyze_times), (_, space) = paired([export, analyze], rounds)
     res["num_groups_check_off"] = space.num_groups
     del space
     res["analyze_check_off"] = _summary(analyze_times, peak_rss(analyze)[0])

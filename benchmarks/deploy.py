@@ -34,7 +34,7 @@ from zigprune.cli import main as cli
 from zigprune.compress.deploy_run import deploy_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, command_line, machine_info
+from common import REPO, command_line, goal_line, machine_info
 from deploy_pt2e import pt2e_entry, pt2e_rows
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "deploy"
@@ -110,16 +110,16 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
         speed, loss = q8["speedup"]["64"], (fp32["quality"]["accuracy"] - q8["quality"]["accuracy"]) * 100
         goal = wanted.get(i, 3.0) if not quick else 1.0
         text = f"{entry['run']}: slim int8 {speed:.2f}x dense fp32 at batch 64 (goal >= {goal:g}x)"
-        lines.append(_goal(text, speed >= goal))
+        lines.append(goal_line(text, speed >= goal))
         if i == 0:
-            lines.append(_goal(f"{entry['run']}: int8 loses {loss:.2f} pt (goal <= 0.5 pt)", loss <= 0.5))
+            lines.append(goal_line(f"{entry['run']}: int8 loses {loss:.2f} pt (goal <= 0.5 pt)", loss <= 0.5))
         chosen = next(a for a in int8["artefacts"] if a["file"] == int8["recommended"])
         slower = chosen["latency"][-1]["median_ms"] > fp32["latency"][-1]["median_ms"]
         text = (
             f"{entry['run']}: recommended `{int8['recommended']}` ({int8['verdict']}), never slower than fp32"
         )
-        lines.append(_goal(text, not slower))
-        lines += pt2e_goal(entry, goal)
+        lines.append(goal_line(text, not slower))
+        lines += pt2egoal_line(entry, goal)
         s = entry["sharing"][min(entry["sharing"])]
         lost = (s["slim"]["accuracy"] - s["finetuned"]["accuracy"]) * 100
         ratio = s["fp32_file_bytes"] / s["file_bytes"]
@@ -127,11 +127,11 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
             f"{entry['run']}: {min(entry['sharing'])}-bit sharing loses {lost:.2f} pt after the fine-tune, "
             f"file {ratio:.1f}x smaller (goal <= 1 pt, >= 6x)"
         )
-        lines.append(_goal(text, lost <= 1 and ratio >= 6))
+        lines.append(goal_line(text, lost <= 1 and ratio >= 6))
     return lines
 
 
-def pt2e_goal(entry: dict[str, Any], goal: float) -> list[str]:
+def pt2egoal_line(entry: dict[str, Any], goal: float) -> list[str]:
     """The same speed goal for the PT2E int8 model, against both dense fp32 baselines timed with it."""
     rows = {r["model"]: r for r in entry.get("pt2e", {}).get("rows", [])}
     if "slim int8 PT2E" not in rows:
@@ -141,7 +141,7 @@ def pt2e_goal(entry: dict[str, Any], goal: float) -> list[str]:
     loss = (rows["slim fp32 eager"]["accuracy"] - rows["slim int8 PT2E"]["accuracy"]) * 100
     against = ", ".join(f"{r:.2f}x {k}" for k, r in ratios.items())
     text = f"{entry['run']}: slim int8 PT2E {against} at batch 64, losing {loss:.2f} pt (goal >= {goal:g}x)"
-    return [_goal(text, min(ratios.values()) >= goal)]
+    return [goal_line(text, min(ratios.values()) >= goal)]
 
 
 def schemes_line(entry: dict[str, Any]) -> str:
@@ -149,10 +149,6 @@ def schemes_line(entry: dict[str, Any]) -> str:
     tried = "; ".join(f"{t['scheme']} {t['ms']:.2f} ms" for t in entry["int8"]["tried"])
     fp32 = entry["int8"]["tried"][0]["fp32_ms"]
     return f"- {entry['run']}: {entry['int8']['verdict']} (schemes tried: {tried}; slim fp32 {fp32:.2f} ms)"
-
-
-def _goal(text: str, met: bool) -> str:
-    return f"- {text}: {'met' if met else '**not met**'}"
 
 
 def pt2e_section(entries: list[dict[str, Any]]) -> list[str]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..io.atomic import atomic_write
 from ..measure.latency import Latency, interleaved
-from .quantize import SCHEMES, Scheme, quantize_onnx
+from .quantize import SCHEMES, Scheme, preprocess_onnx, quantize_onnx
 from .session import OnnxModule
 
 Quality = Callable[[nn.Module], dict[str, float]]
@@ -90,8 +90,11 @@ def compare_int8(
     largest = max(batch_sizes)
     with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
         paths, scores = [], []
+        pre = preprocess_onnx(slim_onnx, Path(folder) / "pre.onnx")
         for i, scheme in enumerate(schemes):
-            path = quantize_onnx(slim_onnx, calibration, Path(folder) / f"{i}.onnx", scheme=scheme)
+            path = quantize_onnx(
+                pre, calibration, Path(folder) / f"{i}.onnx", scheme=scheme, preprocess=False
+            )
             paths.append(path)
             scores.append(quality(OnnxModule(path)))
             log(f"int8 {scheme.label}: {key} {scores[-1][key]:.4f} (fp32 {slim_quality[key]:.4f})")

@@ -34,21 +34,25 @@ class CompiledModule(nn.Module):
         self.module = module
         self.compiled = compiled
         self.call = torch.compile(module, dynamic=False) if compiled else module
+        from torch._inductor import config  # here, not at import: it costs half a second
+
+        self._inductor = config
         _hide_inductor_copy_warning()
         self.training = False  # not train(False): torchao refuses train/eval calls on its graphs
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.compiled:
+            with torch.no_grad():
+                return self.module(*args, **kwargs)
         # Freezing is read while Dynamo traces (on the first call of a shape), not from torch.compile's
         # options, so it is switched on around each call (a few microseconds) and restored after.
-        from torch._inductor import config
-
-        before = config.freezing
-        config.freezing = True
+        before = self._inductor.freezing
+        self._inductor.freezing = True
         try:
             with torch.no_grad():
                 return self.call(*args, **kwargs)
         finally:
-            config.freezing = before
+            self._inductor.freezing = before
 
     def train(self, mode: bool = True) -> CompiledModule:
         """Inference only: ``eval()`` / ``train(False)`` are accepted and change nothing."""

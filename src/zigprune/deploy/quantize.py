@@ -113,11 +113,7 @@ def quantize_onnx(
     takes = _inputs_of(ort, source)
     reader = CalibrationReader(source, takes, calibration)
     with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
-        model = source
-        if preprocess:
-            model = Path(folder) / "pre.onnx"
-            with _quiet_ort():
-                _preprocess(quantization, source, model)
+        model = _preprocess(quantization, source, Path(folder) / "pre.onnx") if preprocess else source
 
         def write(temp: Path) -> None:
             with _quiet_ort():
@@ -126,6 +122,15 @@ def quantize_onnx(
         atomic_write(out, write)
     log.info("int8 (%s) of %s calibrated on %d batches: %s", scheme.label, source.name, reader.count, out)
     return out
+
+
+def preprocess_onnx(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """ORT's ``quant_pre_process`` of ``onnx_path`` into ``out_path`` (what ``quantize_onnx`` does first
+    unless ``preprocess=False``): done once, it serves every scheme quantized from the same file."""
+    ort, quantization = _onnxruntime()
+    source = Path(onnx_path)
+    _inputs_of(ort, source)
+    return _preprocess(quantization, source, Path(out_path))
 
 
 def _onnxruntime() -> tuple[Any, Any]:
@@ -151,22 +156,25 @@ def _inputs_of(ort: Any, path: Path) -> list[Any]:
         ) from None
 
 
-def _preprocess(quantization: Any, source: Path, out: Path) -> None:
+def _preprocess(quantization: Any, source: Path, out: Path) -> Path:
     """ORT's pre-processing; its symbolic shape inference gives up on some transformer graphs (dynamic
     sequence lengths through attention), and then ONNX's own shape inference is used alone."""
     try:
-        quantization.shape_inference.quant_pre_process(str(source), str(out))
-        return
+        with _quiet_ort():
+            quantization.shape_inference.quant_pre_process(str(source), str(out))
+        return out
     except Exception as err:
         symbolic = first_line(err)
     log.info("symbolic shape inference failed on %s (%s); using ONNX shape inference only", source, symbolic)
     try:
-        quantization.shape_inference.quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
+        with _quiet_ort():
+            quantization.shape_inference.quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
     except Exception as err:
         raise QuantizeError(
             f"ONNX Runtime's quant_pre_process failed on {source} ({symbolic}; without symbolic shape "
             f"inference: {first_line(err)}); quantize_onnx(..., preprocess=False) skips it"
         ) from err
+    return out
 
 
 @contextlib.contextmanager

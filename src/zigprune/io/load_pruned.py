@@ -33,13 +33,12 @@ def load_pruned(space: GroupSpace, checkpoint: str | Path | Checkpoint) -> nn.Mo
     cuts = kept_indices(space, pruned)
     full = dict(_named_tensors(space.model))
     slim = build(space, pruned)
-    from_file = [name for name, _ in _named_tensors(slim) if name in weights]
-    for name in from_file:
-        _check_shape(weights, name, full[name])
-    kept = {
-        name: t.detach().clone() for name, t in _named_tensors(slim) if not t.is_meta and name not in weights
-    }
-    missing = [name for name, t in _named_tensors(slim) if t.is_meta and name not in weights]
+    named = _named_tensors(slim)
+    for name, _ in named:
+        if name in weights:
+            _check_shape(weights, name, full[name])
+    kept = {name: t.detach().clone() for name, t in named if not t.is_meta and name not in weights}
+    missing = [name for name, t in named if t.is_meta and name not in weights]
     if missing:
         raise LoadError(
             f"{weights.path} has no tensor {missing[0]!r}"
@@ -47,7 +46,7 @@ def load_pruned(space: GroupSpace, checkpoint: str | Path | Checkpoint) -> nn.Mo
             + " and the meta-device model has no value for it; build the model with "
             "accelerate.init_empty_weights() (buffers stay real) or check the checkpoint's names"
         )
-    slim.to_empty(device="cpu")
+    slim.to_empty(device="cpu")  # new tensors: the names are listed again below
     with torch.no_grad():
         for name, tensor in _named_tensors(slim):
             value = weights.read(name, cuts.get(name, [])) if name in weights else kept.get(name)
