@@ -26,6 +26,7 @@ def main(rank: int, world: int, port: str, out: str) -> None:
         nn.functional.cross_entropy(ddp(x), y).backward()
         opt.step()
     torch.save({"params": [p.detach() for p in model.parameters()], "zero": space.zero_groups()}, out)
+    dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
     dist.destroy_process_group()
 
 

@@ -61,6 +61,7 @@ def rank_main(rank: int, world: int, port: str, name: str, out: str) -> None:
     zero = space.zero_groups()
     params = [p.full_tensor().detach() for p in net.parameters()]
     torch.save({"params": params, "zero": zero}, out)
+    dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
     dist.destroy_process_group()
 
 

@@ -78,6 +78,24 @@ def test_analyze_speed_quick(tmp_path: Path) -> None:
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_post_training_fuzz_quick(tmp_path: Path) -> None:
+    pytest.importorskip("hypothesis")
+    run_script(REPO / "benchmarks" / "post_training_fuzz.py", "--quick", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "post_training_fuzz.json").read_text())
+    nets = report["fuzz"]["nets"]
+    assert len(nets) == 3 and report["issue"] is None and "--quick" in report["command"]
+    for net in nets:
+        assert [(r["factor"], r["method"]) for r in net["rows"]] == [
+            (1.5, m) for m in ("obs", "flap", "wanda", "magnitude")
+        ]
+        assert all(r["macs"] <= net["macs"] / 1.5 * 1.01 for r in net["rows"] if "macs" in r)
+    cell = report["summary"]["1.5x"]["obs"]
+    assert len(cell["losses"]) == 3 and cell["at_chance"] == 0
+    md = (tmp_path / "post_training_fuzz.md").read_text()
+    assert "| 1.5x | obs | 3 |" in md and "## Goals" in md
+    assert (tmp_path / "post_training_fuzz.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_slim_speed_quick_times_a_published_run(tmp_path: Path) -> None:
     run = REPO / "benchmarks" / "results" / "compress_resnet20" / "cost_power_0"
     script = REPO / "benchmarks" / "slim_speed.py"

@@ -171,7 +171,8 @@ def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
         ("macs=0.5", 8, None, False, 0.5),
         ("macs=0.5", 1, None, False, 0.0),
         ("params=0.5", 8, None, False, 0.0),
-        ("0.5", 8, None, False, 0.0),
+        ("groups=0.5", 8, None, False, 0.0),
+        ("0.5", 8, None, False, 0.5),
         ("macs=0.5", 1, None, True, 1.0),
         ("macs=0.5", 8, 0.0, False, 0.0),
         ("params=0.5", 8, 0.25, True, 0.25),
@@ -208,7 +209,8 @@ def test_latency_aware_prices_groups_by_measured_time() -> None:
 
 @pytest.mark.parametrize(
     ("text", "fraction", "by"),
-    [("0.5", 0.5, "groups"), ("macs=0.4", 0.4, "macs"), ("params=0.3", 0.3, "params"),
+    [("0.5", 0.5, "macs"), ("1.5x", 1 / 3, "macs"), ("groups=0.5", 0.5, "groups"), ("macs=0.4", 0.4, "macs"),
+     ("params=0.3", 0.3, "params"),
      (" MACS = 2.5x ", 0.6, "macs"), ("groups=4x", 0.75, "groups")],
 )  # fmt: skip
 def test_parse_target(text: str, fraction: float, by: str) -> None:

@@ -3,6 +3,7 @@ tensor without channel identity is unprunable, and a failing family loses only i
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -157,3 +158,39 @@ def test_a_tied_space_saves_and_loads(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     assert loaded.lin.out_features == 5
+
+
+class EqualSizes(nn.Module):
+    """Found by an outside generator (issue 27 §5): ``b``'s output is reshaped to ``a``'s channel count,
+    and two more families of the same size sit between them in the family order."""
+
+    def __init__(self, order: str) -> None:
+        super().__init__()
+        self.order = order
+        self.a, self.x, self.z = (nn.Conv2d(3, 2, 1) for _ in range(3))
+        self.b = nn.Linear(2, 2)
+        self.heads = nn.ModuleDict({k: nn.Linear(2, 5) for k in "axzy"})
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        outs = {name: torch.relu(getattr(self, name)(inp)) for name in self.order}
+        bsz, c, h, w = outs["a"].shape
+        outs["y"] = self.b(outs["x"].flatten(2).transpose(1, 2)).transpose(1, 2).reshape(bsz, c, h, w)
+        return sum(self.heads[k](outs[k].mean((2, 3))) for k in "axzy")
+
+
+@pytest.mark.parametrize("order", ["xaz", "zax"])
+def test_families_of_equal_size_are_told_apart_however_many_there_are(order: str) -> None:
+    """Four families of two groups: counts given in turn ([0, 1, 0, 1]) left ``a`` and ``b`` equal in
+    every probe, and 96 of the 255 selections failed to construct; base-2 digits tell them apart."""
+    x = torch.randn(2, 3, 4, 4)
+    torch.manual_seed(0)
+    model = EqualSizes(order).eval()
+    space = zp.analyze(model, x)
+    assert space.check.tied == [["a", "b"]]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for r in range(1, space.num_groups + 1):
+        for ids in itertools.combinations(range(space.num_groups), r):
+            model.load_state_dict(state)
+            space.zero_(list(ids))
+            with torch.no_grad():
+                torch.testing.assert_close(space.construct(check=False)(x), model(x))

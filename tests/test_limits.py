@@ -4,6 +4,7 @@ widths), and slim Hugging Face models saved as plain ``from_pretrained`` folders
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,49 @@ def test_uniform_bert_saves_as_a_from_pretrained_folder(tmp_path: Path) -> None:
     assert back.config.intermediate_size < 64 and slim.config.intermediate_size == 64
     batch = CALIBRATION[1]
     assert torch.equal(back(**batch).last_hidden_state, slim(**batch).last_hidden_state)
+
+
+def test_gpt2_with_uniform_widths_writes_n_inner(tmp_path: Path) -> None:
+    """GPT-2 leaves ``n_inner`` None (4 x n_embd); uniform MLP widths are written there, and the folder
+    gets the usual permissions (its temporary folder was private)."""
+    config = transformers.GPT2Config(vocab_size=60, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+    torch.manual_seed(0)
+    space, kept = _pruned(transformers.GPT2LMHeadModel(config).eval(), 0.3, limits=Limits(uniform=True))
+    assert all(v == 4 for k, v in kept.items() if "attn" in k) and {
+        v for k, v in kept.items() if "mlp" in k
+    } != {128}
+    slim = space.construct()
+    mask = os.umask(0o022)
+    try:
+        folder = save_pretrained(slim, tmp_path / "hf")
+    finally:
+        os.umask(mask)
+    back = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert back.config.n_inner < 128 and slim.config.n_inner is None
+    assert torch.equal(back(**CALIBRATION[1]).logits, slim(**CALIBRATION[1]).logits)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in folder.iterdir() if path.is_file())
+
+
+def test_a_sentence_transformers_source_lends_its_pooling_and_normalisation(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    model = _bert()
+    model.save_pretrained(source)
+    kinds = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(kinds)
+    ]
+    (source / "modules.json").write_text(json.dumps(modules))
+    (source / "1_Pooling").mkdir()
+    pooling = {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}
+    (source / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (source / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 12}))
+    space, _ = _pruned(model, 0.3, limits=Limits(uniform=True, leave=("*.attention.*",)))
+    folder = save_pretrained(space.construct(), tmp_path / "hf", source=source)
+    assert json.loads((folder / "modules.json").read_text()) == modules
+    assert (folder / "1_Pooling" / "config.json").is_file() and (folder / "2_Normalize").is_dir()
+    assert (folder / "sentence_bert_config.json").is_file()
 
 
 def test_configs_that_cannot_describe_the_slim_model_say_why() -> None:

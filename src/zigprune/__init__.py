@@ -1,5 +1,6 @@
 """zigprune: train once, get a physically smaller PyTorch model with the same outputs."""
 
+from ._quiet import quiet_optional_libraries
 from ._version import __version__
 from .core.analysis import analyze
 from .core.space import Family, GroupSpace
@@ -17,6 +18,8 @@ from .io import Checkpoint, export_onnx, load, load_pruned, save
 from .measure import count
 from .optim import DHSPG, HESSO, HSPG
 from .posttrain import prune
+
+quiet_optional_libraries()
 
 __all__ = [
     "DHSPG", "HESSO", "HSPG", "CalibrationError", "Checkpoint", "ConstructionError", "ExampleInputError",

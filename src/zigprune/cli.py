@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import shlex
 import signal
 import sys
@@ -173,10 +172,18 @@ def _eval(args: argparse.Namespace) -> int:
     same = args.data is None
     params = sum(p.numel() for p in slim.parameters())
     if is_text(name):
-        found = text_fidelity(plan["spec"]["text"], name, slim, recorded.get("max_length", 128))
+        own = recorded.get("data") if is_text(recorded.get("data") or "") else name
+        found, evaluated = text_fidelity(
+            plan["spec"]["text"], own, slim, recorded.get("max_length", 128), name
+        )
+        language = (
+            f"perplexity {found['perplexity']:.2f}, next token as dense {found['next_token']:.1%}, "
+            if "perplexity" in found
+            else ""
+        )
         print(
-            f"{directory}: cosine {found.cosine:.4f} to the dense model, top-1 neighbour kept "
-            f"{found.retrieval:.1%} on {found.samples} held-out lines of {name}; {params:,} params"
+            f"{directory}: {language}cosine {found['cosine']:.4f} to the dense model, top-1 neighbour kept "
+            f"{found['retrieval']:.1%} on {evaluated}; {params:,} params"
         )
         return 0
     data_dir = args.data_dir or (recorded.get("data_dir") if same else None)
@@ -203,6 +210,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from .compress.config import check_int8_tolerance
     from .compress.deploy_run import deploy_run
     from .compress.deploy_step import deploy_lines
 
@@ -212,9 +220,11 @@ def _deploy(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)"
         )
+    check_int8_tolerance(args.int8_tolerance)
     sections = deploy_run(
         args.run_dir,
         int8=bool(args.int8),
+        int8_tolerance=args.int8_tolerance,
         share_bits=args.share_bits,
         factory=args.factory,
         trust_factory=args.trust_factory,
@@ -331,7 +341,6 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 130 on Ctrl-C, 143 on SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_optional_libraries()
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
@@ -353,14 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     except ZigpruneError as err:
         print(f"zigprune: {err}", file=sys.stderr)
         return 1
-
-
-def _quiet_optional_libraries() -> None:
-    """With torchao installed (the ``pt2e`` extra), importing transformers logs that torchao's CUDA-only
-    kernels did not load and that torchao registers enums the old way: harmless on a CPU, and noise in
-    every command's output, so the command line shows those loggers' errors only."""
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

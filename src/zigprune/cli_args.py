@@ -72,6 +72,13 @@ def add_deploy_flags(group: Any) -> None:
         "fp32; the table says which file to ship",
     )
     group.add_argument(
+        "--int8-tolerance",
+        metavar="T",
+        type=float,
+        help="int8 ships when it loses at most T of the quality measure (accuracy, or cosine to the dense "
+        "model for text; 0.005)",
+    )
+    group.add_argument(
         "--share-bits",
         metavar="N",
         type=positive_int,
@@ -81,8 +88,8 @@ def add_deploy_flags(group: Any) -> None:
 
 
 def add_limit_flags(group: Any) -> None:
-    """``--leave``, ``--max-share``, ``--min-heads``, ``--uniform``: what pruning may not remove
-    (compress and prune alike; see ``zigprune.core.limits``)."""
+    """``--leave``, ``--max-share``, ``--min-heads``, ``--uniform``, ``--min-keep``: what pruning may not
+    remove (compress and prune alike; see ``zigprune.core.limits``)."""
     group.add_argument(
         "--leave",
         metavar="PATTERN",
@@ -95,6 +102,12 @@ def add_limit_flags(group: Any) -> None:
     )
     group.add_argument(
         "--min-heads", metavar="N", type=int, help="keep at least N heads per attention layer (0)"
+    )
+    group.add_argument(
+        "--min-keep",
+        metavar="S",
+        type=float,
+        help="every layer keeps this share of its width unless the target needs it (0.1; 0: off)",
     )
     group.add_argument(
         "--uniform",

@@ -51,6 +51,12 @@ def add_prune(sub: Any) -> None:
     g.add_argument(
         "--data-dir", metavar="DIR", help="folder of the dataset's files (default: its usual place)"
     )
+    g.add_argument(
+        "--eval-data",
+        metavar="text:FILE",
+        help="text runs: measure fidelity on every line of this file, text of your own domain (default: the "
+        "held-out lines of --data; a model calibrated on one kind of text can lose much more on another)",
+    )
     g = p.add_argument_group("how")
     g.add_argument("--method", choices=list(METHODS), help=f"default {d.method}: " + "; ".join(
         f"{m.name}: {m.summary}" for m in METHODS.values()))  # fmt: skip

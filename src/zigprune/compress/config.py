@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..core.limits import Limits
+from ..core.limits import MIN_KEEP, Limits
 from ..data.text import is_text
 from ..errors import ConfigError
 from ..models.spec import ModelSpec
@@ -47,6 +47,7 @@ class Config:
     max_share: float = 1.0
     min_heads: int = 0
     uniform: bool = False
+    min_keep: float = MIN_KEEP
     latency_aware: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     baseline: bool = True
@@ -55,6 +56,7 @@ class Config:
     latency: bool = True
     latency_seconds: float = 0.5
     int8: bool = False
+    int8_tolerance: float | None = None
     share_bits: int | None = None
 
     def __post_init__(self) -> None:
@@ -115,6 +117,15 @@ def check_deploy(config: Any) -> None:
         raise ConfigError("--int8 quantizes the slim model's ONNX export; drop --no-onnx")
     if config.int8 and not config.latency:
         raise ConfigError("--int8 times int8 against fp32 to say which file to ship; drop --no-latency")
+    check_int8_tolerance(config.int8_tolerance)
+
+
+def check_int8_tolerance(tolerance: float | None) -> None:
+    """``--int8-tolerance``: None (the default) or a share of the quality measure in [0, 1)."""
+    if tolerance is not None:
+        check_number("int8_tolerance", tolerance, 0.0)
+        if tolerance >= 1:
+            raise ConfigError(f"--int8-tolerance is {tolerance!r}; give a number in [0, 1), e.g. 0.01")
 
 
 def defaults_for(config: Config) -> dict[str, Any]:
@@ -134,9 +145,12 @@ def defaults_for(config: Config) -> dict[str, Any]:
 
 def limits_of(config: Any) -> Limits:
     """The run's limits on what pruning removes (``--leave``, ``--max-share``, ``--min-heads``,
-    ``--uniform``), shared by compress and prune; a ``ConfigError`` naming the flag when one is bad."""
+    ``--uniform``, ``--min-keep``), shared by compress and prune; a ``ConfigError`` naming the flag when
+    one is bad."""
     try:
-        return Limits(tuple(config.leave), config.max_share, config.min_heads, config.uniform)
+        return Limits(
+            tuple(config.leave), config.max_share, config.min_heads, config.uniform, config.min_keep
+        )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"--{str(err).replace('_', '-', 1)}") from None
 

@@ -36,10 +36,12 @@ def deploy_run(
     factory: Any = None,
     trust_factory: bool = False,
     latency_seconds: float = 0.5,
+    int8_tolerance: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Write ``model.onnx`` (and with ``int8`` ``model.int8.onnx``, with ``share_bits``
+    """Write ``model.onnx`` (and with ``int8`` ``model.int8.onnx``, shipped when it loses at most
+    ``int8_tolerance`` of the run's quality measure; with ``share_bits``
     ``model.shared.safetensors``) into ``run_dir``; return the new metrics sections and add them to the
     run's ``metrics.json`` (re-rendering ``report.md``) when it has one. The dense model is the run's
     architecture rebuilt from its spec: pretrained weights for ``hf:`` models, fresh ones otherwise
@@ -52,7 +54,9 @@ def deploy_run(
     if int8:
         with tempfile.TemporaryDirectory(prefix="zigprune-") as folder, quiet_onnx():
             dense_onnx = export_onnx(dense, inputs.example, Path(folder) / "dense.onnx", check=False)
-            sections["int8"] = int8_section(log, directory, slim_onnx, dense_onnx, inputs, latency_seconds)
+            sections["int8"] = int8_section(
+                log, directory, slim_onnx, dense_onnx, inputs, latency_seconds, int8_tolerance
+            )
     if share_bits:
         sections["sharing"] = sharing_section(log, directory, slim, share_bits, inputs, progress)
     if metrics:

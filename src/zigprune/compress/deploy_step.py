@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import data
 from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_weights
+from ..deploy.int8 import TOLERANCE
 from ..deploy.int8 import table as int8_table
 from ..measure.fidelity import follows
 from ..training import evaluate, fetch
@@ -70,8 +71,10 @@ def int8_section(
     dense_onnx: Path,
     inputs: DeployData,
     seconds: float,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
-    """``model.int8.onnx`` in ``out`` and the comparison ``compare_int8`` makes, as a metrics section."""
+    """``model.int8.onnx`` in ``out`` and the comparison ``compare_int8`` makes, as a metrics section
+    (int8 ships when it loses at most ``tolerance`` of the quality measure; default ``TOLERANCE``)."""
     result = compare_int8(
         dense_onnx,
         slim_onnx,
@@ -81,6 +84,7 @@ def int8_section(
         inputs.quality,
         dense_quality=inputs.dense_quality,
         key=inputs.key,
+        tolerance=TOLERANCE if tolerance is None else tolerance,
         batch_sizes=LATENCY_BATCHES,
         min_seconds=seconds,
         log=log,

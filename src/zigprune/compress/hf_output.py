@@ -29,7 +29,8 @@ def save_hf_folder(stage: Stage, spec: ModelSpec, slim: nn.Module, out: Path) ->
     except ModelError:
         tok = None
     try:
-        stage.timed("save", lambda: save_pretrained(slim, out / HF_FOLDER, tokenizer=tok))
+        source = spec.text.removeprefix("hf:")
+        stage.timed("save", lambda: save_pretrained(slim, out / HF_FOLDER, tokenizer=tok, source=source))
     except ConfigShapeError as err:
         stage.log(f"no from_pretrained folder ({HF_FOLDER}/): {first_line(err)}")
         return None

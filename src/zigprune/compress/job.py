@@ -101,7 +101,7 @@ def compress(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"--threads is {threads!r}; give a whole number of at least 1")
     out = Path(out) if out is not None else default_out(config)
-    stage = Stage(log or (lambda text: print(text, file=sys.stderr)))
+    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
     config, target = _settings(config, out, resume, force, trust_factory)
     job = _Job(config, out, target, stage, progress, hooks, threads, command, start)
     started = resume
@@ -171,7 +171,8 @@ def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str,
     recorded = {"data": config.data, "data_dir": config.data_dir, "subset": config.subset}
     stage.timed("save", lambda: save(out, slim, run.space, spec, metadata=recorded))
     if config.save_dense:
-        stage.timed("save", lambda: save_weights(run.initial, out / DENSE))
+        trained_on = {"data": config.data, "input_shape": ",".join(map(str, dataset.input_shape))}
+        stage.timed("save", lambda: save_weights(run.initial, out / DENSE, trained_on))
     hf_folder = save_hf_folder(stage, spec, slim, out)
     metrics = measure(stage, config, out, run, slim, dataset, baseline, job.progress)
     metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report, hf_folder=hf_folder)

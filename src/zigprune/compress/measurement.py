@@ -80,9 +80,10 @@ def _deploy(
     def sections(slim_onnx: Path | None, dense_onnx: Path | None) -> dict[str, Any]:
         found: dict[str, Any] = {}
         if config.int8 and slim_onnx is not None and dense_onnx is not None:
+            seconds, tolerance = config.latency_seconds, config.int8_tolerance
             found["int8"] = stage.timed(
                 "int8",
-                lambda: int8_section(stage.log, out, slim_onnx, dense_onnx, inputs, config.latency_seconds),
+                lambda: int8_section(stage.log, out, slim_onnx, dense_onnx, inputs, seconds, tolerance),
             )
         if config.share_bits:
             found["sharing"] = stage.timed(
@@ -112,7 +113,10 @@ def measure_models(
     onnx_path = _export(stage, config, out, slim, run.example)
     with tempfile.TemporaryDirectory(prefix="zigprune-") as folder:
         dense_onnx = _export_dense(run, Path(folder)) if onnx_path and (config.latency or deploy) else None
-        timings = stage.timed("latency", lambda: _latency(config, run, slim, sample, onnx_path, dense_onnx))
+        say = _timing_note(config, onnx_path is not None and dense_onnx is not None)
+        timings = stage.timed(
+            "latency", lambda: _latency(config, run, slim, sample, onnx_path, dense_onnx), say
+        )
         sections = deploy(onnx_path, dense_onnx) if deploy else {}
     return {**_metrics(stage, config, run, slim_counts, dense_counts, dense_quality, slim_quality, timings,
                        onnx_path), **sections}  # fmt: skip
@@ -155,14 +159,27 @@ def _export(stage: Stage, config: Any, out: Path, slim: torch.nn.Module, example
     if not has_onnx():
         stage.log("ONNX export skipped: pip install 'zigprune[onnx]' to get model.onnx")
         return None
+    say = "exporting model.onnx and checking it in ONNX Runtime (--no-onnx skips this)"
     with quiet_onnx():
-        return stage.timed("export", lambda: export_onnx(slim, example, out / ONNX))
+        return stage.timed("export", lambda: export_onnx(slim, example, out / ONNX), say)
 
 
 def _export_dense(run: Run, folder: Path) -> Path:
     """The dense model as ONNX in ``folder`` (unchecked: it only serves timing and int8's dense row)."""
     with quiet_onnx():
         return export_onnx(run.model, run.example, folder / "dense.onnx", check=False)
+
+
+def _timing_note(config: Any, onnx: bool) -> str | None:
+    """What the latency stage is about to time, and how to skip it."""
+    if not config.latency:
+        return None
+    where = "eager PyTorch and ONNX Runtime" if onnx else "eager PyTorch"
+    batches = " and ".join(map(str, LATENCY_BATCHES))
+    return (
+        f"timing the dense and slim models in {where} at batch {batches}, calls interleaved, at least "
+        f"{config.latency_seconds:g} s each (minutes for a large model; --no-latency skips this)"
+    )
 
 
 def _latency(

@@ -22,13 +22,14 @@ from torch.utils.data import Dataset as TorchDataset
 
 from .. import data
 from ..core.analysis import analyze
+from ..core.limits import MIN_KEEP
 from ..core.selection import Target, check_reachable
 from ..core.space import GroupSpace
 from ..data.text import TokenizedLines, batches, is_text, load_text
 from ..errors import ConfigError, Interrupted
 from ..io.saved import save
-from ..io.weights import load_weights, tokenizer
-from ..measure.fidelity import Fidelity, embeddings, fidelity, follows
+from ..io.weights import load_weights, tokenizer, weights_metadata
+from ..measure.fidelity import follows
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, resolve
 from ..posttrain import METHODS, prune
@@ -53,6 +54,7 @@ class PruneConfig:
     model: str = "resnet20"
     data: str = "fashion-mnist"
     data_dir: str | None = None
+    eval_data: str | None = None
     weights: str | None = None
     method: str = "obs"
     target: str = "macs=0.3"
@@ -65,6 +67,7 @@ class PruneConfig:
     max_share: float = 1.0
     min_heads: int = 0
     uniform: bool = False
+    min_keep: float = MIN_KEEP
     distill_epochs: int = 0
     variant: str | None = None
     lr: float | None = None
@@ -91,6 +94,11 @@ class PruneConfig:
         if self.cost_power is not None and not (0 <= self.cost_power <= 1):
             raise ConfigError(f"--cost-power is {self.cost_power!r}; give a number in [0, 1]")
         check_text_model(self.model, self.data)
+        if self.eval_data is not None and not (is_text(self.eval_data) and is_text(self.data)):
+            raise ConfigError(
+                f"--eval-data {self.eval_data} is for text runs: give text:FILE, with --data text:... and a "
+                "hf: model (image runs are evaluated on their dataset's test split)"
+            )
         limits_of(self)
         if self.method not in METHODS:
             raise ConfigError(f"--method is {self.method!r}; use one of {', '.join(METHODS)}")
@@ -101,7 +109,8 @@ class PruneConfig:
 
 @dataclass
 class _Inputs:
-    """What one run feeds the model: example inputs, calibration batches, and how quality is measured."""
+    """What one run feeds the model: example inputs, calibration batches, and how quality is measured
+    (``samples`` calibration samples used; ``evaluated``: on what, in words)."""
 
     example: Any
     single: Any
@@ -110,7 +119,10 @@ class _Inputs:
     quality: Callable[[torch.nn.Module], dict[str, float]]
     train: TorchDataset
     labelled: bool
+    samples: int
+    evaluated: str
     augment: Any = None
+    chance: float | None = None
 
 
 def prune_run(
@@ -124,25 +136,26 @@ def prune_run(
 ) -> dict[str, Any]:
     """Prune ``config.model`` into ``out`` (default ``runs/<model>-<data>-<method>``); return its metrics."""
     start = time.perf_counter()
-    stage = Stage(log or (lambda text: print(text, file=sys.stderr)))
+    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
     out = (
         Path(out)
         if out is not None
         else default_out(config).with_name(f"{default_out(config).name}-{config.method}")
     )
-    check_dir(out, resume=False, force=force)
+    check_dir(out, resume=False, force=force, resumable=False)
     target = Target.parse(config.target, round_to=config.round_to, limits=limits_of(config))
     target = replace(target, cost_power=_cost_power(config, target))
     torch.manual_seed(config.seed)
     try:
         spec, model, feed = _prepare(stage, config)
-        space = stage.timed("analyze", lambda: analyze(model, feed.example))
+        say = "analysing the model: tracing it and checking that pruned models construct exactly"
+        space = stage.timed("analyze", lambda: analyze(model, feed.example), say)
         check_reachable(space, target)
         start_dir(out, config)
         return _run(stage, config, out, spec, space, feed, target, progress, command, start)
     except KeyboardInterrupt as err:
-        raise Interrupted(f"{err or 'Ctrl-C'}: stopped {stage.current}; run the command again with --force",
-                          signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None  # fmt: skip
+        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; run the command again with --force"
+        raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
 
 
 def _cost_power(config: PruneConfig, target: Target) -> float:
@@ -174,7 +187,21 @@ def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Mod
     model = stage.timed("load", spec.build)
     if config.weights is not None:
         load_weights(model, config.weights)
+        _check_trained_on(stage, config, dataset)
     return spec, model, _image_inputs(config, spec, dataset)
+
+
+def _check_trained_on(stage: Stage, config: PruneConfig, dataset: data.Dataset) -> None:
+    """Warn when the weights file says it was trained on other data than ``--data`` gives."""
+    recorded = weights_metadata(config.weights)
+    shape = ",".join(map(str, dataset.input_shape))
+    if recorded.get("input_shape", shape) != shape or recorded.get("data", config.data) != config.data:
+        stage.log(
+            f"warning: {Path(config.weights).name} was trained on {recorded.get('data', 'other data')} "
+            f"({recorded.get('input_shape', '?').replace(',', 'x')} inputs), and --data {config.data} gives "
+            f"{shape.replace(',', 'x')}: the dense model will not know this data; pass the --data it was "
+            "trained on"
+        )
 
 
 def _image_inputs(config: PruneConfig, spec: ModelSpec, dataset: data.Dataset) -> _Inputs:
@@ -191,15 +218,19 @@ def _image_inputs(config: PruneConfig, spec: ModelSpec, dataset: data.Dataset) -
         lambda model: {"accuracy": evaluate(model, dataset.test).accuracy},
         dataset.train,
         labelled=True,
+        samples=count,
+        evaluated=f"the {len(dataset.test)} test images of {config.data}",
         augment=dataset.augment,
+        chance=1 / dataset.num_classes if dataset.num_classes else None,
     )
 
 
 def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inputs:
     text = load_text(config.data)
-    calibration = batches(tok, text.train[: config.calibration], batch_size=config.batch_size,
-                          max_length=config.max_length)  # fmt: skip
-    held_out = batches(tok, text.test, batch_size=config.batch_size, max_length=config.max_length)
+    lines = text.train[: config.calibration]
+    calibration = batches(tok, lines, batch_size=config.batch_size, max_length=config.max_length)
+    evaluation, evaluated = evaluation_lines(config.data, config.eval_data)
+    held_out = batches(tok, evaluation, batch_size=config.batch_size, max_length=config.max_length)
     first = held_out[0]
     return _Inputs(
         {k: v[:2] for k, v in first.items()},
@@ -209,15 +240,30 @@ def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inpu
         follows(model, held_out),
         TokenizedLines(tok, text.train, max_length=config.max_length),
         labelled=False,
+        samples=len(lines),
+        evaluated=evaluated,
     )
 
 
-def text_fidelity(spec: str, data_name: str, slim: torch.nn.Module, max_length: int = 128) -> Fidelity:
+def evaluation_lines(data_name: str, eval_data: str | None = None) -> tuple[list[str], str]:
+    """The lines a text run is evaluated on, and what they are in words: every line of ``eval_data``
+    when given (a file of the user's own domain), else the held-out lines of ``data_name``."""
+    if eval_data is not None and eval_data != data_name:
+        text = load_text(eval_data)
+        return text.train + text.test, f"{len(text.train) + len(text.test)} lines of {eval_data}"
+    held_out = load_text(data_name).test
+    return held_out, f"{len(held_out)} held-out lines of {data_name}"
+
+
+def text_fidelity(spec: str, data_name: str, slim: torch.nn.Module, max_length: int = 128,
+                  eval_data: str | None = None) -> tuple[dict[str, float], str]:  # fmt: skip
     """How closely ``slim`` follows the Hugging Face model ``spec`` it was pruned from, on the held-out
-    lines of ``data_name`` (``zigprune eval`` of a text run)."""
+    lines of ``data_name`` or every line of ``eval_data`` (``zigprune eval`` of a text run): the
+    quality figures of :func:`follows`, and what they were measured on."""
     dense = resolve(spec)
-    held_out = batches(tokenizer(dense), load_text(data_name).test, batch_size=32, max_length=max_length)
-    return fidelity(embeddings(dense.build(), held_out), slim, held_out)
+    lines, evaluated = evaluation_lines(data_name, eval_data)
+    held_out = batches(tokenizer(dense), lines, batch_size=32, max_length=max_length)
+    return follows(dense.build(), held_out)(slim), evaluated
 
 
 def _run(
@@ -233,11 +279,16 @@ def _run(
     start: float,
 ) -> dict[str, Any]:
     model = space.model.eval()
-    dense_quality = stage.timed("evaluate", lambda: feed.quality(model))
+    dense_quality = stage.timed("evaluate", lambda: feed.quality(model), "evaluating the dense model")
+    if feed.chance is not None and dense_quality.get("accuracy", 1.0) <= 1.5 * feed.chance:
+        stage.log(
+            f"warning: the dense model scores {dense_quality['accuracy']:.1%} on {config.data}, near chance "
+            f"({feed.chance:.0%}): are --weights trained on this --data? Pruning keeps what a model knows"
+        )
     dense = copy.deepcopy(model)
+    say = f"pruning with {config.method} from {feed.samples} calibration samples"
     ids = stage.timed(
-        "prune",
-        lambda: prune(space, feed.calibration, target, method=config.method, progress=progress),
+        "prune", lambda: prune(space, feed.calibration, target, method=config.method, progress=progress), say
     )
     stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
     slim = stage.timed("construct", space.construct)
@@ -251,6 +302,7 @@ def _run(
     slim_quality = {**feed.quality(slim), **recovered}
     metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, slim_quality)
     metrics.update(kind="prune", command=command, spec=spec.to_json(), out=str(out), hf_folder=hf_folder)
+    metrics["calibration"] = {"data": config.data, "samples": feed.samples, "evaluated": feed.evaluated}
     write_json(out / HISTORY, {"train": history})
     metrics["seconds"]["total"] = time.perf_counter() - start
     run_report.render(out, metrics, history)

@@ -33,6 +33,10 @@ def table(metrics: dict[str, Any]) -> str:
     dense, slim = metrics["dense"], metrics["slim"]
     macs_ratio = metrics["reduction"]["macs"]
     rows = [("", "dense", "slim", "change")]
+    if "perplexity" in slim:
+        change = f"{slim['perplexity'] / dense['perplexity']:.2f}x"
+        rows.append(("perplexity", f"{dense['perplexity']:.2f}", f"{slim['perplexity']:.2f}", change))
+        rows.append(("next token as dense", "100.0%", f"{slim['next_token']:.1%}", ""))
     if "cosine" in slim:
         rows.append(("output cosine vs dense", "1.0000", f"{slim['cosine']:.4f}", ""))
         rows.append(("top-1 neighbour kept", "100.0%", f"{slim['retrieval']:.1%}", ""))
@@ -266,6 +270,12 @@ FIDELITY = (
     "mean-pooled outputs; top-1: each passage's nearest other passage is unchanged)"
 )
 TIMING = "Latency is the median of interleaved single-threaded calls."
+DOMAIN = (
+    "\nCalibrate and evaluate on text of the domain the model will serve: pruned from technical text, "
+    "all-MiniLM-L6-v2 kept a cosine of 0.93 on held-out technical lines and 0.74 on everyday sentences. "
+    "`zigprune eval RUN --data text:FILE` measures this model on other text, `--eval-data` sets it for "
+    "a run (see docs/post-training.md)."
+)
 
 
 def _setup(metrics: dict[str, Any]) -> list[str]:
@@ -275,13 +285,17 @@ def _setup(metrics: dict[str, Any]) -> list[str]:
     text = "cosine" in metrics["slim"]
     if metrics.get("kind") == "prune":
         quality = FIDELITY if text else "Quality is test accuracy before and after pruning"
+        used = metrics.get("calibration", {})
+        samples, source = used.get("samples", config["calibration"]), used.get("data", config["data"])
+        evaluated = f", evaluated on {used['evaluated']}" if "evaluated" in used else ""
         return [
             f"Post-training pruning with `{config['method']}`, target `{config['target']}`, "
-            f"{config['calibration']} calibration samples, {_recovery(metrics)}. {removed}",
+            f"{samples} calibration samples of {source}{evaluated}, {_recovery(metrics)}. {removed}",
             "",
             table(metrics),
             "",
             f"{quality}. {TIMING}",
+            *([DOMAIN] if text else []),
         ]
     recipe = (
         f"{config['optimizer'].upper()} ({config.get('variant', 'sgd')}), target `{config['target']}`, "

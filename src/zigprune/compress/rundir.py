@@ -26,8 +26,11 @@ HISTORY, METRICS, ONNX, DENSE = "history.json", "metrics.json", "model.onnx", "d
 OUTPUTS = (METRICS, HISTORY, ONNX, DENSE, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
 
 
-def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:
-    """Check ``out`` against ``resume``/``force``; on resume return the saved config. Changes nothing."""
+def check_dir(out: Path, *, resume: bool, force: bool, resumable: bool = True) -> Config | None:
+    """Check ``out`` against ``resume``/``force``; on resume return the saved config. Changes nothing.
+
+    ``resumable``: whether the command can continue an unfinished run (``compress`` can, ``prune``
+    starts over), so the advice for a folder holding one names a flag the command has."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} is a file, not a folder; pass --out a folder for the run")
     complete = (out / METRICS).is_file()
@@ -44,7 +47,8 @@ def check_dir(out: Path, *, resume: bool, force: bool) -> Config | None:
         except (ValueError, TypeError) as err:
             raise RunDirError(f"{out / CONFIG} is corrupt ({err}); start over with --force") from None
     if (complete or partial) and not force:
-        state = "a complete run" if complete else "an unfinished run (pass --resume to continue it)"
+        unfinished = "an unfinished run (pass --resume to continue it)" if resumable else "an unfinished run"
+        state = "a complete run" if complete else unfinished
         raise RunDirError(
             f"{out} holds {state}; pass --force to overwrite it or --out to pick another folder"
         )

@@ -17,9 +17,13 @@ class Stage:
     log: Callable[[str], None]
     seconds: dict[str, float] = field(default_factory=dict)
     current: str = "setup"
+    announce: bool = True
 
-    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
-        """``fn()``, its wall time added to stage ``name``'s."""
+    def timed(self, name: str, fn: Callable[[], Any], say: str | None = None) -> Any:
+        """``fn()``, its wall time added to stage ``name``'s; ``say`` is logged first when the run shows
+        its progress (what a long stage is doing, so the terminal is not silent for minutes)."""
+        if say and self.announce:
+            self.log(say)
         start = time.perf_counter()
         self.current = name
         value = fn()

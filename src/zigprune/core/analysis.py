@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from .. import rules
-from ..errors import ExampleInputError, MetaDeviceError
+from ..errors import ExampleInputError, MetaDeviceError, first_line
 from ..rules.opaque import unknown
+from ..rules.sizes import module_path
 from .check import check as construction_check
 from .components import components
 from .construct import outputs
@@ -25,7 +26,8 @@ MAX_RECTANGLE_ROUNDS = 8
 
 
 def walk(ep: torch.export.ExportedProgram, model: nn.Module | None = None) -> Store:
-    """Apply every node's channel rule; ops without a rule are kept whole with one warning each.
+    """Apply every node's channel rule; ops without a rule, and uses a rule cannot read (it raised),
+    are kept whole with one warning per op.
 
     ``model`` is the traced module: rules read the size attributes of its submodules from it.
     """
@@ -35,11 +37,12 @@ def walk(ep: torch.export.ExportedProgram, model: nn.Module | None = None) -> St
     constants = {**sig.inputs_to_lifted_tensor_constants, **getattr(sig, "inputs_to_lifted_custom_objs", {})}
     env: dict[torch.fx.Node, Any] = {}
     missing: dict[str, int] = {}
+    unread: dict[str, list[str]] = {}
     for node in ep.graph.nodes:
         if node.op == "placeholder":
             env[node] = _placeholder(node, params, buffers, constants)
         elif node.op == "call_function":
-            env[node] = _call(node, env, store, missing)
+            env[node] = _call(node, env, store, missing, unread)
         elif node.op == "output":
             for value in _leaves(_substitute(node.args, env)):
                 if isinstance(value, Label):
@@ -50,6 +53,12 @@ def walk(ep: torch.export.ExportedProgram, model: nn.Module | None = None) -> St
         warnings.warn(
             f"zigprune: no channel rule for aten op '{name}' ({count} use(s)); channels touching it are left "
             "unprunable, so the result stays exact",
+            stacklevel=3,
+        )
+    for name, errors in unread.items():
+        warnings.warn(
+            f"zigprune: the channel rule for '{name}' cannot read {len(errors)} use(s) of it ({errors[0]}); "
+            "channels touching them are left unprunable, so the result stays exact",
             stacklevel=3,
         )
     return store
@@ -70,7 +79,7 @@ def _placeholder(node: torch.fx.Node, params: dict, buffers: dict, constants: di
     return Label.rigid(shape)
 
 
-def _call(node: torch.fx.Node, env: dict, store: Store, missing: dict[str, int]) -> Any:
+def _call(node: torch.fx.Node, env: dict, store: Store, missing: dict[str, int], unread: dict) -> Any:
     if node.target is operator.getitem:
         container, index = node.args
         return env[container][index] if env.get(container) is not None else None
@@ -89,7 +98,11 @@ def _call(node: torch.fx.Node, env: dict, store: Store, missing: dict[str, int])
         if any(touched):
             missing[name] = missing.get(name, 0) + 1
         rule = unknown
-    return rule(ctx)
+    try:
+        return rule(ctx)
+    except Exception as err:  # a layout the rule does not know: conservative, named in one warning
+        unread.setdefault(name, []).append(f"{type(err).__name__}: {first_line(err)} in {module_path(node)}")
+        return unknown(ctx)
 
 
 def _substitute(value: Any, env: dict) -> Any:

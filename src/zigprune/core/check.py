@@ -85,11 +85,12 @@ def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: Check
         if partner is None:
             _drop(space, store, b.family, report)
             continue
-        first, second = (_elements(space, space.families[f].groups) for f in (b.family, partner))
+        pair = sorted((b.family, partner))
+        first, second = (_elements(space, space.families[f].groups) for f in pair)
         store.union(first, second)
         report.ties.append((first.tolist(), second.tolist()))
-        tied.update((b.family, partner))
-        report.tied.append([name, space.families[partner].name])
+        tied.update(pair)
+        report.tied.append([space.families[f].name for f in pair])
 
 
 def _with_the_rest(space: GroupSpace, family: int, fault: list[int], budget: list[int]) -> list[int] | None:

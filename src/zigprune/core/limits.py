@@ -7,6 +7,10 @@
 - ``uniform``: families repeated across layers (the same module path up to layer numbers, the same
   width) lose the same groups count at once, so every layer keeps the same width, as configs of
   Hugging Face models describe them (one ``intermediate_size``, one ``num_attention_heads``).
+- ``min_keep``: every family (every input of a concatenation) keeps at least this share of its width
+  unless the target cannot be met otherwise: a selection that thins one layer to a channel or two
+  makes a bottleneck that no compensation undoes, and such widths run slowly. A soft floor, on by
+  default (0.1); 0 turns it off, ``max_share`` is the hard one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 if TYPE_CHECKING:
     from .space import Family, GroupSpace
 
+MIN_KEEP = 0.1
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -31,6 +37,7 @@ class Limits:
     max_share: float = 1.0
     min_heads: int = 0
     uniform: bool = False
+    min_keep: float = MIN_KEEP
 
     def __post_init__(self) -> None:
         if isinstance(self.leave, str):
@@ -40,6 +47,8 @@ class Limits:
             raise ValueError(f"max_share must lie in (0, 1], not {self.max_share}")
         if isinstance(self.min_heads, bool) or not isinstance(self.min_heads, int) or self.min_heads < 0:
             raise ValueError(f"min_heads must be a whole number of at least 0, not {self.min_heads!r}")
+        if not 0 <= self.min_keep < 1:
+            raise ValueError(f"min_keep must lie in [0, 1), not {self.min_keep}")
 
     def held(self, space: GroupSpace) -> torch.Tensor | None:
         """Groups of the families ``leave`` names (None when it names none)."""
@@ -51,10 +60,15 @@ class Limits:
                 held[family.groups] = True
         return held
 
-    def floor(self, family: Family) -> int:
-        """The fewest groups (counted with the unprunable ones) ``family`` may keep under these limits."""
-        floor = math.ceil(family.width * (1 - self.max_share) - 1e-9)
-        return max(floor, self.min_heads if family.channels > 1 else 0)
+    def floor(self, width: int, channels: int) -> int:
+        """The fewest groups (counted with the unprunable ones) a family or piece of ``width`` groups of
+        ``channels`` channels each may keep under these limits."""
+        floor = math.ceil(width * (1 - self.max_share) - 1e-9)
+        return max(floor, self.min_heads if channels > 1 else 0)
+
+    def soft_floor(self, width: int) -> int:
+        """The groups a family or piece of ``width`` keeps unless the target needs them (``min_keep``)."""
+        return math.ceil(width * self.min_keep - 1e-9)
 
     def ties(self, space: GroupSpace) -> list[list[int]]:
         """Indices of the families that lose groups together under ``uniform`` (one list per kind of

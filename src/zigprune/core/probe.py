@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,33 +49,45 @@ def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
 
 
 def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
-    """The selections to construct: half of every family, counts that differ between families, then
-    one group of every family.
+    """The selections to construct: half of every family; then rounds in which families of equal size
+    lose different counts; then one group of every family.
 
-    The first round keeps families of equal size equal in width; the second gives them different
-    counts (one of them may keep all), so families that must stay equal in width (a reshape sized from
-    another tensor's shape) break in it, and it zeroes the single-group families the first left alone;
-    the third cuts one group alone, which no coincidence of counts inside a family can hide.
+    The first round keeps families of equal size equal in width. In the next rounds, each of the ``n``
+    families of size ``s`` gets a number in base ``s`` (shuffled) and loses, in round ``r``, as many
+    groups as its ``r``-th digit says: any two of them lose different counts in at least one round
+    (``ceil(log_s n)`` rounds), so families that must stay equal in width (a reshape sized from another
+    tensor's shape) break in one; these rounds also zero the single-group families the first left
+    alone. The last cuts one group alone, which no coincidence of counts inside a family can hide.
     """
     rng = random.Random(seed)
     first: list[int] = []
-    second: list[int] = []
+    digits: list[list[int]] = [[]]
     by_size: dict[int, list[list[int]]] = {}
     for family in space.families:
         groups = family.groups
         if len(groups) == 1:
-            (first if rng.random() < 0.5 else second).extend(groups)
+            (first if rng.random() < 0.5 else digits[0]).extend(groups)
         elif groups:
             first += rng.sample(groups, len(groups) // 2)
             by_size.setdefault(len(groups), []).append(groups)
     for size, members in by_size.items():
-        counts = list(range(size)) if len(members) > 1 else [c for c in range(1, size) if c != size // 2]
-        rng.shuffle(counts)
-        counts = counts or [size // 2]
-        for i, groups in enumerate(members):
-            second += rng.sample(groups, counts[i % len(counts)])
+        numbers = list(range(len(members)))
+        rng.shuffle(numbers)
+        places = max(1, math.ceil(math.log(len(members), size) - 1e-9)) if len(members) > 1 else 1
+        for place in range(places):
+            while len(digits) <= place:
+                digits.append([])
+            for number, groups in zip(numbers, members):
+                count = number // size**place % size if len(members) > 1 else _alone(size, rng)
+                digits[place] += rng.sample(groups, count)
     third = [rng.choice(family.groups) for family in space.families if len(family.groups) > 1]
-    return [chosen for chosen in (first, second, third) if chosen]
+    return [chosen for chosen in (first, *digits, third) if chosen]
+
+
+def _alone(size: int, rng: random.Random) -> int:
+    """A count for a family of a size no other family has: not half, which the first round took."""
+    counts = [c for c in range(1, size) if c != size // 2]
+    return rng.choice(counts) if counts else size // 2
 
 
 def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .space import Family, GroupSpace
 
 KINDS = ("groups", "macs", "params")
-TARGET_HELP = "0.5 (share of groups), macs=0.4 or params=0.3 (share removed), macs=2.5x (reduction factor)"
+TARGET_HELP = "1.5x or 0.4 (MACs: a reduction factor or the share removed), params=0.3, params=2x, groups=0.5"
 LOOKAHEAD = 64
 
 
@@ -70,12 +70,13 @@ class Target:
 
     @classmethod
     def parse(cls, text: str, **options: Any) -> Target:
-        """Parse ``0.5`` (half the groups), ``macs=0.4`` or ``params=0.3`` (share removed), ``macs=2.5x``.
+        """Parse ``macs=0.4`` or ``params=0.3`` (share removed), ``macs=2.5x`` (a reduction factor),
+        ``groups=0.5``; a bare number or factor (``0.4``, ``1.5x``) is MACs, as users count them.
 
         ``options`` (``round_to``, ``cost_power``, ``cost``) are passed on to the Target.
         """
         kind, _, value = str(text).strip().rpartition("=")
-        kind = kind.strip().lower() or "groups"
+        kind = kind.strip().lower() or "macs"
         if kind not in KINDS:
             raise TargetError(f"target kind {kind!r} is not groups, macs or params; use {TARGET_HELP}")
         number, factor = parse_number(value)
@@ -218,55 +219,78 @@ def _cost(space: GroupSpace, taken: torch.Tensor, target: Target) -> torch.Tenso
     return torch.ones(space.num_groups, dtype=torch.float64)
 
 
+Unit = tuple[list[int], float, int]  # groups, their mean score, tier (1: below the soft floor)
+
+
 def _units(
     space: GroupSpace, ratio: torch.Tensor, taken: torch.Tensor, target: Target, keep: torch.Tensor | None
 ) -> list[list[int]]:
     """Removable units in the order to remove them.
 
-    Per family, groups neither taken nor kept in score order are cut into units: first as many as
-    bring the kept width down to a multiple of ``round_to`` channels, then that many at a time,
-    stopping at the family's floor (its unprunable and kept channels, at least one unit, and what
-    ``target.limits`` keep); groups of several channels (heads) count as their channels, so heads of
-    32 channels go one at a time. Families tied by ``limits.uniform`` lose their units together. A
-    unit's key is the mean score of its groups, raised to at least the key of the unit before it,
-    so a stable sort keeps each family's (or tie's) units in order.
+    Per piece of a family (the whole family, or one input of a concatenation), groups neither taken
+    nor kept in score order are cut into units: first as many as bring the kept width down to a
+    multiple of ``round_to`` channels, then that many at a time, stopping at the piece's floor (its
+    unprunable and kept channels, at least one unit, and what ``target.limits`` keep); groups of
+    several channels (heads) count as their channels, so heads of 32 channels go one at a time.
+    Units that would leave a piece below ``limits.min_keep`` of its width come after every other
+    unit, so they go only when the target needs them. Families tied by ``limits.uniform`` lose their
+    units together. A unit's key is the mean score of its groups, raised to at least the key of the
+    unit before it, so a stable sort keeps each piece's (or tie's) units in order.
     """
     score, gone = ratio.tolist(), taken.tolist()
     held = keep.tolist() if keep is not None else [False] * len(gone)
     chains = {f.index: _family_units(f, score, gone, held, target) for f in space.families}
     for tie in target.limits.ties(space):
-        parts = [chains.pop(i) for i in tie]
-        chains[tie[0]] = [([g for unit, _ in row for g in unit], sum(k for _, k in row) / len(row))
-                          for row in zip(*parts)]  # fmt: skip
+        if len({len(chains[i]) for i in tie}) == 1:
+            parts = [chains.pop(i) for i in tie]
+            chains[tie[0]] = [_zip_units(pieces) for pieces in zip(*parts)]
     units: list[list[int]] = []
-    keys: list[float] = []
-    for chain in chains.values():
-        key = float("-inf")
-        for unit, mean in chain:
-            key = max(key, mean)
-            units.append(unit)
-            keys.append(key)
+    keys: list[tuple[int, float]] = []
+    for pieces in chains.values():
+        for chain in pieces:
+            key = float("-inf")
+            for unit, mean, tier in chain:
+                key = max(key, mean)
+                units.append(unit)
+                keys.append((tier, key))
     order = sorted(range(len(units)), key=keys.__getitem__)
     return [units[i] for i in order]
 
 
+def _zip_units(chains: tuple[list[Unit], ...]) -> list[Unit]:
+    """The same piece of families tied by ``uniform``: their units taken together, row by row."""
+    return [
+        (
+            [g for unit, _, _ in row for g in unit],
+            sum(m for _, m, _ in row) / len(row),
+            max(t for *_, t in row),
+        )
+        for row in zip(*chains)
+    ]
+
+
 def _family_units(
     family: Family, score: list[float], gone: list[bool], held: list[bool], target: Target
-) -> list[tuple[list[int], float]]:
-    """One family's removable units in order, each with its groups' mean score (see ``_units``)."""
-    free = sorted((g for g in family.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
-    kept = family.width - sum(gone[g] for g in family.groups)
+) -> list[list[Unit]]:
+    """One family's removable units in order, one chain per piece (see ``_units``)."""
     step = target.round_to // math.gcd(target.round_to, family.channels)
-    fixed = family.width - len(family.groups)
-    floor = max(fixed if fixed else step, fixed + sum(held[g] and not gone[g] for g in family.groups))
-    floor = max(floor, target.limits.floor(family))
-    goal = (kept - 1) // step * step
-    chain = []
-    while free and goal >= floor:
-        unit, free = free[: kept - goal], free[kept - goal :]
-        chain.append((unit, sum(score[g] for g in unit) / len(unit)))
-        kept, goal = goal, goal - step
-    return chain
+    limits = target.limits
+    chains = []
+    for piece in family.pieces:
+        free = sorted((g for g in piece.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g))
+        kept = piece.width - sum(gone[g] for g in piece.groups)
+        fixed = piece.width - len(piece.groups)
+        floor = max(fixed if fixed else step, fixed + sum(held[g] and not gone[g] for g in piece.groups))
+        floor = max(floor, limits.floor(piece.width, family.channels))
+        soft = limits.soft_floor(piece.width)
+        goal = (kept - 1) // step * step
+        chain = []
+        while free and goal >= floor:
+            unit, free = free[: kept - goal], free[kept - goal :]
+            chain.append((unit, sum(score[g] for g in unit) / len(unit), int(goal < soft)))
+            kept, goal = goal, goal - step
+        chains.append(chain)
+    return chains
 
 
 def _flat(units: list[list[int]]) -> list[int]:

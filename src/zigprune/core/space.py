@@ -43,12 +43,22 @@ class Slice:
 
 
 @dataclass
+class Piece:
+    """Part of a family that the same layers produce: a whole family, or one input of a ``torch.cat``
+    (``width`` classes, the prunable ones ``groups``). Widths are rounded and floored per piece."""
+
+    width: int
+    groups: list[int]
+
+
+@dataclass
 class Family:
     """Coupled channels sharing parameter dims; ``groups`` are the prunable ones.
 
     ``channels``: how many positions of every parameter dim it cuts one group spans (an attention
     head: its head size; a conv channel: 1), so a width rounded to N channels may take any number of
-    heads of a size that N divides.
+    heads of a size that N divides. ``pieces``: the family split by the layers that produce it (one
+    piece per concatenated input; a single piece otherwise).
     """
 
     index: int
@@ -58,6 +68,11 @@ class Family:
     reasons: dict[str, int] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
     channels: int = 1
+    pieces: list[Piece] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.pieces:
+            self.pieces = [Piece(self.width, list(self.groups))]
 
     @property
     def prunable(self) -> bool:
@@ -154,6 +169,7 @@ class GroupSpace(GroupValues):
         index = torch.tensor([order[int(r)] for r in fam_root.tolist()], dtype=torch.long)
         self.class_family = index
         spans = self._spans(index, len(modules))
+        signature = self._producers()
         self.families: list[Family] = []
         for f, (mods, first) in enumerate(zip(modules, firsts)):
             members = torch.nonzero(index == f).reshape(-1)
@@ -163,10 +179,33 @@ class GroupSpace(GroupValues):
             if passive and not why:
                 why["no parameter produces these channels (model inputs)"] = passive
             name = self._family_name(mods, first)
-            self.families.append(
-                Family(f, name, int(members.numel()), groups[groups >= 0].tolist(), dict(why), mods, spans[f])
-            )
+            kept = groups[groups >= 0].tolist()
+            family = Family(f, name, int(members.numel()), kept, dict(why), mods, spans[f])
+            family.pieces = self._pieces(members, signature)
+            self.families.append(family)
         self.group_family = index[self.group_class] if self.num_groups else torch.empty(0, dtype=torch.long)
+
+    def _producers(self) -> torch.Tensor:
+        """Per class, a signature of the producer slices that hold it: a sum of one random 40-bit key
+        per slice, so classes held by the same slices (and, but for a 2⁻⁴⁰ chance, only they) match."""
+        signature = torch.zeros(self.num_classes, dtype=torch.long)
+        keys = torch.randint(1, 2**40, (len(self.slices),), generator=torch.Generator().manual_seed(0))
+        for i, s in enumerate(self.slices):
+            if s.producer:
+                held = torch.unique(s.classes[s.classes >= 0])
+                signature.index_add_(0, held, keys[i].expand(held.numel()))
+        return signature
+
+    def _pieces(self, members: torch.Tensor, signature: torch.Tensor) -> list[Piece]:
+        """The family's classes split by the producer slices that hold them (a concat's inputs), in the
+        order of their first class."""
+        keys, piece = torch.unique(signature[members], return_inverse=True)
+        if keys.numel() == 1:
+            return [Piece(int(members.numel()), [g for g in self.class_group[members].tolist() if g >= 0])]
+        split: dict[int, list[int]] = {}
+        for c, p in zip(members.tolist(), piece.tolist()):
+            split.setdefault(p, []).append(c)
+        return [Piece(len(c), [g for g in self.class_group[c].tolist() if g >= 0]) for c in split.values()]
 
     def _spans(self, class_family: torch.Tensor, count: int) -> list[int]:
         """Per family, the positions one class spans in each slice of it, when every class spans the
@@ -243,6 +282,8 @@ class GroupSpace(GroupValues):
                 family.groups = []
             else:
                 family.groups = [int(new_index[g]) for g in family.groups]
+            for piece in family.pieces:
+                piece.groups = [int(new_index[g]) for g in piece.groups if not dropped[family.index]]
 
     # -- costs ----------------------------------------------------------------------------------------------
 

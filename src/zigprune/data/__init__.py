@@ -54,7 +54,11 @@ def load(
     key, _, folder = name.partition(":")
     entry = _LOADERS.get(key.strip().lower().replace("_", "-"))
     if entry is None:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
+        hint = f"; for lines of text in a file, say text:{name}" if _looks_like_text(name) else ""
+        raise DataError(
+            f"unknown dataset {name!r}; valid names: {', '.join(names())}, and for a hf: model "
+            f"text:FILE or text:python-docs{hint}"
+        )
     if folder and not entry.folder_arg:
         raise DataError(f"dataset {key!r} takes no folder in its name; pass data_dir (--data-dir) instead")
     if folder and data_dir is not None:
@@ -63,6 +67,12 @@ def load(
     if subset is None and test_subset is None:
         return data
     return take_subset(data, subset, seed, test_subset)
+
+
+def _looks_like_text(name: str) -> bool:
+    """A file name the user may have meant as ``text:FILE``: a .txt path, or a file that exists."""
+    path = Path(name).expanduser()
+    return path.suffix.lower() in (".txt", ".text", ".md") or path.is_file()
 
 
 __all__ = ["DEFAULT", "Augment", "Dataset", "load", "names", "take_subset"]

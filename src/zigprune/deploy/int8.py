@@ -23,6 +23,8 @@ from .session import OnnxModule
 
 Quality = Callable[[nn.Module], dict[str, float]]
 INT8 = "model.int8.onnx"
+#: How much of the quality measure (accuracy, or cosine to the dense model) int8 may lose and still ship.
+TOLERANCE = 0.005
 
 
 @dataclass
@@ -74,7 +76,7 @@ def compare_int8(
     *,
     dense_quality: dict[str, float | None],
     key: str = "accuracy",
-    tolerance: float = 0.005,
+    tolerance: float = TOLERANCE,
     schemes: Sequence[Scheme] = SCHEMES,
     batch_sizes: Sequence[int] = (1, 64),
     min_seconds: float = 0.5,
@@ -137,20 +139,28 @@ def _speedup(dense: list[Latency], times: list[Latency]) -> dict[str, float]:
 def _verdict(
     artefacts: list[Artefact], chosen: Tried, batch: int, key: str, tolerance: float
 ) -> tuple[str, str]:
-    """The file to ship and why: int8 only when it is faster than slim fp32 and keeps the quality."""
+    """The file to ship and why: int8 only when it is faster than slim fp32 and keeps the quality; the
+    line also says what the other file is for."""
     fp32, int8 = artefacts[1], artefacts[2]
     ms = {a.name: next(x["median_ms"] for x in a.latency if x["batch"] == batch) for a in (fp32, int8)}
     ratio = ms["slim fp32"] / ms["slim int8"]
+    lost = fp32.quality[key] - int8.quality[key]
     if not chosen.kept_quality:
         return fp32.file or "", (
-            f"int8 loses more than {tolerance:g} {key} in every scheme tried: ship {fp32.file} (fp32)"
+            f"int8 loses more than {tolerance:g} {key} in every scheme tried (the best, {chosen.scheme}, "
+            f"loses {lost:.4g} and is {ratio:.2f}x faster): ship {fp32.file} (fp32); {int8.file} holds that "
+            "best int8 model, for a looser --int8-tolerance"
         )
     if ratio <= 1:
         return fp32.file or "", (
             f"int8 is slower than fp32 for this model on this machine ({ms['slim int8']:.2f} vs "
-            f"{ms['slim fp32']:.2f} ms at batch {batch}): ship {fp32.file} (fp32)"
+            f"{ms['slim fp32']:.2f} ms at batch {batch}): ship {fp32.file} (fp32); {int8.file} is kept for "
+            "machines with faster int8 kernels"
         )
-    return int8.file or "", f"int8 ({chosen.scheme}) is {ratio:.2f}x faster than slim fp32 at batch {batch}"
+    return int8.file or "", (
+        f"int8 ({chosen.scheme}) is {ratio:.2f}x faster than slim fp32 at batch {batch} and loses {lost:.4g} "
+        f"{key}: ship {int8.file}; {fp32.file} is the fp32 reference"
+    )
 
 
 def table(result: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ model's. A config holds one width per kind of layer, so the widths must be the s
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -65,7 +66,9 @@ def slim_config(slim: nn.Module) -> Any:
     head_size = getattr(config, "head_dim", None)
     uneven = []
     for key, unit in [(k, head_size) for k in HEAD_KEYS if head_size] + [(k, 1) for k in SIZE_KEYS]:
-        value = getattr(new, key, None)
+        value = getattr(new, key, None) if hasattr(new, key) else False
+        if value is None and wrong and unit == 1:  # a width the model derives (GPT-2's n_inner: 4 x n_embd)
+            value = _derived(wrong)
         if not wrong or isinstance(value, bool) or not isinstance(value, int) or value < 1:
             continue
         widths = {c.slim for c in wrong if c.dense == value * unit and c.slim % unit == 0}
@@ -83,6 +86,15 @@ def slim_config(slim: nn.Module) -> Any:
     return new
 
 
+def _derived(wrong: list[_Change]) -> int | None:
+    """The width a setting left None may stand for: the one dense width of the narrowed axes (None when
+    they had several); the setting is kept only if writing their slim width there explains them."""
+    dense = {c.dense for c in wrong}
+    if len(dense) != 1:
+        return None
+    return next(iter(dense))
+
+
 def _validate(config: Any) -> None:
     """``ConfigShapeError`` when transformers' own checks refuse the rewritten config (some configs
     require, say, the hidden size to be a multiple of the head count)."""
@@ -97,9 +109,18 @@ def _validate(config: Any) -> None:
         ) from None
 
 
-def save_pretrained(slim: nn.Module, folder: str | os.PathLike, *, tokenizer: Any = None) -> Path:
+def save_pretrained(
+    slim: nn.Module,
+    folder: str | os.PathLike,
+    *,
+    tokenizer: Any = None,
+    source: str | os.PathLike | None = None,
+) -> Path:
     """Save ``slim`` with its rewritten config (``slim_config``) as a ``from_pretrained`` folder, and the
-    ``tokenizer`` beside it if given; written to a temporary folder first, then moved into place."""
+    ``tokenizer`` beside it if given; written to a temporary folder first, then moved into place, with
+    the permissions of any new file (the umask's). A ``source`` folder laid out for sentence-transformers
+    (``modules.json``) lends its pooling and normalisation modules, so ``SentenceTransformer(folder)``
+    embeds as the source model did."""
     config = slim_config(slim)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +131,9 @@ def save_pretrained(slim: nn.Module, folder: str | os.PathLike, *, tokenizer: An
         slim.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        if source is not None:
+            _sentence_transformer_files(Path(source), staging)
+        _usual_permissions(staging)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
@@ -117,6 +141,36 @@ def save_pretrained(slim: nn.Module, folder: str | os.PathLike, *, tokenizer: An
         slim.config = before
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+SENTENCE_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
+
+
+def _sentence_transformer_files(source: Path, folder: Path) -> None:
+    """sentence-transformers' module list and settings, and each module's folder (pooling, normalise;
+    an empty one for a module that has no files), copied from ``source`` when it has them."""
+    modules = source / "modules.json"
+    if not modules.is_file():
+        return
+    for name in SENTENCE_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
+    for module in json.loads(modules.read_text(encoding="utf-8")):
+        path = str(module.get("path") or "")
+        if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            continue
+        if (source / path).is_dir():
+            shutil.copytree(source / path, folder / path, dirs_exist_ok=True)
+        else:
+            (folder / path).mkdir(parents=True, exist_ok=True)
+
+
+def _usual_permissions(folder: Path) -> None:
+    """Folders and files as the umask makes new ones (a temporary folder is private: 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _mismatches(slim: nn.Module, config: Any, got: dict[str, tuple[int, ...]]) -> list[_Change]:

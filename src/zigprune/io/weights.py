@@ -22,11 +22,23 @@ TOKENIZER_FILES = (
 )
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s state dict to ``path`` as ``.safetensors``, atomically (tied weights stored once)."""
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s state dict to ``path`` as ``.safetensors``, atomically (tied weights stored once),
+    with ``metadata`` (text only) in its header, such as the data the model was trained on."""
     from safetensors.torch import save_model
 
-    return atomic_write(path, lambda temp: save_model(model, str(temp)))
+    return atomic_write(path, lambda temp: save_model(model, str(temp), metadata=metadata))
+
+
+def weights_metadata(path: str | Path) -> dict[str, str]:
+    """The text metadata in a ``.safetensors`` file's header (empty when none or unreadable)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

@@ -26,6 +26,7 @@ class Adapter:
 
     input_dim: int
     rows: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    output_dim: Callable[[nn.Module, torch.Tensor], int] = lambda module, out: out.dim() - 1
     kernel: Callable[[nn.Module], int] = lambda module: 1
     accepts: Callable[[nn.Module], bool] = lambda module: True
     transposed: bool = False
@@ -34,6 +35,11 @@ class Adapter:
         """The weight as ``[out, d]`` (a view where possible)."""
         weight = module.weight.detach()
         return weight.t() if self.transposed else weight.reshape(weight.shape[0], -1)
+
+    def outputs(self, module: nn.Module) -> int:
+        """Output channels: the rows of :meth:`matrix`."""
+        weight = module.weight
+        return int(weight.shape[1] if self.transposed else weight.shape[0])
 
     def assign(self, module: nn.Module, matrix: torch.Tensor) -> None:
         """Write ``[out, d]`` back into the weight, in its own layout and dtype."""
@@ -62,6 +68,19 @@ def _conv_rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 
 
+def _conv_channels(module: nn.Module, out: torch.Tensor) -> int:
+    """The channel dim of a convolution's output: before its spatial dims (0 when unbatched)."""
+    return out.dim() - len(module.kernel_size) - 1
+
+
+def _kernel(module: nn.Module) -> int:
+    return math.prod(module.kernel_size)
+
+
+def _ungrouped(module: nn.Module) -> bool:
+    return module.groups == 1
+
+
 def _padding(module: nn.Module, kernel: tuple, dilation: tuple, one_d: bool) -> tuple[int, ...]:
     """``F.pad``'s (left, right, top, bottom) for the module's padding, ``"same"`` included."""
     if isinstance(module.padding, str):
@@ -75,12 +94,8 @@ def _padding(module: nn.Module, kernel: tuple, dilation: tuple, one_d: bool) -> 
 
 ADAPTERS: dict[str, Adapter] = {
     "Linear": Adapter(1, _linear_rows),
-    "Conv1d": Adapter(
-        1, _conv_rows, kernel=lambda m: math.prod(m.kernel_size), accepts=lambda m: m.groups == 1
-    ),
-    "Conv2d": Adapter(
-        1, _conv_rows, kernel=lambda m: math.prod(m.kernel_size), accepts=lambda m: m.groups == 1
-    ),
+    "Conv1d": Adapter(1, _conv_rows, _conv_channels, _kernel, _ungrouped),
+    "Conv2d": Adapter(1, _conv_rows, _conv_channels, _kernel, _ungrouped),
     # Hugging Face's GPT-2 ``Conv1D``: ``x @ weight + bias`` with the weight stored as ``[in, out]``.
     "Conv1D": Adapter(0, _linear_rows, transposed=True),
 }
@@ -99,8 +114,8 @@ def adapter_for(module: nn.Module) -> Adapter | None:
 class Consumer:
     """A layer that reads prunable channels: its columns' groups (-1: no group) and whether to update it.
 
-    ``row_scale``: what an error in each output row weighs downstream, when a BatchNorm normalises
-    the layer's output (``γ² / (running_var + ε)``), so errors of layers before different norms compare.
+    ``row_scale``: what an error in each output row weighs in the model's outputs (its mean squared
+    gradient, ``sensitivity.output_sensitivity``), so errors of different layers compare.
     """
 
     name: str

@@ -19,6 +19,7 @@ from .batchnorm import recalibrate
 from .calibration import Calibration, progress_bar
 from .consumers import Consumer, consumers
 from .methods import METHODS, Method, compensate_bias
+from .sensitivity import output_sensitivity
 from .statistics import CallPlan, Collector, Gram, Moments, call_plan
 
 BLOCK_BYTES = 2**30
@@ -48,20 +49,24 @@ def prune(
     positional arguments or a dict of keyword arguments); 128-1024 samples is typical. ``target`` is
     the share to remove of the groups (``by="groups"``, the default), of the MACs (``"macs"``) or of
     the parameters (``"params"``), or a :class:`Target`; ``round_to`` N keeps every family's width a
-    multiple of N and ``cost_power`` divides scores by cost^p for MACs/params targets (see ``Target``);
-    ``limits`` (``zigprune.core.limits.Limits``) leave families alone, cap the share any family loses,
-    keep a minimum of heads or give every layer the same width (``uniform``).
+    multiple of N (each input of a concatenation too) and ``cost_power`` divides scores by cost^p for
+    MACs/params targets (see ``Target``); ``limits`` (``zigprune.core.limits.Limits``) leave families
+    alone, cap the share any family loses, keep a minimum of heads, give every layer the same width
+    (``uniform``); by default every family keeps a tenth of its width unless the target needs it
+    (``min_keep``).
     Groups already all zero count as removed. Returns the ids of every zero group, sorted.
 
     ``method``:
 
     - ``"obs"`` (default): for every layer that reads a group's channels (Linear, Conv1d/2d,
       GPT-2's Conv1D: its *consumers*), ``H = XᵀX`` of its inputs on the calibration data (conv
-      inputs unfolded; float64); a group's score is the sum over its consumers of the structured-OBS
-      error of removing its columns, per input row and weighted by a following BatchNorm's scale,
-      with ``H`` damped by ``score_damp`` x its mean diagonal (default: 1.0 for convolutions, 0.1
-      for other layers; see ``methods.obs_score``). Every consumer of removed columns is then refit
-      by least squares with ``damp`` (its bias too, which takes the removed channels' mean).
+      inputs unfolded; float64) damped by ``score_damp`` (default 0.1) x its mean diagonal. On each
+      consumer its groups are removed cheapest first by structured OBS, so a group's error is what
+      it adds once the cheaper ones are gone and can no longer compensate; every output channel is
+      weighted by how much it moves the model's outputs (the mean squared gradient of a random
+      projection of them, one backward pass per batch), so the errors of different layers are in one
+      unit. A group's score sums its errors over its consumers. Every consumer of removed columns is
+      then refit by least squares with ``damp`` (its bias too, which takes the removed channels' mean).
     - ``"wanda"``: Wanda-sp score, sum of ``|W| x ‖X‖`` over the group's columns; no update.
     - ``"flap"``: FLAP's fluctuation ``Var(X) x ‖W‖²``; the removed columns' mean contribution is
       folded into the consumers' biases (where a layer has one).
@@ -170,6 +175,8 @@ def _scores(
     measured = torch.zeros(space.num_groups, dtype=torch.bool)
     kept: dict[str, Moments] = {}
     blocks = _blocks(plan.order, block_bytes) if method.statistics is Gram else [plan.order]
+    if method.sensitivity:
+        output_sensitivity(space.model, calib, plan.order)
     with progress_bar(len(blocks) * len(calib.batches), f"{method.name}: statistics", progress) as bar:
         for block in blocks:
             stats = Collector(block, method.statistics, plan.calls).collect(space.model, calib, bar)

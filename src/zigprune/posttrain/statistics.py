@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..errors import CalibrationError
-from .batchnorm import BATCH_NORMS
 from .calibration import Calibration, StopForward
 from .consumers import Consumer
 
@@ -132,12 +131,10 @@ class CallPlan:
 
 
 def call_plan(model: nn.Module, calibration: Calibration, members: Sequence[Consumer]) -> CallPlan:
-    """Run the first calibration batch with light hooks to find the :class:`CallPlan` of ``members``;
-    a member whose output goes straight into a BatchNorm gets that norm's ``row_scale``."""
+    """Run the first calibration batch with light hooks to find the :class:`CallPlan` of ``members``."""
     order: list[Consumer] = []
     calls: dict[str, int] = {}
     inputs: dict[str, tuple] = {}
-    outputs: dict[int, Consumer] = {}
     by_module = {id(c.module): c for c in members}
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -148,22 +145,7 @@ def call_plan(model: nn.Module, calibration: Calibration, members: Sequence[Cons
             order.append(consumer)
             inputs[consumer.name] = (x.data_ptr(), tuple(x.shape), x.stride())
 
-    def output(module: nn.Module, args: tuple, out: object) -> None:
-        if isinstance(out, torch.Tensor):
-            outputs[out.data_ptr()] = by_module[id(module)]
-
-    def norm(module: nn.Module, args: tuple) -> None:
-        consumer = outputs.get(args[0].data_ptr()) if args and isinstance(args[0], torch.Tensor) else None
-        if consumer is not None and module.running_var is not None and consumer.row_scale is None:
-            gamma = (
-                module.weight.detach() if module.weight is not None else torch.ones_like(module.running_var)
-            )
-            consumer.row_scale = (gamma.double().square() / (module.running_var.double() + module.eps)).cpu()
-
-    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
     handles = [c.module.register_forward_pre_hook(hook, with_kwargs=True) for c in members]
-    handles += [c.module.register_forward_hook(output) for c in members]
-    handles += [m.register_forward_pre_hook(norm) for m in norms]
     try:
         Calibration(calibration.batches[:1], 1).run(model)
     finally:
