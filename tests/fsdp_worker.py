@@ -40,13 +40,23 @@ def batches(rank: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
-def rank_main(rank: int, world: int, port: str, name: str, out: str) -> None:
+def rank_main(rank: int, world: int, port: str, names: str, out: str) -> None:
+    """Each optimizer of ``names`` (comma-separated) in turn, in one process group; ``out`` has a
+    ``{name}`` field for the file of each."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     mesh = init_device_mesh("cpu", (world,))
+    for name in names.split(","):
+        train_sharded(rank, mesh, name, out.format(name=name))
+    dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
+    dist.destroy_process_group()
+
+
+def train_sharded(rank: int, mesh: object, name: str, out: str) -> None:
+    from torch.distributed.fsdp import fully_shard
+
     net = model()
     space = zp.analyze(net, torch.randn(2, 1, 8, 8))
     for layer in net:
@@ -61,8 +71,6 @@ def rank_main(rank: int, world: int, port: str, name: str, out: str) -> None:
     zero = space.zero_groups()
     params = [p.full_tensor().detach() for p in net.parameters()]
     torch.save({"params": params, "zero": zero}, out)
-    dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
-    dist.destroy_process_group()
 
 
 def reference(name: str, out: str) -> None:
@@ -80,6 +88,7 @@ def reference(name: str, out: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "reference":
-        reference(sys.argv[2], sys.argv[3])
+        for name in sys.argv[2].split(","):
+            reference(name, sys.argv[3].format(name=name))
     else:
         rank_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])

@@ -149,3 +149,18 @@ def test_decoders_are_measured_by_perplexity_and_next_token_agreement(
         dense.model.layers[0].mlp.down_proj.weight.mul_(20)
     other = quality(dense)
     assert other["next_token"] < 0.9 and other["perplexity"] != same["perplexity"]
+
+
+def test_widths_plot_shows_shares_with_readable_labels() -> None:
+    from matplotlib.figure import Figure
+
+    from zigprune.compress.report import RunData, _plot_widths, _short
+
+    name = "encoder.layer.0.attention.self.query (Linear, +2)"
+    assert _short(name) == "…layer.0.attention.self.query (Linear, +2)" and _short("conv1") == "conv1"
+    rows = [{"family": name, "before": 12, "after": 9}, {"family": "mlp", "before": 1536, "after": 768}]
+    figure = Figure()
+    assert _plot_widths(figure, RunData({}, {}, None, rows))
+    (ax,) = figure.axes
+    assert [round(p.get_width(), 2) for p in ax.patches[2:]] == [0.75, 0.5]  # shares, not channel counts
+    assert [t.get_text() for t in ax.get_yticklabels()] == [_short(name), "mlp"]

@@ -247,3 +247,81 @@ def test_relative_position_bias_goes_with_its_head(fused: bool) -> None:
     assert len(heads.groups) == 4 and not heads.reasons
     kept = slim.relative_position_bias_table.shape[1]
     assert kept < 4 and slim.qkv.out_features == 3 * kept * 4
+
+
+# -- extra dims between batch and tokens (NesT's blocks, Hiera's mask units; issue 27 §5) -------------------
+
+
+class BlockedAttention(nn.Module):
+    """NesT: ``qkv(x).reshape(B, T, N, 3, H, C // H).permute(3, 0, 4, 1, 2, 5)``: heads on dim 1, the T
+    blocks on dim -3 between them and the tokens. With ``heads_from_input`` the head width is
+    ``C // self.num_heads`` as NesT writes it (C the input width), which a head cut cannot follow."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4, heads_from_input: bool = False) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.heads_from_input = num_heads, dim // num_heads, heads_from_input
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, N, C = x.shape
+        width = C // self.num_heads if self.heads_from_input else self.head_dim
+        qkv = self.qkv(x).reshape(B, T, N, 3, self.num_heads, width).permute(3, 0, 4, 1, 2, 5)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.permute(0, 2, 3, 4, 1).reshape(B, T, N, -1))
+
+
+def test_heads_before_extra_dims_are_pruned_exactly() -> None:
+    """Crashed analysis (``head_ids.reshape(kv_heads, -1)``: heads were read from dim -3, the blocks)."""
+    space, slim = exact(BlockedAttention(), torch.randn(2, 3, 5, 16))
+    assert len(family(space, "qkv").groups) == 4 and slim.num_heads < 4
+
+
+def test_heads_whose_width_follows_the_input_are_kept_with_a_reason() -> None:
+    space = zp.analyze(BlockedAttention(heads_from_input=True).eval(), torch.randn(2, 3, 5, 16))
+    assert not family(space, "qkv").groups and space.check.dropped
+
+
+class MaskUnitAttention(nn.Module):
+    """Hiera: one head, the mask units on dim -3: ``[B, heads, units, tokens, channels]``."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, U, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, 1, U, N, 3, C).unbind(4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v)[:, 0])
+
+
+def test_one_head_over_mask_units_analyses_and_stays_exact() -> None:
+    model = MaskUnitAttention().eval()
+    x = torch.randn(2, 4, 5, 16)
+    space = zp.analyze(model, x)
+    ids = list(range(0, space.num_groups, 2))
+    space.zero_(ids)
+    with torch.no_grad():
+        torch.testing.assert_close(space.construct()(x), model(x))
+
+
+def test_a_rule_that_raises_leaves_its_channels_unprunable_with_one_warning(monkeypatch) -> None:
+    from zigprune.rules import registry
+
+    def broken(ctx):
+        raise IndexError("a layout this rule does not read")
+
+    for name in ("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu"):
+        monkeypatch.setitem(registry.RULES, name, broken)
+    model = Attention().eval()
+    x = torch.randn(2, 5, 16)
+    with pytest.warns(UserWarning, match="cannot read 1 use") as caught:
+        space = zp.analyze(model, x)
+    assert len([w for w in caught if "zigprune" in str(w.message)]) == 1
+    assert "IndexError: a layout this rule does not read in " in str(caught[0].message)
+    assert not family(space, "qkv").groups
+    space.zero_(range(space.num_groups))
+    with torch.no_grad():
+        torch.testing.assert_close(space.construct()(x), model(x))

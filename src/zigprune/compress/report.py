@@ -150,20 +150,32 @@ def _plot_sparsity(figure: Any, run: RunData) -> bool:
 
 
 def _plot_widths(figure: Any, run: RunData) -> bool:
+    """The share of each family's width kept, so 12 heads and 1536 MLP channels read on one axis."""
     if not run.widths:
         return False
     rows = run.widths[:MAX_WIDTH_ROWS]
     ax = figure.subplots()
     y = range(len(rows))
-    ax.barh(y, [r["before"] for r in rows], color="0.8", label="before")
-    ax.barh(y, [r["after"] for r in rows], color="C0", label="after")
-    ax.set_yticks(list(y), [r["family"][-40:] for r in rows], fontsize=7)
+    shares = [r["after"] / r["before"] if r["before"] else 1.0 for r in rows]
+    ax.barh(y, [1.0] * len(rows), color="0.88")
+    bars = ax.barh(y, shares, color="C0")
+    ax.bar_label(bars, [f" {r['after']}/{r['before']}" for r in rows], fontsize=7)
+    ax.set_yticks(list(y), [_short(r["family"]) for r in rows], fontsize=7)
     ax.invert_yaxis()
     more = f" (first {MAX_WIDTH_ROWS} of {len(run.widths)})" if len(run.widths) > MAX_WIDTH_ROWS else ""
-    ax.set(title=f"kept width per layer family{more}", xlabel="channels / features / heads")
-    ax.legend()
-    figure.set_figheight(max(3.0, 0.25 * len(rows) + 1.5))
+    ax.set(title=f"share of each layer family's width kept{more}", xlabel="kept / before", xlim=(0, 1.15))
+    figure.set_figheight(max(3.0, 0.22 * len(rows) + 1.2))
     return True
+
+
+def _short(name: str, limit: int = 44) -> str:
+    """A family name cut at a dot from the left (``…layer.0.intermediate.dense``), never mid-word."""
+    if len(name) <= limit:
+        return name
+    parts = name.split(".")
+    while len(parts) > 1 and len(".".join(parts)) > limit - 1:
+        parts = parts[1:]
+    return "…" + ".".join(parts)[-(limit - 1) :]
 
 
 def _plot_costs(figure: Any, run: RunData) -> bool:

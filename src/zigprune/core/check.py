@@ -64,10 +64,21 @@ def check(space: GroupSpace, store: Store, rebuild: Callable[[], GroupSpace]) ->
 
 
 def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: CheckReport) -> None:
-    """Cut the groups at fault; a family that breaks whatever is cut is tied to a partner or dropped."""
+    """Cut the groups at fault; a family that breaks whatever is cut is tied to a partner or dropped.
+
+    Families of one kind (the same layer repeated, e.g. every block's attention) break the same way:
+    once one of a kind is found to break however it is cut, with no partner to tie it to, the others
+    of that kind that broke in the same probe are dropped without the search (each search costs a
+    dozen constructions, and the next probe checks the outcome all the same).
+    """
     tied: set[int] = set()
+    hopeless: set[tuple[str, int, int]] = set()
     for b in broken:
         if b.family in tied:
+            continue
+        kind = space.families[b.family].kind
+        if kind in hopeless:
+            _drop(space, store, b.family, report)
             continue
         size = len(space.families[b.family].groups)
         budget = [4 * math.ceil(math.log2(size + 1)) + 8]
@@ -84,6 +95,8 @@ def _repair(space: GroupSpace, store: Store, broken: list[Broken], report: Check
         partner = _partner(space, b.family, tied)
         if partner is None:
             _drop(space, store, b.family, report)
+            if kind is not None:
+                hopeless.add(kind)
             continue
         pair = sorted((b.family, partner))
         first, second = (_elements(space, space.families[f].groups) for f in pair)

@@ -49,15 +49,20 @@ def _advice(space: GroupSpace, families: list[int], problem: str) -> str:
     )
 
 
-def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
+def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False) -> nn.Module:
     """Copy the model, cutting every position whose class is in ``pruned`` (a bool mask over classes).
 
     Sliced tensors are placed in ``deepcopy``'s memo, so big weights are copied once (already cut)
     and weights shared between modules (tied embeddings) stay shared. Then module attributes are
     rewritten: by each touched module's updater, for attention heads, and for tracked sizes.
+    ``share``: the tensors no group cuts are the model's own, not copies (a probe that only runs the
+    slim model once: a large model is not copied whole for every probe).
     """
     model = space.model
     memo: dict[int, Any] = {}
+    if share:
+        memo.update((id(t), t) for t in (*model.parameters(), *model.buffers()))
+    cut: set[int] = set()
     for name, cuts in kept_indices(space, pruned).items():
         tensor = lookup(model, name)
         new = tensor.detach()
@@ -65,8 +70,9 @@ def build(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
             new = new.index_select(dim, index.to(new.device))
         is_param = isinstance(tensor, nn.Parameter)
         memo[id(tensor)] = nn.Parameter(new, requires_grad=tensor.requires_grad) if is_param else new
+        cut.add(id(tensor))
     slim = copy.deepcopy(model, memo)
-    touched = {path for path, module in model.named_modules(remove_duplicate=False) if _owns(module, memo)}
+    touched = {path for path, module in model.named_modules(remove_duplicate=False) if _owns(module, cut)}
     for path in sorted(touched):
         attributes.update(model.get_submodule(path), slim.get_submodule(path))
     for head in space.heads:
@@ -94,9 +100,9 @@ def kept_indices(space: GroupSpace, pruned: torch.Tensor) -> dict[str, list[tupl
     return keep
 
 
-def _owns(module: nn.Module, memo: dict[int, Any]) -> bool:
+def _owns(module: nn.Module, cut: set[int]) -> bool:
     tensors = [*module._parameters.values(), *module._buffers.values()]
-    return any(t is not None and id(t) in memo for t in tensors)
+    return any(t is not None and id(t) in cut for t in tensors)
 
 
 def lookup(model: nn.Module, name: str) -> torch.Tensor:
@@ -128,6 +134,11 @@ def mismatch(reference: list[torch.Tensor], slim: nn.Module, inputs: Inputs, ato
         got = outputs(slim, inputs)
     except Exception as err:
         return f"{type(err).__name__}: {first_line(err)}"
+    return differ(reference, got, atol)
+
+
+def differ(reference: list[torch.Tensor], got: list[torch.Tensor], atol: float) -> str | None:
+    """How the outputs ``got`` differ from ``reference`` (None if they agree within ``atol``)."""
     if len(got) != len(reference):
         return f"{len(got)} outputs instead of {len(reference)}"
     for i, (r, g) in enumerate(zip(reference, got)):
@@ -157,7 +168,10 @@ def outside_tolerance(reference: torch.Tensor, got: torch.Tensor, atol: float) -
 def culprits(
     space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float
 ) -> list[int]:
-    """Bisect the families with pruned groups down to the ones whose removal breaks the outputs."""
+    """Bisect the families with pruned groups down to the ones whose removal breaks the outputs: first
+    the families of each kind together (the same layer repeated often breaks in every copy), then
+    within the kinds that break; when the first of a kind breaks alone and the others together break
+    too, the kind is taken as broken in every copy (one layer's code, repeated) without bisecting it."""
     involved = sorted({int(space.class_family[c]) for c in torch.nonzero(pruned[:-1]).reshape(-1).tolist()})
 
     def fails(families: list[int]) -> bool:
@@ -166,7 +180,7 @@ def culprits(
         member[families] = True
         chosen[:-1] = pruned[:-1] & member[space.class_family]
         try:
-            slim = build(space, chosen)
+            slim = build(space, chosen, share=True)
         except Exception:
             return True
         return mismatch(reference, slim, space.inputs, atol) is not None
@@ -178,4 +192,15 @@ def culprits(
         found = [f for part in (families[:half], families[half:]) if fails(part) for f in search(part)]
         return found or families
 
-    return search(involved)
+    kinds: dict[Any, list[int]] = {}
+    for f in involved:
+        kinds.setdefault(space.families[f].kind or f, []).append(f)
+    if len(kinds) == len(involved):
+        return search(involved)
+    def within(members: list[int]) -> list[int]:
+        if len(members) >= 3 and fails(members[:1]) and fails(members[1:]):
+            return members
+        return search(members)
+
+    found = [f for members in kinds.values() if fails(members) for f in within(members)]
+    return sorted(found) or search(involved)

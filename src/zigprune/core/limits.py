@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .space import Family, GroupSpace
+    from .space import GroupSpace
 
 MIN_KEEP = 0.1
 
@@ -77,11 +76,6 @@ class Limits:
             return []
         kinds: dict[tuple[str, int, int], list[int]] = {}
         for family in space.families:
-            if family.groups and family.modules:
-                kinds.setdefault(_kind(family), []).append(family.index)
+            if family.groups and family.kind is not None:
+                kinds.setdefault(family.kind, []).append(family.index)
         return [indices for indices in kinds.values() if len(indices) > 1]
-
-
-def _kind(family: Family) -> tuple[str, int, int]:
-    """A family's kind of layer: its first module's path with layer numbers hidden, width, channels."""
-    return re.sub(r"(?<=\.)\d+(?=\.|$)", "#", family.modules[0]), family.width, family.channels

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -77,6 +78,15 @@ class Family:
     @property
     def prunable(self) -> bool:
         return bool(self.groups)
+
+    @property
+    def kind(self) -> tuple[str, int, int] | None:
+        """The kind of layer: the first module's path with layer numbers hidden (``encoder.layer.#.
+        intermediate.dense``), the width and the channels per group; families repeated across layers
+        share it. None for a family no module produces."""
+        if not self.modules:
+            return None
+        return re.sub(r"(?<=\.)\d+(?=\.|$)", "#", self.modules[0]), self.width, self.channels
 
 
 @dataclass
