@@ -197,6 +197,7 @@ def culprits(
         kinds.setdefault(space.families[f].kind or f, []).append(f)
     if len(kinds) == len(involved):
         return search(involved)
+
     def within(members: list[int]) -> list[int]:
         if len(members) >= 3 and fails(members[:1]) and fails(members[1:]):
             return members
