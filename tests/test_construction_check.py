@@ -194,3 +194,44 @@ def test_families_of_equal_size_are_told_apart_however_many_there_are(order: str
             space.zero_(list(ids))
             with torch.no_grad():
                 torch.testing.assert_close(space.construct(check=False)(x), model(x))
+
+
+def _without_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zigprune.core import blocks
+
+    monkeypatch.setattr(blocks.Blocks, "breaks", lambda self, space, groups, atol: None)
+
+
+@pytest.mark.parametrize("make", ["resnet20", "bert", "blocked"])
+def test_probes_in_one_block_agree_with_probes_of_the_whole_model(make: str, monkeypatch) -> None:
+    """Local probes (the submodule holding a family, run on its captured input) give the same answer as
+    full-model probes, and the check ends with the same groups either way."""
+    from test_timm_attention import BlockedAttention
+
+    from hf_zoo import build as hf_build
+    from zigprune import models
+    from zigprune.core.blocks import Blocks
+    from zigprune.core.probe import breaks
+
+    if make == "resnet20":
+        model, x = models.create("resnet20").eval(), torch.randn(2, 3, 8, 8)
+    elif make == "bert":
+        model, x = hf_build("bert_qa")
+    else:
+        model = nn.Sequential(BlockedAttention(heads_from_input=True), BlockedAttention()).eval()
+        x = torch.randn(2, 3, 5, 16)
+    space = zp.analyze(model, x, check=False)
+    blocks = Blocks.of(space)
+    blocks.inputs = blocks.capture(space)
+    held = [f for f in space.families if f.groups and blocks.holder[f.index] in blocks.inputs]
+    assert held, "some family sits in one submodule"
+    for family in held[:6]:
+        for groups in (family.groups[:1], family.groups[: len(family.groups) // 2]):
+            space.blocks = blocks
+            local = breaks(space, groups)
+            space.blocks = None
+            assert local == breaks(space, groups), (family.name, groups)
+    checked = zp.analyze(model, x)
+    _without_blocks(monkeypatch)
+    plain = zp.analyze(model, x)
+    assert checked.num_groups == plain.num_groups and checked.check.dropped == plain.check.dropped

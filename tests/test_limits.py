@@ -185,6 +185,11 @@ def test_prune_cli_writes_the_hf_folder_when_uniform(
 
 
 def test_limit_flags_are_checked(capsys) -> None:
-    for flags, message in ((["--max-share", "0"], "--max-share"), (["--min-heads", "-1"], "--min-heads")):
+    bad = (
+        (["--max-share", "0"], "--max-share"),
+        (["--min-heads", "-1"], "--min-heads"),
+        (["--min-keep", "1"], "--min-keep"),
+    )
+    for flags, message in bad:
         for command in ("compress", "prune"):
             assert message in error_of(capsys, [command, *flags, *FAST])

@@ -84,17 +84,22 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def rewrite_tracked(model: nn.Module, slim: nn.Module, slices: Iterable[Any], pruned: torch.Tensor) -> None:
+def rewrite_tracked(
+    model: nn.Module, slim: nn.Module, slices: Iterable[Any], pruned: torch.Tensor, root: str = ""
+) -> None:
     """Set every tracked attribute of ``slim`` to the number of its positions that are kept.
 
     A tuple attribute is tracked element by element (the slice's ``dim`` is the element index);
-    elements no op tracked keep their value.
+    elements no op tracked keep their value. ``root``: ``model`` and ``slim`` are that submodule of
+    the analysed model (attributes outside it are left alone).
     """
+    prefix = f"{root}." if root else ""
     kept: dict[tuple[str, str], dict[int, int]] = {}
     for s in slices:
         owner = tracked_attribute(s.name)
-        if owner is not None:
-            kept.setdefault(owner, {})[s.dim] = int((~pruned[s.classes]).sum())
+        if owner is not None and (not root or owner[0] == root or owner[0].startswith(prefix)):
+            path = owner[0][len(prefix) :] if owner[0] != root else ""
+            kept.setdefault((path, owner[1]), {})[s.dim] = int((~pruned[s.classes]).sum())
     for (path, name), counts in kept.items():
         old = getattr(model.get_submodule(path), name)
         new = counts[0] if _is_int(old) else type(old)(counts.get(i, v) for i, v in enumerate(old))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .blocks import Blocks
 from .probe import Broken, breaks, probe
 from .store import Store
 
@@ -51,14 +52,18 @@ def check(space: GroupSpace, store: Store, rebuild: Callable[[], GroupSpace]) ->
     """Probe ``space``; repair and rebuild until every probe passes. The report lands on ``space.check``."""
     report = CheckReport()
     attempt = 0
+    space.blocks = Blocks.of(space)
     while broken := probe(space, seed=attempt):
         if attempt < MAX_REPAIRS:
             _repair(space, store, broken, report)
         else:
             for b in broken:
                 _drop(space, store, b.family, report)
+        captured = space.blocks
         space = rebuild()
+        space.blocks = Blocks.of(space, captured)
         attempt += 1
+    space.blocks = None
     space.check = report
     return space
 

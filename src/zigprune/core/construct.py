@@ -8,6 +8,7 @@ outputs on the example inputs. If it does not, the failing family is found by bi
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -49,44 +50,49 @@ def _advice(space: GroupSpace, families: list[int], problem: str) -> str:
     )
 
 
-def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False) -> nn.Module:
+def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False, root: str = "") -> nn.Module:
     """Copy the model, cutting every position whose class is in ``pruned`` (a bool mask over classes).
 
     Sliced tensors are placed in ``deepcopy``'s memo, so big weights are copied once (already cut)
     and weights shared between modules (tied embeddings) stay shared. Then module attributes are
     rewritten: by each touched module's updater, for attention heads, and for tracked sizes.
     ``share``: the tensors no group cuts are the model's own, not copies (a probe that only runs the
-    slim model once: a large model is not copied whole for every probe).
+    slim model once: a large model is not copied whole for every probe). ``root``: build only that
+    submodule (a probe of a family it holds whole; cuts outside it are ignored).
     """
-    model = space.model
+    top = space.model.get_submodule(root) if root else space.model
+    prefix = f"{root}." if root else ""
     memo: dict[int, Any] = {}
     if share:
-        memo.update((id(t), t) for t in (*model.parameters(), *model.buffers()))
+        memo.update((id(t), t) for t in (*top.parameters(), *top.buffers()))
     cut: set[int] = set()
     for name, cuts in kept_indices(space, pruned).items():
-        tensor = lookup(model, name)
+        if not name.startswith(prefix):
+            continue
+        tensor = lookup(space.model, name)
         new = tensor.detach()
         for dim, index in cuts:
             new = new.index_select(dim, index.to(new.device))
         is_param = isinstance(tensor, nn.Parameter)
         memo[id(tensor)] = nn.Parameter(new, requires_grad=tensor.requires_grad) if is_param else new
         cut.add(id(tensor))
-    slim = copy.deepcopy(model, memo)
-    touched = {path for path, module in model.named_modules(remove_duplicate=False) if _owns(module, cut)}
+    slim = copy.deepcopy(top, memo)
+    touched = {path for path, module in top.named_modules(remove_duplicate=False) if _owns(module, cut)}
     for path in sorted(touched):
-        attributes.update(model.get_submodule(path), slim.get_submodule(path))
+        attributes.update(top.get_submodule(path), slim.get_submodule(path))
     for head in space.heads:
         kept_q = int((~pruned[head.q_classes]).sum())
-        if kept_q < head.q_classes.numel():
+        inside = head.module == root or head.module.startswith(prefix)
+        if inside and kept_q < head.q_classes.numel():
             kept_kv = int((~pruned[head.kv_classes]).sum())
             attributes.update_heads(
-                slim.get_submodule(head.module),
+                slim.get_submodule(head.module[len(prefix) :] if head.module != root else ""),
                 head.q_classes.numel(),
                 head.kv_classes.numel(),
                 kept_q,
                 kept_kv,
             )
-    attributes.rewrite_tracked(model, slim, space.slices, pruned)
+    attributes.rewrite_tracked(top, slim, space.slices, pruned, root)
     return slim
 
 
@@ -166,12 +172,18 @@ def outside_tolerance(reference: torch.Tensor, got: torch.Tensor, atol: float) -
 
 
 def culprits(
-    space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float
+    space: GroupSpace,
+    pruned: torch.Tensor,
+    reference: list[torch.Tensor],
+    atol: float,
+    local: Callable[[int], bool | None] | None = None,
 ) -> list[int]:
     """Bisect the families with pruned groups down to the ones whose removal breaks the outputs: first
     the families of each kind together (the same layer repeated often breaks in every copy), then
     within the kinds that break; when the first of a kind breaks alone and the others together break
-    too, the kind is taken as broken in every copy (one layer's code, repeated) without bisecting it."""
+    too, the kind is taken as broken in every copy (one layer's code, repeated) without bisecting it.
+    ``local(family)`` answers for a family from the submodule that holds it (None: it cannot), and
+    the whole model is probed only for the rest."""
     involved = sorted({int(space.class_family[c]) for c in torch.nonzero(pruned[:-1]).reshape(-1).tolist()})
 
     def fails(families: list[int]) -> bool:
@@ -192,16 +204,19 @@ def culprits(
         found = [f for part in (families[:half], families[half:]) if fails(part) for f in search(part)]
         return found or families
 
-    kinds: dict[Any, list[int]] = {}
-    for f in involved:
-        kinds.setdefault(space.families[f].kind or f, []).append(f)
-    if len(kinds) == len(involved):
-        return search(involved)
-
     def within(members: list[int]) -> list[int]:
         if len(members) >= 3 and fails(members[:1]) and fails(members[1:]):
             return members
         return search(members)
 
+    seen = [f for f in involved if local is not None and local(f)]
+    rest = [f for f in involved if f not in seen]
+    if seen and (not rest or not fails(rest)):
+        return seen
+    kinds: dict[Any, list[int]] = {}
+    for f in rest:
+        kinds.setdefault(space.families[f].kind or f, []).append(f)
+    if len(kinds) == len(rest):
+        return sorted(seen + search(rest))
     found = [f for members in kinds.values() if fails(members) for f in within(members)]
-    return sorted(found) or search(involved)
+    return sorted(seen + (found or search(rest)))

@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -93,9 +94,13 @@ def _alone(size: int, rng: random.Random) -> int:
 def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:
     """Whether zeroing ``groups`` (nothing else) and constructing fails to reproduce the outputs.
 
-    The slim model runs first: most breaks are a forward that raises, and then the zeroed full
-    model's outputs (a second forward) are not needed."""
+    The submodule that holds all of ``groups`` answers when there is one (``space.blocks``, during the
+    construction check). Else the slim model runs first: most breaks are a forward that raises, and
+    then the zeroed full model's outputs (a second forward) are not needed."""
     with zeroed(space, groups):
+        local = space.blocks.breaks(space, groups, atol) if space.blocks is not None else None
+        if local is not None:
+            return local
         pruned = space.pruned_classes(torch.as_tensor(groups, dtype=torch.long))
         try:
             got = outputs(build(space, pruned, share=True), space.inputs)
@@ -114,11 +119,19 @@ def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[Broken]:
             reference = outputs(space.model, space.inputs)
             if _builds(space, pruned, reference, atol):
                 continue
-            families = culprits(space, pruned, reference, atol)
-        picked = torch.as_tensor(chosen, dtype=torch.long)
-        owner = space.group_family[picked]
+            picked = torch.as_tensor(chosen, dtype=torch.long)
+            owner = space.group_family[picked]
+            local = partial(_in_block, space, picked, owner, atol) if space.blocks is not None else None
+            families = culprits(space, pruned, reference, atol, local)
         return [Broken(f, picked[owner == f].tolist()) for f in families]
     return []
+
+
+def _in_block(
+    space: GroupSpace, picked: torch.Tensor, owner: torch.Tensor, atol: float, family: int
+) -> bool | None:
+    """Whether ``family``'s groups among ``picked`` break the submodule holding them (None: none does)."""
+    return space.blocks.breaks(space, picked[owner == family].tolist(), atol)
 
 
 def _builds(space: GroupSpace, pruned: torch.Tensor, reference: list[torch.Tensor], atol: float) -> bool:

@@ -30,6 +30,7 @@ from .summary import summary
 from .trace import Inputs, batch_size
 
 if TYPE_CHECKING:
+    from .blocks import Blocks
     from .check import CheckReport
 
 
@@ -113,6 +114,8 @@ class GroupSpace(GroupValues):
     check: CheckReport | None = None
     #: Set by a targeted optimizer (HESSO, DHSPG): why its target is not met yet, or None; read by construct.
     shortfall: Callable[[], str | None] | None = None
+    #: During the construction check: the submodule inputs its probes of one family use (``core.blocks``).
+    blocks: Blocks | None = None
 
     def __init__(self, model: nn.Module, inputs: Inputs, store: Store, root: torch.Tensor) -> None:
         self.model = model

