@@ -38,6 +38,11 @@ class Blocks:
         """The holders of ``space``'s families, with the inputs ``captured`` for an earlier build of it."""
         return cls(holders(space), captured.inputs if captured is not None else None)
 
+    def prepare(self, space: GroupSpace) -> None:
+        """Capture the inputs now, on the model as it is (before the caller zeroes anything)."""
+        if self.inputs is None:
+            self.inputs = self.capture(space)
+
     def capture(self, space: GroupSpace) -> dict[str, tuple[tuple, dict[str, Any]]]:
         """One forward of the model with a hook on every holder: the input of each one called once."""
         wanted = {path for path in self.holder if path}
@@ -73,8 +78,7 @@ class Blocks:
         path = paths.pop() if len(paths) == 1 else None
         if path is None:
             return None
-        if self.inputs is None:
-            self.inputs = self.capture(space)
+        self.prepare(space)
         if path not in self.inputs:
             return None
         args, kwargs = self.inputs[path]

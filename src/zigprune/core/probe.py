@@ -97,6 +97,8 @@ def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:
     The submodule that holds all of ``groups`` answers when there is one (``space.blocks``, during the
     construction check). Else the slim model runs first: most breaks are a forward that raises, and
     then the zeroed full model's outputs (a second forward) are not needed."""
+    if space.blocks is not None:
+        space.blocks.prepare(space)
     with zeroed(space, groups):
         local = space.blocks.breaks(space, groups, atol) if space.blocks is not None else None
         if local is not None:
@@ -119,8 +121,11 @@ def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[Broken]:
             reference = outputs(space.model, space.inputs)
             if _builds(space, pruned, reference, atol):
                 continue
-            picked = torch.as_tensor(chosen, dtype=torch.long)
-            owner = space.group_family[picked]
+        if space.blocks is not None:
+            space.blocks.prepare(space)
+        picked = torch.as_tensor(chosen, dtype=torch.long)
+        owner = space.group_family[picked]
+        with zeroed(space, chosen):
             local = partial(_in_block, space, picked, owner, atol) if space.blocks is not None else None
             families = culprits(space, pruned, reference, atol, local)
         return [Broken(f, picked[owner == f].tolist()) for f in families]
