@@ -28,6 +28,7 @@ def main(rank: int, world: int, port: str, out: str) -> None:
     torch.save({"params": [p.detach() for p in model.parameters()], "zero": space.zero_groups()}, out)
     dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
     dist.destroy_process_group()
+    os._exit(0)  # skip gloo's static destructors, which can abort an exiting process (SIGABRT)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def rank_main(rank: int, world: int, port: str, names: str, out: str) -> None:
         train_sharded(rank, mesh, name, out.format(name=name))
     dist.barrier()  # both ranks done before gloo tears down (else one may abort on exit)
     dist.destroy_process_group()
+    os._exit(0)  # skip gloo's static destructors, which can abort an exiting process (SIGABRT)
 
 
 def train_sharded(rank: int, mesh: object, name: str, out: str) -> None:

@@ -151,6 +151,8 @@ def test_prune_then_distill_on_text(tiny_bert: Path, text_file: Path, tmp_path: 
     argv += [
         "--target",
         "macs=2x",
+        "--method",
+        "magnitude",
         "--round-to",
         "1",
         "--distill-epochs",
@@ -163,7 +165,7 @@ def test_prune_then_distill_on_text(tiny_bert: Path, text_file: Path, tmp_path: 
     assert main([*argv, *FAST]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     slim = metrics["slim"]
-    assert slim["cosine"] > slim["pruned_cosine"], slim
+    assert slim["cosine"] > slim["pruned_cosine"] + 0.01, slim  # magnitude leaves room to recover
     history = json.loads((out / "history.json").read_text())["train"]
     assert history["epochs"][-1]["step"] == 4 * 4  # 64 lines in batches of 16, 4 epochs
     assert "epochs distilling the slim model" in (out / "report.md").read_text()
