@@ -37,13 +37,6 @@ QUICK_DECODER = {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers
 SEQ = 16
 
 
-def _peak_rss_mib() -> float:
-    """This process image's peak RSS (``VmHWM``). Not ``ru_maxrss``: a child started by ``subprocess``
-    inherits into it the parent's peak from before its ``exec``."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
 def _llama(shape: dict[str, int]) -> Any:
     import transformers
 
@@ -62,6 +55,7 @@ def _timed(fn: Any) -> tuple[float, Any]:
 def child_meta(shape: dict[str, int]) -> dict[str, Any]:
     """A decoder on meta: export alone, analyze, zero half, construct on meta, Torch-Pruning."""
     import transformers
+    from common import high_water_mib
 
     import zigprune as zp
     from zigprune.core import trace
@@ -82,7 +76,7 @@ def child_meta(shape: dict[str, int]) -> dict[str, Any]:
         "analyze_s": min(times), "ratio": min(times) / export_s, "num_groups": space.num_groups,
         "graph_nodes": len(trace.export(model, traced).graph.nodes), "construct_s": construct_s,
         "slim_params": sum(p.numel() for p in slim.parameters()),
-        "slim_params_predicted": space.params(space.zero_groups()), "peak_rss_mib": _peak_rss_mib(),
+        "slim_params_predicted": space.params(space.zero_groups()), "peak_rss_mib": high_water_mib(),
     }  # fmt: skip
     try:
         import torch_pruning as tp
@@ -112,7 +106,7 @@ def child_load(shape: dict[str, int], folder: str) -> dict[str, Any]:
     """Plan on meta from the shards (magnitude, half the parameters), then load only the slim model."""
     import transformers
     from accelerate import init_empty_weights
-    from common import MemoryPeak
+    from common import MemoryPeak, high_water_mib
 
     import zigprune as zp
 
@@ -128,7 +122,7 @@ def child_load(shape: dict[str, int], folder: str) -> dict[str, Any]:
     prune_s, removed = _timed(
         lambda: zp.prune(space, None, 0.5, by="params", method="magnitude", weights=weights, progress=False)
     )
-    rss_before_load, anon_before_load = _peak_rss_mib(), memory.peak_anon / 2**20
+    rss_before_load, anon_before_load = high_water_mib(), memory.peak_anon / 2**20
     load_s, slim = _timed(lambda: zp.load_pruned(space, weights))
     with torch.no_grad():
         logits = slim(input_ids=torch.zeros(1, SEQ, dtype=torch.long)).logits
@@ -138,7 +132,7 @@ def child_load(shape: dict[str, int], folder: str) -> dict[str, Any]:
         "slim_params": sum(p.numel() for p in slim.parameters()),
         "slim_mib": sum(p.numel() * p.element_size() for p in slim.parameters()) / 2**20,
         "finite": bool(torch.isfinite(logits).all()), "peak_rss_mib_before_load": rss_before_load,
-        "peak_rss_mib": _peak_rss_mib(), "peak_anon_mib_before_load": anon_before_load,
+        "peak_rss_mib": high_water_mib(), "peak_anon_mib_before_load": anon_before_load,
         "peak_anon_mib": memory.stop().peak_anon / 2**20, "anon_mib_before_plan": base,
     }  # fmt: skip
 

@@ -91,6 +91,14 @@ def _statm() -> tuple[int, int] | None:
         return None
 
 
+def high_water_mib() -> float:
+    """This process image's peak resident set so far (``VmHWM``, exact, where ``MemoryPeak`` samples a
+    stretch of the run). Not ``ru_maxrss``: a child started by ``subprocess`` inherits into it the
+    parent's peak from before its ``exec``."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 class MemoryPeak:
     """A thread sampling this process's memory every ``interval`` seconds until ``stop()``: the start and
     peak resident set, and the peak anonymous part (resident minus file-backed pages: memory-mapped

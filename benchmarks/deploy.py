@@ -6,7 +6,7 @@ sharing of the slim model at 4 and 6 bits, for the published compress runs.
 
 Each run folder (``benchmarks/results/default_run``, ``benchmarks/results/compress_resnet20/
 cost_power_0.5``) is copied to a temporary folder and ``zigprune export --int8 --share-bits 4`` is
-applied to the copy (``zigprune.compress.deploy_run``), then ``--share-bits 6``: int8 tries four
+applied to the copy (``zigprune.runs.export_job``), then ``--share-bits 6``: int8 tries four
 schemes, keeps the fastest that holds accuracy within 0.5 pt, and times dense fp32, slim fp32 and
 slim int8 alternately, one thread, at batch 1 and 64; the dense model is the run's architecture
 with fresh weights (speed does not depend on them; its accuracy is the one the run recorded).
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from zigprune.cli import main as cli
-from zigprune.compress.deploy_run import deploy_run
+from zigprune.runs.export_job import deploy_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command_line, goal_line, machine_info
@@ -119,7 +119,7 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
             f"{entry['run']}: recommended `{int8['recommended']}` ({int8['verdict']}), never slower than fp32"
         )
         lines.append(goal_line(text, not slower))
-        lines += pt2egoal_line(entry, goal)
+        lines += pt2e_goal_lines(entry, goal)
         s = entry["sharing"][min(entry["sharing"])]
         lost = (s["slim"]["accuracy"] - s["finetuned"]["accuracy"]) * 100
         ratio = s["fp32_file_bytes"] / s["file_bytes"]
@@ -131,7 +131,7 @@ def goals(entries: list[dict[str, Any]], quick: bool) -> list[str]:
     return lines
 
 
-def pt2egoal_line(entry: dict[str, Any], goal: float) -> list[str]:
+def pt2e_goal_lines(entry: dict[str, Any], goal: float) -> list[str]:
     """The same speed goal for the PT2E int8 model, against both dense fp32 baselines timed with it."""
     rows = {r["model"]: r for r in entry.get("pt2e", {}).get("rows", [])}
     if "slim int8 PT2E" not in rows:

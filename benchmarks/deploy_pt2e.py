@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 import zigprune as zp
-from zigprune.compress.deploy_run import run_models
 from zigprune.deploy import CompiledModule
 from zigprune.measure.latency import interleaved, make_batch
+from zigprune.runs.export_job import run_models
 
 BATCHES = (1, 64)
 NAMES = ("dense fp32 eager", "dense fp32 Inductor", "slim fp32 eager", "slim fp32 Inductor", "slim int8 PT2E")

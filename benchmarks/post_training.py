@@ -40,19 +40,19 @@ import torch
 
 import zigprune as zp
 from zigprune import data
-from zigprune.compress import Config, compress
-from zigprune.compress.prune_job import PruneConfig, prune_run
 from zigprune.core.selection import Target
 from zigprune.data.text import batches, load_text
 from zigprune.io.weights import load_weights, save_weights
 from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.measure.latency import compare
 from zigprune.models import create, fit_kwargs
+from zigprune.runs import Config, compress
+from zigprune.runs.prune_job import PruneConfig, prune_run
 from zigprune.training import evaluate, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tp_baseline
-from common import REPO, command_line, machine_info
+from common import REPO, command_line, goal_line, machine_info
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "post_training"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "post_training"
@@ -254,7 +254,7 @@ def _tiny_bert(transformers: Any) -> Path:
 
 
 def goals(image: dict[str, Any], text: dict[str, Any] | None) -> list[str]:
-    """The issue's goals, each with its figure and whether it is met."""
+    """The issue's goals as Markdown bullets, each with its figure and whether it is met."""
     rows = {(r["target"], r["method"]): r for r in image["rows"]}
     dense = image["dense"]["accuracy"]
     lines = []
@@ -262,31 +262,25 @@ def goals(image: dict[str, Any], text: dict[str, Any] | None) -> list[str]:
         loss = dense - rows["1.5x", "obs"]["accuracy"]
         magnitude = dense - rows["1.5x", "magnitude"]["accuracy"]
         lines.append(
-            f"{image['model']} at 1.5x: obs loses {loss * 100:.2f} pt (goal <= 2 pt): {_met(loss <= 0.02)}"
+            goal_line(f"{image['model']} at 1.5x: obs loses {loss * 100:.2f} pt (goal <= 2 pt)", loss <= 0.02)
         )
         versus = f"obs loses {loss * 100:.2f} pt against magnitude's {magnitude * 100:.2f} pt"
-        lines.append(f"{image['model']} at 1.5x: {versus} (goal <= half): {_met(loss <= magnitude / 2)}")
+        lines.append(goal_line(f"{image['model']} at 1.5x: {versus} (goal <= half)", loss <= magnitude / 2))
     if text is not None:
         found = {(r["target"], r["method"]): r for r in text["rows"]}.get(("1.5x", "obs"))
         if found:
             cosine = found["cosine"]
             lines.append(
-                f"{text['model']} at 1.5x: obs cosine {cosine:.4f} (goal >= 0.95): {_met(cosine >= 0.95)}"
+                goal_line(f"{text['model']} at 1.5x: obs cosine {cosine:.4f} (goal >= 0.95)", cosine >= 0.95)
             )
         distilled = {(r["target"], r["method"]): r for r in text["rows"]}.get(
             ("1.5x", "compress --distill (HESSO)")
         )
         if distilled:
             cosine = distilled["cosine"]
-            lines.append(
-                f"{text['model']} at 1.5x: compress --distill cosine {cosine:.4f} (goal >= 0.98): "
-                f"{_met(cosine >= 0.98)}"
-            )
+            what = f"{text['model']} at 1.5x: compress --distill cosine {cosine:.4f} (goal >= 0.98)"
+            lines.append(goal_line(what, cosine >= 0.98))
     return lines
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "**not met**"
 
 
 def _row(cells: list[str]) -> str:
@@ -345,7 +339,7 @@ def markdown(report: dict[str, Any]) -> str:
             out.append(
                 _row([*cells, f"{r['params']:,}", f"{r['speedup_b16']:.2f}x", f"{r['seconds']:.1f} s"])
             )
-    out += ["", "## Goals", "", *(f"- {line}" for line in report["goals"]), ""]
+    out += ["", "## Goals", "", *report["goals"], ""]
     return "\n".join(out)
 
 

@@ -2,7 +2,7 @@
 
 Each run's report times its models at the end of its own run, under whatever load the machine had
 then; on a shared machine that moves the speedup by a tenth of the MACs ratio between runs. This
-script times every run's (dense, slim) pair in one process, round after round (``zigprune.latency.
+script times every run's (dense, slim) pair in one process, round after round (``zigprune.measure.latency.
 compare``: calls alternate, one thread), and reports the spread of the batch speedup over the MACs
 reduction across rounds, how many rounds reach ``--bar``, and each round's dense time (a slow dense
 model means a loaded machine). The dense model is the run's factory with fresh weights: speed does
@@ -39,8 +39,8 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import zigprune as zp
-from zigprune import latency
 from zigprune.io import make_inputs, read_plan
+from zigprune.measure import latency
 from zigprune.models.spec import ModelSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

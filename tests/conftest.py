@@ -1,6 +1,7 @@
 """Fixtures for every test: thread counts restored, and the models and data several test files share."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -55,18 +56,19 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     transformers.BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=5 + len(WORDS),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        initializer_range=0.3,  # at the default 0.02 the blocks barely change what the embeddings give
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
+    # at the default initializer_range 0.02 the blocks barely change what the embeddings give
+    bert(vocab_size=5 + len(WORDS), max_position_embeddings=64, initializer_range=0.3).save_pretrained(folder)
     return folder
+
+
+def bert(seed: int = 0, kind: str = "BertModel", **config: Any) -> torch.nn.Module:
+    """A small random BERT of ``transformers``' class ``kind`` (2 layers of 4 heads, width 32, 64 in the
+    MLP unless ``config`` says otherwise): the tests' one recipe for a tiny encoder."""
+    import transformers
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    torch.manual_seed(seed)
+    return getattr(transformers, kind)(transformers.BertConfig(**(sizes | config)))
 
 
 @pytest.fixture(scope="session")

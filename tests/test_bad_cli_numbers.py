@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from zigprune.cli import main
-from zigprune.compress import Config, compress
 from zigprune.errors import ConfigError, RunDirError
+from zigprune.runs import Config, compress
 
 
 @pytest.mark.parametrize(

@@ -11,25 +11,25 @@ from pathlib import Path
 import pytest
 import torch
 from cli_errors import error_of
+from conftest import FAST
 
 from zigprune.cli import main
-from zigprune.compress.measurement import _timing_note
-from zigprune.compress.prune_job import PruneConfig
 from zigprune.core.selection import Target
 from zigprune.data.text import batches, load_text
 from zigprune.deploy.int8 import Artefact, Tried, _verdict
 from zigprune.io.weights import save_weights
 from zigprune.measure.fidelity import follows, is_causal_lm
 from zigprune.models import create
+from zigprune.runs.measurement import _timing_note
+from zigprune.runs.prune_job import PruneConfig
 
-FAST = ["--no-latency", "--no-onnx", "--no-progress"]
 DIGITS = ["prune", "--model", "digits_cnn", "--data", "digits", "--calibration", "64"]
 
 
 def test_ctrl_c_in_prune_gives_advice_that_works(
     dense_run: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    job = importlib.import_module("zigprune.compress.prune_job")
+    job = importlib.import_module("zigprune.runs.prune_job")
     out = tmp_path / "run"
     argv = [*DIGITS, "--weights", str(dense_run / "dense.safetensors"), "--out", str(out), *FAST]
 
@@ -40,7 +40,13 @@ def test_ctrl_c_in_prune_gives_advice_that_works(
         patch.setattr(job, "prune", interrupted)
         assert main(argv) == 130
     said = capsys.readouterr().err.strip().splitlines()[-1]
-    assert said == "zigprune: Ctrl-C: stopped prune; run the command again with --force", said
+    assert said == f"zigprune: Ctrl-C: stopped prune; nothing was written to {out}; run the command again"
+    assert not out.exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "save_hf_folder", interrupted)
+        assert main(argv) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.endswith("; run the command again with --force"), said
     again = error_of(capsys, argv)
     assert "unfinished run" in again and "--resume" not in again and "--force" in again
     assert main([*argv, "--force"]) == 0
@@ -154,7 +160,7 @@ def test_decoders_are_measured_by_perplexity_and_next_token_agreement(
 def test_widths_plot_shows_shares_with_readable_labels() -> None:
     from matplotlib.figure import Figure
 
-    from zigprune.compress.report import RunData, _plot_widths, _short
+    from zigprune.runs.report import RunData, _plot_widths, _short
 
     name = "encoder.layer.0.attention.self.query (Linear, +2)"
     assert _short(name) == "…layer.0.attention.self.query (Linear, +2)" and _short("conv1") == "conv1"

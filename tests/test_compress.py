@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 import zigprune as zp
-from zigprune import compress as run
 from zigprune import data
-from zigprune.compress import report as run_report
+from zigprune import runs as run
 from zigprune.errors import OptimizerError, TargetError
 from zigprune.optim import Target
+from zigprune.runs import report as run_report
 from zigprune.training import Hook, Loop
 
 TINY = run.Config(subset=200, epochs=2, batch_size=50, onnx=False, latency=False, baseline=False)
@@ -159,7 +159,7 @@ def test_cost_power_and_rounding_reach_the_optimizer(name: str) -> None:
     model = zp.models.create("digits_cnn")
     space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
     config = replace(TINY, optimizer=name, cost_power=0.5, round_to=4)
-    optimizer = run.OPTIMIZERS[name](space, config, Target.parse("macs=0.5"), 10)
+    optimizer = run.build_optimizer(name, space, config, Target.parse("macs=0.5"), 10)
     assert optimizer.target.cost_power == 0.5 and optimizer.target.round_to == 4
     assert optimizer.target.by == "macs" and optimizer.target.fraction == 0.5
     assert optimizer.target.cost is None
@@ -186,12 +186,12 @@ def test_cost_power_default_depends_on_the_target(
 
 
 def test_latency_aware_prices_groups_by_measured_time() -> None:
-    from zigprune.layer_latency import LayerLatency
+    from zigprune.measure.layer_latency import LayerLatency
 
     model = zp.models.create("digits_cnn")
     space = zp.analyze(model, torch.zeros(1, 1, 8, 8), check=False)
     config = replace(TINY, latency_aware=True)
-    optimizer = run.OPTIMIZERS["hesso"](space, config, Target.parse("macs=0.5"), 10)
+    optimizer = run.build_optimizer("hesso", space, config, Target.parse("macs=0.5"), 10)
     cost = optimizer.target.cost
     assert isinstance(cost, LayerLatency) and optimizer.target.cost_power == 1.0
     assert [layer.name for layer in cost.layers] == ["0", "3", "8"]

@@ -153,7 +153,7 @@ def test_a_tied_space_saves_and_loads(tmp_path) -> None:
     space = zp.analyze(model, x)
     space.zero_(space.families[next(f.index for f in space.families if f.groups)].groups[:3])
     slim = space.construct()
-    directory = zp.save(tmp_path / "run", slim, space, "test_construction_check:ShapeRead")
+    directory = zp.save(slim, space, "test_construction_check:ShapeRead", tmp_path / "run")
     loaded = zp.load(directory, factory=ShapeRead)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
+from conftest import bert
 from torch.utils.data import TensorDataset
 
 from zigprune import data
 from zigprune.cli import main
-from zigprune.compress.fit import check_fits
 from zigprune.errors import DataError
 from zigprune.models.spec import resolve
+from zigprune.runs.fit import check_fits
 
 TINY = ["--subset", "20", "--epochs", "1", "--no-baseline", "--no-latency", "--no-onnx", "--no-progress"]
 TEXT_MODEL = (
@@ -24,11 +24,8 @@ TEXT_MODEL = (
 
 
 def tiny_bert(folder: Path) -> Path:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    transformers.BertModel(config).save_pretrained(folder)
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    bert(vocab_size=64, **sizes).save_pretrained(folder)
     return folder
 
 

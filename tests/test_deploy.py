@@ -96,7 +96,7 @@ def test_calibration_reader_feeds_exactly_the_batches_given(slim_onnx):
 def test_quantize_refuses_bad_input_and_writes_nothing(slim_onnx, tmp_path):
     _, path = slim_onnx
     out = tmp_path / "q.onnx"
-    with pytest.raises(QuantizeError, match="calibration data is empty"):
+    with pytest.raises(QuantizeError, match="calibration is empty"):
         zp.quantize_onnx(path, [], out)
     with pytest.raises(QuantizeError, match="NaN or Inf"):
         zp.quantize_onnx(path, [torch.full((2, 1, 8, 8), float("nan"))], out)
@@ -229,13 +229,13 @@ def test_export_int8_on_a_run_and_its_errors(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["compress", *FAST, "--target", "macs=2x", "--no-latency", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["export", str(out), "--int8", "--no-progress"]) == 0
+    assert main(["export", str(out), "--int8", "--latency-seconds", "0.05", "--no-progress"]) == 0
     assert "slim int8" in capsys.readouterr().out
     assert "int8" in json.loads((out / "metrics.json").read_text())
     (out / "model.onnx").write_bytes(b"corrupt")
     assert main(["export", str(out), "--int8", "--no-progress"]) == 1
     assert "not an ONNX model" in capsys.readouterr().err
-    monkeypatch.setattr("zigprune.cli.has_onnx", lambda: False)
+    monkeypatch.setattr("zigprune.runs.config.has_onnx", lambda: False)
     assert main(["export", str(out), "--int8"]) == 2
     assert "pip install 'zigprune[onnx]'" in capsys.readouterr().err
 
@@ -249,7 +249,7 @@ def test_compress_int8_needs_onnx_and_timing(tmp_path, capsys, monkeypatch):
     ):
         assert main(["compress", *FAST, *flags, "--out", out]) == 2
         assert message in capsys.readouterr().err
-    monkeypatch.setattr("zigprune.compress.job.has_onnx", lambda: False)
+    monkeypatch.setattr("zigprune.runs.config.has_onnx", lambda: False)
     assert main(["compress", *FAST, "--int8", "--out", out]) == 2
     assert "pip install 'zigprune[onnx]'" in capsys.readouterr().err
     assert not Path(out).exists()

@@ -15,9 +15,9 @@ from conftest import FAST
 
 import zigprune as zp
 from zigprune.cli import main
-from zigprune.compress.config import Config
 from zigprune.data.text import TokenizedLines
 from zigprune.errors import ConfigError
+from zigprune.runs.config import Config
 from zigprune.training import train
 from zigprune.training.objective import Classification, Distillation
 

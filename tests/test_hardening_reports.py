@@ -15,12 +15,12 @@ from torch import nn
 
 import zigprune as zp
 from zigprune import cli
-from zigprune import compress as run
+from zigprune import runs as run
 from zigprune.bench import command
-from zigprune.compress import report
 from zigprune.core.selection import Target, select
 from zigprune.errors import TargetError, ZigpruneError
 from zigprune.methods import allocators
+from zigprune.runs import report
 
 
 class Branchy(nn.Module):

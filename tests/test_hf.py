@@ -10,6 +10,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
+from conftest import bert  # noqa: E402
+
 import zigprune as zp  # noqa: E402
 from zigprune.errors import OptimizerError  # noqa: E402
 from zigprune.hf import PruningCallback, decay_groups, group_optimizer  # noqa: E402
@@ -19,12 +21,10 @@ SEQ = 8
 
 def tiny_bert() -> tuple[torch.nn.Module, list[dict], dict[str, torch.Tensor]]:
     """A random 2-layer BERT classifier, 32 random labelled sequences, and example inputs."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=32, num_labels=2, attn_implementation="sdpa",
+    model = bert(
+        kind="BertForSequenceClassification", vocab_size=128, max_position_embeddings=32, num_labels=2,
+        attn_implementation="sdpa",
     )  # fmt: skip
-    model = transformers.BertForSequenceClassification(config)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 128, (32, SEQ), generator=g)
     labels = torch.randint(0, 2, (32,), generator=g)

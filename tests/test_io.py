@@ -70,7 +70,7 @@ def resnet() -> Run:
 
 @pytest.fixture(scope="module")
 def resnet_dir(resnet: Run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return zp.save(tmp_path_factory.mktemp("resnet"), resnet.slim, resnet.space, resnet.spec)
+    return zp.save(resnet.slim, resnet.space, resnet.spec, tmp_path_factory.mktemp("resnet"))
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def tiny(tmp_path: Path) -> tuple[Run, Path]:
     path.write_text(TINY)
     spec = resolve(f"{path}:make", width=6)
     run = prune(spec, spec.example_inputs(batch=2, input_shape=(1, 8, 8)))
-    return run, zp.save(tmp_path / "run", run.slim, run.space, run.spec)
+    return run, zp.save(run.slim, run.space, run.spec, tmp_path / "run")
 
 
 def outputs_equal(a: nn.Module, b: nn.Module, *inputs: Any) -> bool:
@@ -154,7 +154,7 @@ def test_hf_gpt2_round_trip_keeps_tied_embeddings(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path / "gpt2")
     spec = resolve(f"hf:{tmp_path / 'gpt2'}")
     run = prune(spec, spec.example_inputs(batch=2))
-    directory = zp.save(tmp_path / "run", run.slim, run.space, run.spec, metadata={"note": "tiny"})
+    directory = zp.save(run.slim, run.space, run.spec, tmp_path / "run", metadata={"note": "tiny"})
     loaded = zp.load(directory)
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
     assert loaded.transformer.h[0].mlp.c_fc.weight.shape == run.slim.transformer.h[0].mlp.c_fc.weight.shape
@@ -167,7 +167,7 @@ def test_hf_gpt2_round_trip_keeps_tied_embeddings(tmp_path: Path) -> None:
 def test_half_precision_weights_keep_their_dtype(tiny: tuple[Run, Path], tmp_path: Path) -> None:
     run, _ = tiny
     half = run.slim.to(torch.bfloat16)
-    directory = zp.save(tmp_path / "half", half, run.space, run.spec)
+    directory = zp.save(half, run.space, run.spec, tmp_path / "half")
     loaded = zp.load(directory, trust_factory=True)
     assert loaded[0].weight.dtype == torch.bfloat16
     assert torch.equal(loaded[0].weight, half[0].weight)
@@ -259,7 +259,7 @@ def test_failed_save_leaves_no_plan(tiny: tuple[Run, Path], monkeypatch: pytest.
 
     monkeypatch.setattr(saved, "_save_weights", fail)
     with pytest.raises(OSError, match="disk full"):
-        zp.save(directory, run.slim, run.space, run.spec)
+        zp.save(run.slim, run.space, run.spec, directory)
     assert sorted(p.name for p in directory.iterdir()) == ["model.safetensors"]
     assert (directory / "model.safetensors").read_bytes() == before
 
@@ -271,20 +271,20 @@ def test_save_refuses_a_wrong_spec_or_a_model_that_is_not_slim(
     with pytest.raises(
         ModelError, match=r"builds a model with a different group structure than the analysed one"
     ):
-        zp.save(tmp_path / "a", run.slim, run.space, ModelSpec(run.spec.text, {"width": 7}))
+        zp.save(run.slim, run.space, ModelSpec(run.spec.text, {"width": 7}), tmp_path / "a")
     with pytest.raises(
         ModelError,
         match=r"is not the slim model of this space \(0\.weight has shape \(8, 1, 3, 3\), expected \(\d, 1",
     ):
-        zp.save(tmp_path / "b", run.space.model, run.space, run.spec)
+        zp.save(run.space.model, run.space, run.spec, tmp_path / "b")
     with pytest.raises(ModelError, match="metadata must be JSON values"):
-        zp.save(tmp_path / "c", run.slim, run.space, run.spec, metadata={"x": object()})
+        zp.save(run.slim, run.space, run.spec, tmp_path / "c", metadata={"x": object()})
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_save_records_given_example_inputs(tiny: tuple[Run, Path], tmp_path: Path) -> None:
     run, _ = tiny
-    directory = zp.save(tmp_path / "x", run.slim, run.space, run.spec, example_inputs=torch.randn(3, 1, 8, 8))
+    directory = zp.save(run.slim, run.space, run.spec, tmp_path / "x", example_inputs=torch.randn(3, 1, 8, 8))
     assert json.loads((directory / "plan.json").read_text())["inputs"]["args"][0]["shape"] == [3, 1, 8, 8]
     assert outputs_equal(zp.load(directory, trust_factory=True), run.slim, run.inputs)
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from zigprune.errors import ZigpruneError
-from zigprune.latency import (
+from zigprune.measure.latency import (
     Latency,
     LatencyError,
     compare,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_errors import error_of
-from conftest import FAST
+from conftest import FAST, bert
 
 import zigprune as zp
 from zigprune.cli import main
@@ -22,10 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def _bert(seed: int = 0) -> torch.nn.Module:
-    sizes = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 64}
-    config = transformers.BertConfig(vocab_size=60, initializer_range=0.2, **sizes)
-    torch.manual_seed(seed)
-    return transformers.BertModel(config).eval()
+    return bert(seed, vocab_size=60, initializer_range=0.2, num_hidden_layers=3).eval()
 
 
 def _llama(kv_heads: int) -> torch.nn.Module:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_errors import error_of
+from conftest import FAST, bert
 
 import zigprune as zp
 from zigprune.cli import main
@@ -17,7 +18,6 @@ from zigprune.io.weights import load_weights, save_weights
 from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.models import create
 
-FAST = ["--no-latency", "--no-onnx", "--no-progress"]
 DIGITS = ["prune", "--model", "digits_cnn", "--data", "digits"]
 
 
@@ -163,12 +163,10 @@ def test_prune_cli_on_text(tiny_bert: Path, text_file: Path, tmp_path: Path, cap
 
 
 def test_text_data_needs_a_tokenizer(tmp_path: Path, text_file: Path, capsys) -> None:
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     folder = tmp_path / "no-tokenizer"
-    config = transformers.BertConfig(
-        vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    transformers.BertModel(config).save_pretrained(folder)
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    bert(vocab_size=30, **sizes).save_pretrained(folder)
     capsys.readouterr()
     out = tmp_path / "never"
     argv = ["prune", "--model", f"hf:{folder}", "--data", f"text:{text_file}", "--out", str(out), *FAST]

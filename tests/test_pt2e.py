@@ -51,7 +51,7 @@ def test_pt2e_int8_agrees_with_fp32_at_any_batch_size_and_leaves_the_model(compi
 
 def test_pt2e_refuses_bad_calibration():
     slim = _slim()
-    with pytest.raises(QuantizeError, match="calibration data is empty"):
+    with pytest.raises(QuantizeError, match="calibration is empty"):
         zp.quantize_pt2e(slim, [])
     with pytest.raises(QuantizeError, match="NaN or Inf"):
         zp.quantize_pt2e(slim, [torch.randn(4, 1, 8, 8), torch.full((4, 1, 8, 8), float("nan"))])

@@ -14,9 +14,19 @@ import torch
 from torch.utils.data import TensorDataset
 
 import zigprune as zp
-from zigprune import checkpoint, models
+from zigprune import models
 from zigprune.errors import LoadError
-from zigprune.training import Hook, Loop, OutputError, evaluate, logits, rng_state, set_rng_state, train
+from zigprune.training import (
+    Hook,
+    Loop,
+    OutputError,
+    checkpoint,
+    evaluate,
+    logits,
+    rng_state,
+    set_rng_state,
+    train,
+)
 
 STEPS_PER_EPOCH = 4  # 200 samples, batch 50
 

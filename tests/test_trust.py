@@ -44,7 +44,7 @@ def saved(tmp_path: Path) -> Path:
     model = spec.build().eval()
     space = zp.analyze(model, spec.example_inputs(batch=2, input_shape=(1, 8, 8)))
     space.zero_([0, 1])
-    return zp.save(tmp_path / "run", space.construct(), space, spec)
+    return zp.save(space.construct(), space, spec, tmp_path / "run")
 
 
 def baited(folder: Path, text: str) -> Path:
@@ -113,7 +113,7 @@ def test_resume_refuses_a_factory_the_folder_names(
 
 
 def zp_compress(out: Path) -> None:
-    from zigprune.compress import Config, compress
+    from zigprune.runs import Config, compress
 
     compress(Config(), out, resume=True)
 
@@ -137,7 +137,7 @@ def test_zoo_models_load_without_being_allowed(tmp_path: Path) -> None:
     model = spec.build().eval()
     space = zp.analyze(model, spec.example_inputs(batch=2))
     space.zero_([0])
-    folder = zp.save(tmp_path / "zoo", space.construct(), space, spec)
+    folder = zp.save(space.construct(), space, spec, tmp_path / "zoo")
     assert isinstance(zp.load(folder), nn.Module)
 
 
@@ -149,7 +149,7 @@ def test_a_relative_factory_path_is_saved_absolute(tmp_path: Path, monkeypatch: 
     model = spec.build().eval()
     space = zp.analyze(model, spec.example_inputs(batch=2, input_shape=(1, 8, 8)))
     space.zero_([0])
-    folder = zp.save(tmp_path / "run", space.construct(), space, spec)
+    folder = zp.save(space.construct(), space, spec, tmp_path / "run")
     assert json.loads((folder / "plan.json").read_text())["spec"]["text"] == f"{tmp_path / 'net.py'}:make"
     monkeypatch.chdir(tmp_path.parent)
     assert isinstance(zp.load(folder, trust_factory=True), nn.Module)

@@ -107,7 +107,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also quantize each slim model (ONNX Runtime, static int8): int8 accuracy and speedup columns",
     )
     parser.add_argument("--epoch-eval", action="store_true", help="evaluate the test set after every epoch")
-    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -150,7 +150,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         latency=not args.no_latency,
         latency_seconds=quick.get("latency_seconds", 0.5),
         epoch_eval=args.epoch_eval,
-        progress=args.progress,
+        progress=not args.no_progress,
         quick=args.quick,
         int8=args.int8,
     )

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import TargetError
+
 if TYPE_CHECKING:
     from .space import GroupSpace
 
@@ -43,11 +45,11 @@ class Limits:
             object.__setattr__(self, "leave", (self.leave,))
         object.__setattr__(self, "leave", tuple(self.leave))
         if not 0 < self.max_share <= 1:
-            raise ValueError(f"max_share must lie in (0, 1], not {self.max_share}")
+            raise TargetError(f"max_share must lie in (0, 1], not {self.max_share}")
         if isinstance(self.min_heads, bool) or not isinstance(self.min_heads, int) or self.min_heads < 0:
-            raise ValueError(f"min_heads must be a whole number of at least 0, not {self.min_heads!r}")
+            raise TargetError(f"min_heads must be a whole number of at least 0, not {self.min_heads!r}")
         if not 0 <= self.min_keep < 1:
-            raise ValueError(f"min_keep must lie in [0, 1), not {self.min_keep}")
+            raise TargetError(f"min_keep must lie in [0, 1), not {self.min_keep}")
 
     def held(self, space: GroupSpace) -> torch.Tensor | None:
         """Groups of the families ``leave`` names (None when it names none)."""

@@ -29,7 +29,7 @@ class Target:
     HESSO's and DHSPG's) ignores cost, 1 is the knapsack ratio (the ``cost-aware`` allocator's), in
     between favours cheap groups less strongly. ``cost``, given the groups
     taken so far, returns each group's cost for that ranking in place of its MACs or params (e.g. the
-    time its removal saves: :class:`zigprune.layer_latency.LayerLatency`); the goal is still counted
+    time its removal saves: :class:`zigprune.measure.layer_latency.LayerLatency`); the goal is still counted
     in ``by``. ``limits`` (a :class:`Limits`) say what may not go: families left alone, a maximum
     share per family, a minimum of heads, the same width in every layer.
     """
@@ -43,13 +43,13 @@ class Target:
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
-            raise ValueError(f"target must lie strictly between 0 and 1, not {self.fraction}")
+            raise TargetError(f"target must lie strictly between 0 and 1, not {self.fraction}")
         if self.by not in KINDS:
-            raise ValueError(f"target kind must be one of {KINDS}, not {self.by!r}")
+            raise TargetError(f"target kind must be one of {KINDS}, not {self.by!r}")
         if self.round_to < 1:
-            raise ValueError(f"round_to must be a positive integer, not {self.round_to}")
+            raise TargetError(f"round_to must be a positive integer, not {self.round_to}")
         if not 0 <= self.cost_power <= 1:
-            raise ValueError(f"cost_power must lie in [0, 1], not {self.cost_power}")
+            raise TargetError(f"cost_power must lie in [0, 1], not {self.cost_power}")
 
     @classmethod
     def of(cls, target: float | Target, **options: Any) -> Target:
@@ -62,7 +62,7 @@ class Target:
         if not isinstance(target, Target):
             return cls(float(target), **given)
         if given:
-            raise ValueError(
+            raise TargetError(
                 f"{', '.join(given)} must go inside the Target when target is one, e.g. "
                 f"Target({target.fraction}, {target.by!r}, {next(iter(given))}=...)"
             )

@@ -28,8 +28,9 @@ def finetune_centroids(
 ) -> list[float]:
     """Train the codebooks of ``sharing`` on ``batches`` of ``(inputs, labels)`` with Adam, ``epochs``
     passes, the model in eval mode (BatchNorm statistics stay), and leave the model's weights at the
-    new codebook values. A codebook entry that is exactly 0 (pruned weights) stays 0. Returns each
-    step's loss; a NaN or infinite loss raises :class:`DivergedError` with the weights restored."""
+    new codebook values (in place, as ``share_weights`` does). A codebook entry that is exactly 0
+    (pruned weights) stays 0. Returns each step's loss; a NaN or infinite loss raises
+    :class:`DivergedError` with the weights restored."""
     objective = objective or Classification()
     modules = dict(model.named_modules())
     books = {name: layer.codebook.clone().requires_grad_(True) for name, layer in sharing.layers.items()}

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.trace import Inputs, as_inputs, export
+from ..core.batches import checked_batch, empty_calibration
+from ..core.trace import Inputs, export
 from ..errors import QuantizeError, first_line
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,10 @@ def quantize_pt2e(
     is not installed, the calibration is empty or holds NaN/Inf, or quantization fails.
     """
     prepare, convert, quantizer = _torchao()
-    batches = iter(calibration)
-    first = next(batches, None)
-    if first is None:
-        raise QuantizeError("the calibration data is empty; pass at least one batch of model inputs")
-    inputs = as_inputs(first, model)
+    batches = (checked_batch(batch, i, QuantizeError, model) for i, batch in enumerate(calibration))
+    inputs = next(batches, None)
+    if inputs is None:
+        raise empty_calibration(QuantizeError)
     graph = _export(model, inputs, dynamic_batch).module()
     try:
         prepared = prepare(graph, quantizer)
@@ -103,8 +103,8 @@ def quantize_pt2e(
         raise QuantizeError(f"torchao could not prepare {type(model).__name__} ({first_line(err)})") from err
     count = 0
     with torch.no_grad():
-        for batch in itertools.chain([first], batches):
-            _feed(prepared, as_inputs(batch, model))
+        for batch in itertools.chain([inputs], batches):
+            _feed(prepared, batch)
             count += 1
     try:
         quantized = convert(prepared)
@@ -153,9 +153,6 @@ def _batch_dim(value: Any) -> Any:
 
 def _feed(prepared: nn.Module, batch: Inputs) -> None:
     """One calibration batch through the observed graph; a batch that does not fit is a QuantizeError."""
-    for tensor in batch.tensors():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise QuantizeError("a calibration batch holds NaN or Inf; pass finite batches")
     try:
         batch.call(prepared)
     except Exception as err:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.trace import as_inputs
-from ..errors import ExampleInputError, QuantizeError, first_line
+from ..core.batches import checked_batch, empty_calibration
+from ..errors import QuantizeError, first_line
+from ..io import ort
 from ..io.atomic import atomic_write
-from ..measure.latency import LatencyError, check_fixed, onnx_feed
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +64,16 @@ class CalibrationReader:
     (``get_next`` returns exactly those batches, in order, then None)."""
 
     def __init__(self, path: Path, takes: list[Any], calibration: Iterable[Any]) -> None:
-        self._feeds = (self._feed(path, takes, batch) for batch in calibration)
+        self._feeds = (self._feed(path, takes, batch, i) for i, batch in enumerate(calibration))
         self.count = 0
 
     @staticmethod
-    def _feed(path: Path, takes: list[Any], batch: Any) -> dict[str, np.ndarray]:
+    def _feed(path: Path, takes: list[Any], batch: Any, index: int) -> dict[str, np.ndarray]:
+        inputs = checked_batch(batch, index, QuantizeError)
         try:
-            feed = onnx_feed(path, takes, as_inputs(batch))
-            for arg in takes:
-                check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
-        except (ExampleInputError, LatencyError) as err:
-            raise QuantizeError(f"a calibration batch does not fit {path.name}: {err}") from None
-        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in feed.items()}
-        for name, array in arrays.items():
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                raise QuantizeError(f"calibration input {name!r} holds NaN or Inf; pass finite batches")
-        return arrays
+            return ort.arrays(ort.feed(path, takes, inputs, QuantizeError))
+        except QuantizeError as err:
+            raise QuantizeError(f"calibration batch {index} does not fit {path.name}: {err}") from None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         feed = next(self._feeds, None)
@@ -108,9 +102,9 @@ def quantize_onnx(
     ORT recommends). Raises :class:`QuantizeError` (nothing written) on a file ORT cannot read, an
     empty calibration, or batches that do not fit the model's inputs.
     """
-    ort, quantization = _onnxruntime()
+    quantization = _quantization()
     source, out = Path(onnx_path), Path(out_path)
-    takes = _inputs_of(ort, source)
+    takes = _inputs_of(source)
     reader = CalibrationReader(source, takes, calibration)
     with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
         model = _preprocess(quantization, source, Path(folder) / "pre.onnx") if preprocess else source
@@ -127,33 +121,26 @@ def quantize_onnx(
 def preprocess_onnx(onnx_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """ORT's ``quant_pre_process`` of ``onnx_path`` into ``out_path`` (what ``quantize_onnx`` does first
     unless ``preprocess=False``): done once, it serves every scheme quantized from the same file."""
-    ort, quantization = _onnxruntime()
+    quantization = _quantization()
     source = Path(onnx_path)
-    _inputs_of(ort, source)
+    _inputs_of(source)
     return _preprocess(quantization, source, Path(out_path))
 
 
-def _onnxruntime() -> tuple[Any, Any]:
+def _quantization() -> Any:
+    """ONNX Runtime's quantization tools, or a QuantizeError saying how to install them."""
     try:
-        import onnxruntime
         from onnxruntime import quantization
     except ImportError as err:
         raise QuantizeError(
             f"int8 quantization needs onnx and onnxruntime ({err}): pip install 'zigprune[onnx]'"
         ) from None
-    return onnxruntime, quantization
+    return quantization
 
 
-def _inputs_of(ort: Any, path: Path) -> list[Any]:
+def _inputs_of(path: Path) -> list[Any]:
     """The model's inputs, or a QuantizeError saying the file is missing or not an ONNX model."""
-    if not path.is_file():
-        raise QuantizeError(f"no ONNX model at {path}: export one first (zp.export_onnx or zigprune export)")
-    try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
-    except Exception as err:
-        raise QuantizeError(
-            f"{path} is not an ONNX model ONNX Runtime can load ({first_line(err)}); export it again"
-        ) from None
+    return ort.open_session(path, error=QuantizeError).get_inputs()
 
 
 def _preprocess(quantization: Any, source: Path, out: Path) -> Path:
@@ -225,9 +212,7 @@ def _quantize(quantization: Any, model: Path, out: Path, reader: CalibrationRead
         raise
     except Exception as err:
         if reader.count == 0:
-            raise QuantizeError(
-                "the calibration data is empty; pass at least one batch of model inputs"
-            ) from None
+            raise empty_calibration(QuantizeError) from None
         raise QuantizeError(f"ONNX Runtime could not quantize {model.name} ({first_line(err)})") from err
 
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..core.trace import Inputs
-from ..errors import QuantizeError, first_line
-from ..measure.latency import onnx_feed
+from ..errors import QuantizeError
+from ..io import ort
 
 
 class OnnxModule(nn.Module):
@@ -21,26 +21,12 @@ class OnnxModule(nn.Module):
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise QuantizeError(
-                "running an ONNX file needs onnxruntime: pip install 'zigprune[onnx]'"
-            ) from None
         self.path = Path(path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:
-            raise QuantizeError(
-                f"{self.path} is not an ONNX model ONNX Runtime can load ({first_line(err)}); export it again"
-            ) from None
+        self.session = ort.open_session(self.path, threads=threads, error=QuantizeError)
         self.takes = self.session.get_inputs()
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        feed = onnx_feed(self.path, self.takes, Inputs(args, kwargs))
-        got = self.session.run(None, {name: t.detach().cpu().numpy() for name, t in feed.items()})
+        feed = ort.feed(self.path, self.takes, Inputs(args, kwargs), QuantizeError)
+        got = self.session.run(None, ort.arrays(feed))
         outputs = tuple(torch.from_numpy(array) for array in got)
         return outputs[0] if len(outputs) == 1 else outputs

@@ -16,7 +16,7 @@ from torch import nn
 from ..core.construct import output_tensors, outside_tolerance
 from ..core.trace import Inputs, as_inputs, eval_mode
 from ..errors import ExportError, first_line
-from . import onnx_axes
+from . import onnx_axes, ort
 from .atomic import atomic_write
 from .onnx_axes import BATCH, Axes
 
@@ -39,15 +39,13 @@ class _Positional(nn.Module):
         return tuple(output_tensors(self.model(*args, **kwargs)))
 
 
-def _onnxruntime() -> Any:
+def _onnx() -> None:
+    """onnx and onnxruntime, both needed to export and check: an ExportError saying how to install them."""
     try:
         import onnx  # noqa: F401
-        import onnxruntime
     except ImportError as err:
-        raise ExportError(
-            f"ONNX export needs onnx and onnxruntime ({err}): pip install 'zigprune[onnx]'"
-        ) from err
-    return onnxruntime
+        raise ExportError(f"ONNX export needs onnx and onnxruntime ({err}): {ort.INSTALL}") from err
+    ort.onnxruntime(ExportError, "ONNX export")
 
 
 def _export_dynamo(
@@ -158,7 +156,7 @@ def _check_onnx(
 ) -> None:
     """Run the exported file in ONNX Runtime and compare with PyTorch at the example inputs, then one
     longer along each axis the file leaves dynamic."""
-    session = _onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.open_session(path, error=ExportError)
     takes = {i.name for i in session.get_inputs()}
     dynamic = _file_axes(session, names)
     _log_fixed(names, tensors, axes, dynamic)
@@ -224,7 +222,7 @@ def export_onnx(
     ONNX Runtime at the example inputs and one longer along each dynamic axis, and must match PyTorch
     within ``atol`` × the output scale, or :class:`ExportError` is raised and no file is written.
     """
-    _onnxruntime()
+    _onnx()
     path = Path(path)
     inputs = as_inputs(example_inputs, model)
     named = inputs.named_tensors()

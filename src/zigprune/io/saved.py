@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,22 +83,33 @@ def _verify_spec(spec: ModelSpec, inputs: Inputs, expected: str, ties: list) -> 
 
 
 def save(
-    directory: str | os.PathLike,
     model: nn.Module,
     space: GroupSpace,
     spec: ModelSpec | str,
+    directory: str | os.PathLike,
     *,
     example_inputs: Any = None,
     metadata: dict[str, Any] | None = None,
     check: bool = True,
 ) -> Path:
-    """Save the slim ``model`` (from ``space.construct()``) as ``model.safetensors`` + ``plan.json``.
+    """Save the slim ``model`` (from ``space.construct()``) into ``directory`` as ``model.safetensors`` +
+    ``plan.json``; the model is not changed. Arguments in the order of every zigprune writer (the model,
+    what it needs, where it goes, as ``export_onnx`` and ``save_shared``); the order of earlier versions,
+    ``directory`` first, still works with a ``FutureWarning``.
 
     ``spec`` names the factory the analysed model was built with (see :func:`zigprune.models.spec.resolve`);
     ``example_inputs`` (default: the space's) are recorded by shape, dtype and integer range so
     :func:`load` can re-analyse. With ``check``, the spec is built once to prove it gives the same group
     structure. Files are written atomically, ``plan.json`` last, so a folder with a plan is complete.
     """
+    if isinstance(model, str | os.PathLike) and isinstance(space, nn.Module):
+        warnings.warn(
+            "zp.save takes (model, space, spec, directory) now, like export_onnx and save_shared; "
+            "the directory-first order will be removed",
+            FutureWarning,
+            stacklevel=2,
+        )
+        model, space, spec, directory = space, spec, directory, model  # type: ignore[assignment]
     spec = (resolve(spec.text, **spec.kwargs) if isinstance(spec, ModelSpec) else resolve(spec)).absolute()
     try:
         json.dumps(metadata, allow_nan=False)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..core.trace import Inputs, as_inputs, eval_mode
 from ..errors import ExampleInputError, ZigpruneError
+from ..io import ort
 
 Call = Callable[[], Any]
 Bind = Callable[[Inputs], Call]
@@ -243,63 +244,16 @@ def _prepare_torch(model: Any, stack: ExitStack, threads: int) -> Bind:
 
 def _prepare_onnx(path: Any, stack: ExitStack, threads: int) -> Bind:
     """Calls of an ONNX Runtime CPU session on a batch, its tensors fed to the model's inputs."""
-    try:
-        import onnxruntime as ort
-    except ImportError as err:
-        raise LatencyError("ONNX latency needs onnxruntime: pip install 'zigprune[onnx]'") from err
-    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+    if not isinstance(path, (str, Path)):
         raise LatencyError(f"no ONNX model at {path!r}: export one first (zp.export_onnx) and pass its path")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.open_session(path, threads=threads, timing=True, error=LatencyError)
     takes = session.get_inputs()
 
     def bind(batch: Inputs) -> Call:
-        feed = onnx_feed(path, takes, batch)
-        for arg in takes:
-            check_fixed(path, arg.name, arg.shape or [], feed[arg.name])
-        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in feed.items()}
+        arrays = ort.arrays(ort.feed(path, takes, batch, LatencyError))
         return lambda: session.run(None, arrays)
 
     return bind
-
-
-def onnx_feed(path: Any, takes: list[Any], batch: Inputs) -> dict[str, Tensor]:
-    """The batch's tensors by the ONNX model's input names: by name if it has them all, else in order."""
-    named = batch.named_tensors()
-    wanted = [arg.name for arg in takes]
-    if all(name in named for name in wanted):
-        return {name: named[name] for name in wanted}
-    if len(named) == len(wanted):
-        return dict(zip(wanted, named.values()))
-    raise LatencyError(
-        f"{path} takes the inputs {', '.join(wanted)}, but the example gives {', '.join(named) or 'none'}; "
-        "pass the example inputs the model was exported with"
-    )
-
-
-def check_fixed(path: Any, name: str, shape: list[Any], tensor: Tensor) -> None:
-    """A LatencyError when ``tensor`` does not fit a fixed (numbered) size of the ONNX input ``name``."""
-    if len(shape) != tensor.dim():
-        raise LatencyError(
-            f"input {name!r} of {path} has {len(shape)} axes, but the example's has {tensor.dim()}; "
-            "pass the example inputs the model was exported with"
-        )
-    for axis, (fixed, size) in enumerate(zip(shape, tensor.shape)):
-        if not isinstance(fixed, int) or fixed == size:
-            continue
-        if axis == 0:
-            raise LatencyError(
-                f"{path} has a fixed batch size of {fixed}, so batch {size} cannot run: export it "
-                f"with a dynamic batch dimension (zp.export_onnx) or pass batch_sizes=({fixed},)"
-            )
-        raise LatencyError(
-            f"input {name!r} of {path} has a fixed size of {fixed} on axis {axis}, but the example's is "
-            f"{size}: time it with an example of that shape, or export it with that axis dynamic"
-        )
 
 
 def _to(value: Any, device: torch.device) -> Any:

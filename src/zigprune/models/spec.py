@@ -27,7 +27,8 @@ from torch import nn
 
 from ..errors import ModelError, first_line
 
-FORMS = "a zoo name, path/to/file.py:factory, package.module:factory or hf:PATH"
+SPEC_FORMS = "path/to/file.py:factory, package.module:factory or hf:PATH"
+FORMS = f"a zoo name, {SPEC_FORMS}"
 TEXT_SEQUENCE = 16
 HEAD_SUFFIXES = ("ForImageClassification", "ForSequenceClassification")
 
@@ -118,11 +119,19 @@ def _call(spec: ModelSpec, factory: Callable[..., Any]) -> Any:
 # -- zoo ---------------------------------------------------------------------------------------------------
 
 
+def check_known(text: str) -> str:
+    """``text`` itself, unless it names no zoo model and no other spec: then an error listing the names."""
+    spec = ModelSpec(text.strip())
+    if spec.kind == "zoo":
+        _check_zoo(spec)
+    return text
+
+
 def _check_zoo(spec: ModelSpec) -> None:
     from . import names
 
     if spec.text not in names():
-        raise ModelError(f"unknown model {spec.text!r}; use {FORMS}; zoo names: {', '.join(names())}")
+        raise ModelError(f"unknown model {spec.text!r}; use {FORMS}; valid names: {', '.join(names())}")
 
 
 def _build_zoo(spec: ModelSpec) -> nn.Module:

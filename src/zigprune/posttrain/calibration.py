@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..core.trace import Inputs, as_inputs, batch_size, eval_mode
-from ..errors import CalibrationError, ExampleInputError, first_line
+from ..core.batches import checked_batch, empty_calibration
+from ..core.trace import Inputs, batch_size, eval_mode
+from ..errors import CalibrationError, first_line
 from ..io.inputs import matching
 
 
@@ -39,21 +40,12 @@ class Calibration:
                 f"calibration must be an iterable of batches (e.g. [x for x, _ in loader]), not a single "
                 f"{type(calibration).__name__}; wrap one batch in a list: [batch]"
             )
-        batches = []
-        for i, batch in enumerate(calibration):
-            try:
-                inputs = as_inputs(batch, model)
-            except ExampleInputError as err:
-                raise CalibrationError(f"calibration batch {i}: {first_line(err)}") from None
-            if not inputs.tensors():
-                raise CalibrationError(f"calibration batch {i} holds no tensor")
-            if any(t.dim() and t.shape[0] == 0 for t in inputs.tensors()):
-                raise CalibrationError(f"calibration batch {i} is empty (a tensor with 0 rows)")
-            batches.append(matching(inputs, model))
+        batches = [
+            matching(checked_batch(batch, i, CalibrationError, model), model)
+            for i, batch in enumerate(calibration)
+        ]
         if not batches:
-            raise CalibrationError(
-                "calibration is empty: give at least one batch of model inputs (128-1024 samples is typical)"
-            )
+            raise empty_calibration(CalibrationError)
         return cls(batches, sum(batch_size(b) for b in batches))
 
     def run(self, model: nn.Module, bar: tqdm | None = None, train: Sequence[nn.Module] = ()) -> None:

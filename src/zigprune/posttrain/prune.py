@@ -43,7 +43,8 @@ def prune(
     block_bytes: int = BLOCK_BYTES,
     weights: TensorSource | None = None,
 ) -> list[int]:
-    """Prune ``space``'s model now, without training: choose groups, zero them, update the kept weights.
+    """Prune ``space``'s model now, without training: choose groups, zero them, update the kept weights,
+    in place (``space.construct()`` then builds the slim copy); returns the ids of the groups removed.
 
     ``calibration`` is an iterable of batches, each what ``model(...)`` takes (a Tensor, a tuple of
     positional arguments or a dict of keyword arguments); 128-1024 samples is typical. ``target`` is

@@ -27,7 +27,6 @@ from ..errors import (
     TargetError,
     first_line,
 )
-from ..io.onnx import has_onnx
 from ..io.saved import save
 from ..io.weights import load_weights, save_weights, tokenizer
 from ..models import fit_kwargs
@@ -36,11 +35,11 @@ from ..optim import targeted
 from ..training import History, Hook, Metrics, checkpoint, evaluate, steps_per_epoch, train
 from ..training.objective import Distillation, Objective
 from . import report as run_report
-from .config import Config, default_out
+from .config import Config, check_onnx_installed, default_out
 from .fit import check_fits
 from .hf_output import save_hf_folder
-from .measurement import measure
-from .optimizers import OPTIMIZERS, base_options, cost_power
+from .measurement import measure_run
+from .optimizers import base_options, build_optimizer, cost_power
 from .rundir import (
     BASELINE,
     CHECKPOINT,
@@ -127,10 +126,7 @@ def _settings(
     if saved is not None and saved.model != config.model and not trust_factory:
         check_named(saved.model, out)
     config = saved or config
-    if config.int8 and not has_onnx():
-        raise ConfigError(
-            "--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)"
-        )
+    check_onnx_installed(config.int8)
     target = Target.parse(config.target)
     aims = targeted(config.optimizer)
     if not aims and (config.latency_aware or config.cost_power is not None):
@@ -169,12 +165,12 @@ def _stages(job: _Job, spec: ModelSpec, dataset: data.Dataset, states: dict[str,
     finally:
         torch.set_num_threads(before)
     recorded = {"data": config.data, "data_dir": config.data_dir, "subset": config.subset}
-    stage.timed("save", lambda: save(out, slim, run.space, spec, metadata=recorded))
+    stage.timed("save", lambda: save(slim, run.space, spec, out, metadata=recorded))
     if config.save_dense:
         trained_on = {"data": config.data, "input_shape": ",".join(map(str, dataset.input_shape))}
         stage.timed("save", lambda: save_weights(run.initial, out / DENSE, trained_on))
     hf_folder = save_hf_folder(stage, spec, slim, out)
-    metrics = measure(stage, config, out, run, slim, dataset, baseline, job.progress)
+    metrics = measure_run(stage, config, out, run, slim, dataset, baseline, job.progress)
     metrics.update(command=job.command, spec=spec.to_json(), optimizer_report=report, hf_folder=hf_folder)
     histories = {"train": history.to_dict(), **({"baseline": dense.to_dict()} if dense is not None else {})}
     write_json(out / HISTORY, histories)
@@ -201,7 +197,7 @@ def _setup(stage: Stage, config: Config, spec: ModelSpec, dataset: data.Dataset,
         f"analysed {config.model}: {space.num_groups} groups in {prunable} of {len(space.families)} families"
     )
     steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.epochs
-    optimizer = OPTIMIZERS[config.optimizer](space, config, target, steps)
+    optimizer = build_optimizer(config.optimizer, space, config, target, steps)
     if config.optimizer == "hspg":
         stage.log("note: hspg has no explicit target; it removes the groups its penalty drives to zero")
     return Run(model, initial, example, single, space, optimizer, steps)

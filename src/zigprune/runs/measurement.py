@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 Deploy = Callable[[Path | None, Path | None], dict[str, Any]]
 
 
-def measure(
+def measure_run(
     stage: Stage,
     config: Config,
     out: Path,

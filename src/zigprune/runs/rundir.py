@@ -11,6 +11,7 @@ saved settings when it stopped before the first checkpoint was written.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ from typing import Any
 from ..errors import RunDirError
 from ..io.atomic import atomic_write
 from ..models.spec import kind_of
-from . import report
 from .config import Config
 
 CONFIG, CHECKPOINT, BASELINE = "run.json", "checkpoint.safetensors", "baseline.safetensors"
 HISTORY, METRICS, ONNX, DENSE = "history.json", "metrics.json", "model.onnx", "dense.safetensors"
+REPORT, PLOT_FILES = "report.md", ("training.png", "sparsity.png", "widths.png", "costs.png")
 OUTPUTS = (METRICS, HISTORY, ONNX, DENSE, "plan.json", "model.safetensors", CHECKPOINT, BASELINE, CONFIG)
 
 
@@ -55,11 +56,22 @@ def check_dir(out: Path, *, resume: bool, force: bool, resumable: bool = True) -
     return None
 
 
+def check_resume(out: Path, config: Config, given: Iterable[str], *, force: bool = False) -> Config:
+    """The config saved in ``out`` for ``--resume``; a ``RunDirError`` naming each option in ``given`` (the
+    ones the user set) whose value differs from the saved run's, since a resumed run keeps its own."""
+    saved = check_dir(out, resume=True, force=force)
+    assert saved is not None
+    changed = [f"--{k.replace('_', '-')} (saved: {getattr(saved, k)!r})" for k in given
+               if getattr(saved, k) != getattr(config, k)]  # fmt: skip
+    if changed:
+        raise RunDirError(f"--resume continues the run saved in {out}; drop {', '.join(changed)}")
+    return saved
+
+
 def start_dir(out: Path, config: Config) -> None:
     """Remove a previous run's files from ``out`` (nothing else) and record ``config`` as ``run.json``."""
-    for name in OUTPUTS:
+    for name in (*OUTPUTS, REPORT, *PLOT_FILES):
         (out / name).unlink(missing_ok=True)
-    report.clear(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG, asdict(config))
 

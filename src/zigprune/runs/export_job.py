@@ -23,6 +23,7 @@ from ..io.saved import load
 from ..io.trust import build_recorded
 from ..io.weights import tokenizer
 from ..models.spec import ModelSpec
+from .config import check_int8_tolerance, check_number, check_onnx_installed
 from .deploy_step import DeployData, deploy_data, int8_section, sharing_section
 from .report import render_dir
 from .rundir import HISTORY, METRICS, ONNX, write_json
@@ -46,6 +47,9 @@ def deploy_run(
     run's ``metrics.json`` (re-rendering ``report.md``) when it has one. The dense model is the run's
     architecture rebuilt from its spec: pretrained weights for ``hf:`` models, fresh ones otherwise
     (its speed does not depend on them; its accuracy is the one the run recorded)."""
+    check_onnx_installed(int8)
+    check_int8_tolerance(int8_tolerance)
+    check_number("latency_seconds", latency_seconds, 0.0, strict=True)
     directory = Path(run_dir)
     slim, dense, inputs, metrics = run_models(directory, factory, trust_factory)
     metrics_path = directory / METRICS

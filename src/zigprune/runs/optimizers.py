@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +16,7 @@ LATENCY_BATCHES = (1, 64)
 MACS_COST_POWER = 0.5
 
 
-def build(name: str, space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
+def build_optimizer(name: str, space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
     """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``."""
     chosen = {"target": run_target(space, config, target)} if optim.targeted(name) else {}
     return optim.make(
@@ -47,22 +45,18 @@ def run_target(space: Any, config: Config, target: Target) -> Target:
     )
 
 
-def cost_power(config: Config, target: Target) -> float:
-    """The ranking's cost exponent: as given; else 1 when latency-aware, 0.5 for a MACs target with
-    rounded widths, 0 otherwise.
+def cost_power(config: Any, target: Target) -> float:
+    """The ranking's cost exponent for a compress or prune run: as given; else 1 when latency-aware, 0.5
+    for a MACs target with rounded widths, 0 otherwise.
 
     Ranking by importance alone thins many layers to narrow, slow widths: on ResNet-20 /
     Fashion-MNIST at 2.5x fewer MACs its slim model ran at 0.70 of the MACs ratio and P = 0.5's at
     0.93, and with widths rounded to 8 both kept the same accuracy (80.44 +- 0.24 and 80.32 +- 1.00 %,
-    3 seeds of the bench). Unrounded, P = 0.5 lost 6 pt, so it is not the default there.
+    3 seeds of the bench). Unrounded, P = 0.5 lost 6 pt, so it is not the default there. Post-training
+    (obs, ResNet-20 at 1.5x fewer MACs) 0.5 kept 89.71 % against 88.00 % at 0 (dense 90.10 %).
     """
     if config.cost_power is not None:
         return config.cost_power
-    if config.latency_aware:
+    if getattr(config, "latency_aware", False):  # prune runs do not time layers
         return 1.0
     return MACS_COST_POWER if target.by == "macs" and config.round_to > 1 else 0.0
-
-
-OPTIMIZERS: dict[str, Callable[[Any, Config, Target, int], torch.optim.Optimizer]] = {
-    name: partial(build, name) for name in optim.OPTIMIZERS
-}

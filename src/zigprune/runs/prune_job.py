@@ -13,7 +13,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from .. import data
 from ..core.analysis import analyze
-from ..core.limits import MIN_KEEP
-from ..core.selection import Target, check_reachable
+from ..core.selection import Target
 from ..core.space import GroupSpace
 from ..data.text import TokenizedLines, batches, is_text, load_text
 from ..errors import ConfigError, Interrupted
@@ -35,47 +34,52 @@ from ..models.spec import ModelSpec, resolve
 from ..posttrain import METHODS, prune
 from ..training import evaluate, fetch, steps_per_epoch
 from . import report as run_report
-from .config import VARIANTS, check_number, check_text_model, default_out, limits_of
-from .distill_slim import DEFAULT_LR, Recovery, distill_slim
+from ..optim.base import VARIANTS
+from .config import check_number, check_text_model, default_out, limits_of
+from .distill_slim import DEFAULT_LR, DistillPlan, distill_slim
 from .fit import check_fits
 from .hf_output import save_hf_folder
 from .measurement import measure_models
-from .optimizers import MACS_COST_POWER
-from .rundir import HISTORY, METRICS, check_dir, start_dir, write_json
+from .optimizers import cost_power
+from .options import Measurement, Selection, Source, option, redefault
+from .rundir import CONFIG, HISTORY, METRICS, check_dir, start_dir, write_json
 from .state import Run, Stage
 
 
 @dataclass
-class PruneConfig:
+class PruneConfig(Measurement, Selection, Source):
     """Everything that determines a prune run (saved as ``run.json``). ``batch_size`` is the calibration
     batch and the distillation batch (default 16 for text, 128 for images); ``variant`` and ``lr``
-    (default AdamW at 5e-5 for a hf: model, SGD at 0.01 otherwise) only matter with ``distill_epochs``."""
+    (default AdamW at 5e-5 for a hf: model, SGD at 0.01 otherwise) only matter with ``distill_epochs``.
+    It starts from a trained model, so it names one by default (ResNet-20 on Fashion-MNIST, the
+    published post-training figures) and removes less (0.3 of the MACs) than a run that trains."""
 
-    model: str = "resnet20"
-    data: str = "fashion-mnist"
-    data_dir: str | None = None
-    eval_data: str | None = None
-    weights: str | None = None
-    method: str = "obs"
-    target: str = "macs=0.3"
-    calibration: int = 512
-    batch_size: int | None = None
-    max_length: int = 128
-    round_to: int = 8
-    cost_power: float | None = None
-    leave: list[str] = field(default_factory=list)
-    max_share: float = 1.0
-    min_heads: int = 0
-    uniform: bool = False
-    min_keep: float = MIN_KEEP
-    distill_epochs: int = 0
-    variant: str | None = None
-    lr: float | None = None
-    seed: int = 0
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    onnx: bool = True
-    latency: bool = True
-    latency_seconds: float = 0.5
+    model: str = redefault(Source, "model", "resnet20")
+    data: str = redefault(Source, "data", "fashion-mnist")
+    target: str = redefault(Selection, "target", "macs=0.3")
+    eval_data: str | None = option(
+        None,
+        metavar="text:FILE",
+        group="what",
+        help="text runs: measure fidelity on every line of this file, text of your own domain (default: the "
+        "held-out lines of --data; a model calibrated on one kind of text can lose much more on another)",
+    )
+    method: str = option("obs", choices=list(METHODS), help="default {default}: " + "; ".join(
+        f"{m.name}: {m.summary}" for m in METHODS.values()))  # fmt: skip
+    calibration: int = option(512, metavar="N", type=int, help="calibration samples (default {default})")
+    batch_size: int | None = option(
+        None, metavar="N", type=int, help="calibration and distillation batch (text 16, images 128)"
+    )
+    distill_epochs: int = option(
+        0,
+        metavar="N",
+        type=int,
+        help="after pruning, train the slim model N epochs to follow the dense one (default 0: none)",
+    )
+    variant: str | None = option(
+        None, choices=VARIANTS, help="distillation's update (adamw for hf:, else sgd)"
+    )
+    lr: float | None = option(None, type=float, help="distillation's peak learning rate (adamw 5e-5, sgd 0.01)")
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -144,26 +148,21 @@ def prune_run(
     )
     check_dir(out, resume=False, force=force, resumable=False)
     target = Target.parse(config.target, round_to=config.round_to, limits=limits_of(config))
-    target = replace(target, cost_power=_cost_power(config, target))
+    target = replace(target, cost_power=cost_power(config, target))
     torch.manual_seed(config.seed)
     try:
         spec, model, feed = _prepare(stage, config)
         say = "analysing the model: tracing it and checking that pruned models construct exactly"
         space = stage.timed("analyze", lambda: analyze(model, feed.example), say)
-        check_reachable(space, target)
-        start_dir(out, config)
         return _run(stage, config, out, spec, space, feed, target, progress, command, start)
     except KeyboardInterrupt as err:
-        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; run the command again with --force"
+        again = (
+            "run the command again with --force"
+            if (out / CONFIG).is_file()
+            else f"nothing was written to {out}; run the command again"
+        )
+        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; {again}"
         raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
-
-
-def _cost_power(config: PruneConfig, target: Target) -> float:
-    """As given; else 0.5 for a MACs target with rounded widths (as compress), 0 otherwise: on
-    ResNet-20 / Fashion-MNIST at 1.5x fewer MACs, obs kept 89.71% against 88.00% at 0 (dense 90.10%)."""
-    if config.cost_power is not None:
-        return config.cost_power
-    return MACS_COST_POWER if target.by == "macs" and config.round_to > 1 else 0.0
 
 
 def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
@@ -279,24 +278,25 @@ def _run(
     start: float,
 ) -> dict[str, Any]:
     model = space.model.eval()
-    dense_quality = stage.timed("evaluate", lambda: feed.quality(model), "evaluating the dense model")
-    if feed.chance is not None and dense_quality.get("accuracy", 1.0) <= 1.5 * feed.chance:
-        stage.log(
-            f"warning: the dense model scores {dense_quality['accuracy']:.1%} on {config.data}, near chance "
-            f"({feed.chance:.0%}): are --weights trained on this --data? Pruning keeps what a model knows"
-        )
     dense = copy.deepcopy(model)
     say = f"pruning with {config.method} from {feed.samples} calibration samples"
     ids = stage.timed(
         "prune", lambda: prune(space, feed.calibration, target, method=config.method, progress=progress), say
     )
+    start_dir(out, config)  # the target was reachable: pruning checked it before changing anything
     stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
+    dense_quality = stage.timed("evaluate", lambda: feed.quality(dense), "evaluating the dense model")
+    if feed.chance is not None and dense_quality.get("accuracy", 1.0) <= 1.5 * feed.chance:
+        stage.log(
+            f"warning: the dense model scores {dense_quality['accuracy']:.1%} on {config.data}, near chance "
+            f"({feed.chance:.0%}): are --weights trained on this --data? Pruning keeps what a model knows"
+        )
     slim = stage.timed("construct", space.construct)
     recovered = _distill(stage, config, slim, dense, feed, progress) if config.distill_epochs else {}
     history = recovered.pop("history", {"steps": [], "epochs": []})
     recorded = {"data": config.data, "data_dir": config.data_dir, "weights": config.weights}
     recorded |= {"max_length": config.max_length} if is_text(config.data) else {}
-    stage.timed("save", lambda: save(out, slim, space, spec, metadata=recorded))
+    stage.timed("save", lambda: save(slim, space, spec, out, metadata=recorded))
     hf_folder = save_hf_folder(stage, spec, slim, out)
     run = Run(model, dense, feed.example, feed.single, space, None, 0)
     slim_quality = {**feed.quality(slim), **recovered}
@@ -321,8 +321,8 @@ def _distill(
     """Distil ``slim`` from ``dense`` for ``config.distill_epochs``; the quality it had just after
     pruning (``pruned_*`` keys) and the training history (``history``)."""
     before = {f"pruned_{k}": v for k, v in feed.quality(slim).items() if k != "held_out"}
-    recovery = Recovery(config.distill_epochs, config.batch_size, config.variant, config.lr, config.seed)
-    history = stage.timed("distill", lambda: distill_slim(slim, dense, feed.train, recovery,
+    plan = DistillPlan(config.distill_epochs, config.batch_size, config.variant, config.lr, config.seed)
+    history = stage.timed("distill", lambda: distill_slim(slim, dense, feed.train, plan,
                           labelled=feed.labelled, augment=feed.augment, progress=progress))  # fmt: skip
     steps = steps_per_epoch(len(feed.train), config.batch_size) * config.distill_epochs
     stage.log(f"distilled the slim model: {steps} steps ({config.distill_epochs} epoch(s))")

@@ -15,8 +15,8 @@ from typing import Any
 from ..errors import LoadError
 from ..io.atomic import atomic_write
 from .deploy_step import deploy_lines
+from .rundir import PLOT_FILES, REPORT
 
-REPORT = "report.md"
 MAX_WIDTH_ROWS = 40
 
 
@@ -198,18 +198,18 @@ def _plot_costs(figure: Any, run: RunData) -> bool:
     return True
 
 
-PLOTS: dict[str, tuple[str, Callable[[Any, RunData], bool]]] = {
-    "training.png": ("Training", _plot_training),
-    "sparsity.png": ("Group sparsity and MACs", _plot_sparsity),
-    "widths.png": ("Kept width per layer", _plot_widths),
-    "costs.png": ("Params, MACs and latency", _plot_costs),
-}
-
-
-def clear(out: Path) -> None:
-    """Remove a previous report and its plots from ``out``."""
-    for name in (REPORT, *PLOTS):
-        (Path(out) / name).unlink(missing_ok=True)
+PLOTS: dict[str, tuple[str, Callable[[Any, RunData], bool]]] = dict(
+    zip(
+        PLOT_FILES,
+        (
+            ("Training", _plot_training),
+            ("Group sparsity and MACs", _plot_sparsity),
+            ("Kept width per layer", _plot_widths),
+            ("Params, MACs and latency", _plot_costs),
+        ),
+        strict=True,
+    )
+)
 
 
 def _draw(out: Path, run: RunData) -> list[tuple[str, str]] | str:

@@ -4,60 +4,63 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..core.limits import MIN_KEEP, Limits
+from ..core.limits import Limits
 from ..data.text import is_text
 from ..errors import ConfigError
+from ..io.onnx import has_onnx
 from ..models.spec import ModelSpec
+from ..optim import OPTIMIZERS
+from ..optim.base import VARIANTS
+from .options import Deployment, Measurement, Selection, Source, option
 
-VARIANTS = ("sgd", "adam", "adamw")
 
 
 @dataclass
-class Config:
+class Config(Deployment, Measurement, Selection, Source):
     """Everything that determines a run (saved as ``run.json`` so ``--resume`` continues the same run).
 
     A factory file's path and a ``weights`` file's are made absolute, so the run resumes and loads from
     any working folder. ``epochs``, ``batch_size``, ``variant`` and ``lr`` left as None take the
     defaults of the data and model (``defaults_for``), so ``run.json`` always holds the values used.
+    The shared parts (``Source``, ``Selection``, ``Measurement``, ``Deployment``) come from ``options``.
     """
 
-    model: str = "digits_cnn"
-    data: str = "digits"
-    data_dir: str | None = None
-    subset: int | None = None
-    weights: str | None = None
-    optimizer: str = "hesso"
-    target: str = "macs=0.5"
-    distill: bool = False
-    epochs: int | None = None
-    lr: float | None = None
-    variant: str | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int | None = None
-    max_length: int = 128
-    seed: int = 0
-    round_to: int = 8
-    cost_power: float | None = None
-    leave: list[str] = field(default_factory=list)
-    max_share: float = 1.0
-    min_heads: int = 0
-    uniform: bool = False
-    min_keep: float = MIN_KEEP
-    latency_aware: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    baseline: bool = True
-    save_dense: bool = False
-    onnx: bool = True
-    latency: bool = True
-    latency_seconds: float = 0.5
-    int8: bool = False
-    int8_tolerance: float | None = None
-    share_bits: int | None = None
+    subset: int | None = option(
+        None, metavar="N", type=int, group="what", help="train on N random samples (and a matching test share)"
+    )
+    optimizer: str = option("hesso", choices=sorted(OPTIMIZERS), help="default {default}")
+    latency_aware: bool = option(
+        False,
+        kind="on",
+        help="cost = the time a removal saves, each conv/linear layer timed on this machine at batch 64 "
+        "(one thread) at the widths pruning leaves; --cost-power defaults to 1 then",
+    )
+    distill: bool = option(
+        False,
+        kind="on",
+        help="the starting model (--weights, or a hf: model as saved), frozen, is the teacher: train to "
+        "follow its outputs (KL on logits plus the labels' loss; sentence-embedding cosine for text)",
+    )
+    epochs: int | None = option(None, metavar="N", type=int, help="default 20 (text: 2)")
+    lr: float | None = option(
+        None, type=float, help="peak learning rate of the cosine schedule (default 0.05; adam(w): 1e-4, text 3e-4)"
+    )
+    variant: str | None = option(None, choices=VARIANTS, help="the base update (default sgd; adamw for a hf: model)")
+    momentum: float = option(0.9, metavar="M", type=float, help="default {default}")
+    weight_decay: float = option(5e-4, metavar="WD", type=float, help="default {default}")
+    batch_size: int | None = option(None, metavar="N", type=int, help="default 64 (text: 16)")
+    baseline: bool = option(
+        True, kind="off", help="skip training the dense model with plain SGD for the accuracy comparison"
+    )
+    save_dense: bool = option(
+        False,
+        kind="on",
+        help="also save the trained dense baseline as dense.safetensors (the input of zigprune prune)",
+    )
 
     def __post_init__(self) -> None:
         for name, value in defaults_for(self).items():
@@ -126,6 +129,12 @@ def check_int8_tolerance(tolerance: float | None) -> None:
         check_number("int8_tolerance", tolerance, 0.0)
         if tolerance >= 1:
             raise ConfigError(f"--int8-tolerance is {tolerance!r}; give a number in [0, 1), e.g. 0.01")
+
+
+def check_onnx_installed(int8: bool) -> None:
+    """``--int8`` quantizes the ONNX export: a ``ConfigError`` saying what to install when ONNX is missing."""
+    if int8 and not has_onnx():
+        raise ConfigError("--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)")
 
 
 def defaults_for(config: Config) -> dict[str, Any]:

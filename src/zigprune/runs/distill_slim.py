@@ -1,4 +1,4 @@
-"""Recovery after post-training pruning: a few epochs of distilling the slim model from the dense one.
+"""After post-training pruning, a few epochs of distilling the slim model from the dense one.
 
 ``zigprune prune --distill-epochs N`` runs it after ``zp.prune`` and ``construct``: the slim model
 trains to follow the dense model it came from (KL on logits plus the labels' loss for classifiers,
@@ -22,7 +22,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 5e-5, "adamw": 5e-5}
 
 
 @dataclass(frozen=True)
-class Recovery:
+class DistillPlan:
     """How to distil the slim model: epochs over ``train_set``, batch, base update and its learning rate."""
 
     epochs: int
@@ -36,7 +36,7 @@ def distill_slim(
     slim: nn.Module,
     dense: nn.Module,
     train_set: Dataset,
-    recovery: Recovery,
+    plan: DistillPlan,
     *,
     labelled: bool,
     augment: Any = None,
@@ -44,16 +44,16 @@ def distill_slim(
 ) -> History:
     """Train ``slim`` in place to follow ``dense`` (frozen) on ``train_set``; return the history."""
     params = [p for p in slim.parameters() if p.requires_grad]
-    if recovery.variant == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=recovery.lr, momentum=0.9)
+    if plan.variant == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=plan.lr, momentum=0.9)
     else:
-        kind = torch.optim.AdamW if recovery.variant == "adamw" else torch.optim.Adam
-        optimizer = kind(params, lr=recovery.lr)
-    steps = steps_per_epoch(len(train_set), recovery.batch_size) * recovery.epochs
+        kind = torch.optim.AdamW if plan.variant == "adamw" else torch.optim.Adam
+        optimizer = kind(params, lr=plan.lr)
+    steps = steps_per_epoch(len(train_set), plan.batch_size) * plan.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     history = train(
-        slim, optimizer, train_set, epochs=recovery.epochs, batch_size=recovery.batch_size,
-        scheduler=scheduler, augment=augment, seed=recovery.seed, progress=progress, desc="distill",
+        slim, optimizer, train_set, epochs=plan.epochs, batch_size=plan.batch_size,
+        scheduler=scheduler, augment=augment, seed=plan.seed, progress=progress, desc="distill",
         objective=Distillation(dense, labelled=labelled),
     )  # fmt: skip
     slim.eval()

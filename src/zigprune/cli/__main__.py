@@ -1,0 +1,7 @@
+"""``python -m zigprune.cli``: the ``zigprune`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
