@@ -1,5 +1,6 @@
 """Hugging Face encoders, decoders and vision models built from small random configs prune exactly."""
 
+import functools
 import math
 import random
 
@@ -10,15 +11,26 @@ from torch import nn
 pytest.importorskip("transformers")
 
 import zigprune as zp
-from equality import assert_close, outputs, prune_and_check
+from equality import assert_close, outputs, prune_and_check, zero_and_check
 from hf_zoo import HF_HELD_OUT, HF_MODELS, build
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.9])
 @pytest.mark.parametrize("name", sorted(HF_MODELS))
 def test_hf_model_prunes_exactly(name: str, fraction: float) -> None:
+    space, weights, full, inputs = _analysed(name)
+    space.model.load_state_dict(weights)  # the dense weights again: each fraction starts from them
+    zero_and_check(space, inputs, fraction, other_inputs=_shorter(inputs), full=full)
+
+
+@functools.cache
+def _analysed(name: str) -> tuple[zp.GroupSpace, dict[str, torch.Tensor], dict[str, int], dict]:
+    """HF zoo model ``name`` analysed once (construction check on) for all its fractions, with its
+    dense weights, its ``zp.count`` and its inputs."""
     model, inputs = build(name)
-    prune_and_check(model, inputs, fraction, other_inputs=_shorter(inputs))
+    model.eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    return zp.analyze(model, inputs), weights, zp.count(model, inputs), inputs
 
 
 @pytest.mark.parametrize("name", sorted(HF_HELD_OUT))

@@ -18,7 +18,6 @@ from ..optim.base import VARIANTS
 from .options import Deployment, Measurement, Selection, Source, option
 
 
-
 @dataclass
 class Config(Deployment, Measurement, Selection, Source):
     """Everything that determines a run (saved as ``run.json`` so ``--resume`` continues the same run).
@@ -30,7 +29,11 @@ class Config(Deployment, Measurement, Selection, Source):
     """
 
     subset: int | None = option(
-        None, metavar="N", type=int, group="what", help="train on N random samples (and a matching test share)"
+        None,
+        metavar="N",
+        type=int,
+        group="what",
+        help="train on N random samples (and a matching test share)",
     )
     optimizer: str = option("hesso", choices=sorted(OPTIMIZERS), help="default {default}")
     latency_aware: bool = option(
@@ -47,9 +50,13 @@ class Config(Deployment, Measurement, Selection, Source):
     )
     epochs: int | None = option(None, metavar="N", type=int, help="default 20 (text: 2)")
     lr: float | None = option(
-        None, type=float, help="peak learning rate of the cosine schedule (default 0.05; adam(w): 1e-4, text 3e-4)"
+        None,
+        type=float,
+        help="peak learning rate of the cosine schedule (default 0.05; adam(w): 1e-4, text 3e-4)",
     )
-    variant: str | None = option(None, choices=VARIANTS, help="the base update (default sgd; adamw for a hf: model)")
+    variant: str | None = option(
+        None, choices=VARIANTS, help="the base update (default sgd; adamw for a hf: model)"
+    )
     momentum: float = option(0.9, metavar="M", type=float, help="default {default}")
     weight_decay: float = option(5e-4, metavar="WD", type=float, help="default {default}")
     batch_size: int | None = option(None, metavar="N", type=int, help="default 64 (text: 16)")
@@ -134,7 +141,9 @@ def check_int8_tolerance(tolerance: float | None) -> None:
 def check_onnx_installed(int8: bool) -> None:
     """``--int8`` quantizes the ONNX export: a ``ConfigError`` saying what to install when ONNX is missing."""
     if int8 and not has_onnx():
-        raise ConfigError("--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)")
+        raise ConfigError(
+            "--int8 quantizes the ONNX export: pip install 'zigprune[onnx]' (onnx, onnxruntime)"
+        )
 
 
 def defaults_for(config: Config) -> dict[str, Any]:

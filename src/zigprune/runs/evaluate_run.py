@@ -37,7 +37,8 @@ class RunEvaluation:
                 if "perplexity" in q
                 else ""
             )
-            figures = f"{language}cosine {q['cosine']:.4f} to the dense model, top-1 neighbour kept {q['retrieval']:.1%}"
+            kept = f"top-1 neighbour kept {q['retrieval']:.1%}"
+            figures = f"{language}cosine {q['cosine']:.4f} to the dense model, {kept}"
         else:
             figures = f"accuracy {q['accuracy']:.2%}, loss {q['loss']:.4f}"
         return f"{self.directory}: {figures} on {self.evaluated}; {self.params:,} params"
@@ -65,7 +66,9 @@ def evaluate_run(
     params = sum(p.numel() for p in slim.parameters())
     if is_text(name):
         own = recorded.get("data") if is_text(recorded.get("data") or "") else name
-        quality, evaluated = text_fidelity(plan["spec"]["text"], own, slim, recorded.get("max_length", 128), name)
+        quality, evaluated = text_fidelity(
+            plan["spec"]["text"], own, slim, recorded.get("max_length", 128), name
+        )
         return RunEvaluation(directory, quality, evaluated, params)
     same = data_name is None
     data_dir = data_dir or (recorded.get("data_dir") if same else None)

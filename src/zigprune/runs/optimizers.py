@@ -16,7 +16,9 @@ LATENCY_BATCHES = (1, 64)
 MACS_COST_POWER = 0.5
 
 
-def build_optimizer(name: str, space: Any, config: Config, target: Target, steps: int) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, space: Any, config: Config, target: Target, steps: int
+) -> torch.optim.Optimizer:
     """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``."""
     chosen = {"target": run_target(space, config, target)} if optim.targeted(name) else {}
     return optim.make(

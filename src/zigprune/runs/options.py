@@ -13,8 +13,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from ..core.limits import MIN_KEEP
-from ..data import names
 from ..core.selection import TARGET_HELP
+from ..data import names
 from ..models.spec import SPEC_FORMS
 
 GROUPS = {"what": "what to run on", "how": "how", "measure": "what to measure and ship"}
@@ -106,7 +106,12 @@ class Source:
         None, metavar="DIR", group="what", help="folder of the dataset's files (default: its usual place)"
     )
     max_length: int = option(128, metavar="N", type=int, help="tokens per text line (default {default})")
-    seed: int = option(0, metavar="N", type=int, help="new weights, batch order, augmentation, calibration samples (default {default})")
+    seed: int = option(
+        0,
+        metavar="N",
+        type=int,
+        help="new weights, batch order, augmentation, calibration samples (default {default})",
+    )
 
 
 @dataclass
@@ -135,7 +140,9 @@ class Selection:
     max_share: float = option(
         1.0, metavar="S", type=float, help="remove at most this share of any layer's width ({default})"
     )
-    min_heads: int = option(0, metavar="N", type=int, help="keep at least N heads per attention layer ({default})")
+    min_heads: int = option(
+        0, metavar="N", type=int, help="keep at least N heads per attention layer ({default})"
+    )
     min_keep: float = option(
         MIN_KEEP,
         metavar="S",
@@ -155,7 +162,11 @@ class Timing:
     """How long each model is timed (a run's latency table, ``export --int8``'s verdict)."""
 
     latency_seconds: float = option(
-        0.5, metavar="S", type=float, group="measure", help="time each model at least S per batch size ({default})"
+        0.5,
+        metavar="S",
+        type=float,
+        group="measure",
+        help="time each model at least S per batch size ({default})",
     )
 
 

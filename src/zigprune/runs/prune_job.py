@@ -31,10 +31,10 @@ from ..io.weights import load_weights, tokenizer, weights_metadata
 from ..measure.fidelity import follows
 from ..models import fit_kwargs
 from ..models.spec import ModelSpec, resolve
+from ..optim.base import VARIANTS
 from ..posttrain import METHODS, prune
 from ..training import evaluate, fetch, steps_per_epoch
 from . import report as run_report
-from ..optim.base import VARIANTS
 from .config import check_number, check_text_model, default_out, limits_of
 from .distill_slim import DEFAULT_LR, DistillPlan, distill_slim
 from .fit import check_fits
@@ -79,7 +79,9 @@ class PruneConfig(Measurement, Selection, Source):
     variant: str | None = option(
         None, choices=VARIANTS, help="distillation's update (adamw for hf:, else sgd)"
     )
-    lr: float | None = option(None, type=float, help="distillation's peak learning rate (adamw 5e-5, sgd 0.01)")
+    lr: float | None = option(
+        None, type=float, help="distillation's peak learning rate (adamw 5e-5, sgd 0.01)"
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
