@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shlex
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import zigprune as zp
+from zigprune.measure.machine import machine_info as measure_machine
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("numpy", "transformers", "torch-pruning", "onnxruntime")
-
-
-def version(dist: str) -> str | None:
-    """Installed version of ``dist``, or None."""
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def source_digest() -> str:
@@ -37,32 +25,8 @@ def source_digest() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, threads and package versions, plus a one-line ``summary`` for Markdown reports."""
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": cpu_model or platform.processor(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        **{name.replace("-", "_"): version(name) for name in PACKAGES},
-        "zigprune": zp.__version__,
-        "zigprune_source_sha256": source_digest(),
-        "device": "cpu",
-    }
-    info["summary"] = (
-        f"{info['processor']}, {info['cpu_count']} CPUs ({info['torch_num_threads']} torch threads), "
-        f"{info['platform']}, torch {info['torch']}, zigprune {info['zigprune']}"
-    )
-    return info
+    """The machine, threads and versions (zigprune's own recipe), plus the source digest of the code run."""
+    return measure_machine() | {"zigprune_source_sha256": source_digest(), "device": "cpu"}
 
 
 def command_line(script: str | Path, argv: list[str]) -> str:

@@ -71,9 +71,7 @@ def trained_dense(name: str, dataset: data.Dataset, epochs: int, subset: int | N
         load_weights(model, path)
         return model.eval()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    steps = -(-len(dataset.train) // 64) * epochs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    recipe = {"epochs": epochs, "batch_size": 64, "scheduler": scheduler, "augment": dataset.augment}
+    recipe = {"epochs": epochs, "batch_size": 64, "scheduler": "cosine", "augment": dataset.augment}
     train(model, opt, dataset.train, **recipe, progress=progress, desc=f"dense {name}")
     CACHE.mkdir(parents=True, exist_ok=True)
     save_weights(model, path)

@@ -222,7 +222,7 @@ def train_run(method: str, seed: int, data: dict[str, torch.Tensor], args: argpa
         train_set,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps),
+        scheduler="cosine",
         augment=FLIP,
         hooks=[clock],
         seed=seed,

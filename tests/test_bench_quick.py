@@ -72,7 +72,7 @@ def test_a_changed_setting_reruns_only_what_it_changes(tmp_path: Path, capsys: p
 
 def test_bad_arguments_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert command.main(["--methods", "dense,nope", "--out", str(tmp_path)]) == 2
-    assert "unknown method(s) nope; choose from dense" in capsys.readouterr().err
+    assert "unknown method(s) nope; valid names: dense" in capsys.readouterr().err
     assert command.main(["--macs", "0.5x", "--out", str(tmp_path)]) == 2
     assert "must exceed 1 (e.g. 2.5x)" in capsys.readouterr().err
     assert command.main(["--option", "lmbda=1", "--out", str(tmp_path)]) == 2

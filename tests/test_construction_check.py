@@ -235,3 +235,45 @@ def test_probes_in_one_block_agree_with_probes_of_the_whole_model(make: str, mon
     _without_blocks(monkeypatch)
     plain = zp.analyze(model, x)
     assert checked.num_groups == plain.num_groups and checked.check.dropped == plain.check.dropped
+
+
+class Cached(nn.Module):
+    """A forward that caches a tensor in a plain dict attribute; a list attribute naming a weight (as an
+    RNN's ``_flat_weights`` does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+        self.cache: dict[str, torch.Tensor] = {}
+        self.weights = [self.head.weight]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache["last"] = x
+        return self.head(self.conv(x).relu())
+
+
+def test_probe_copies_share_weights_but_leave_the_model_untouched() -> None:
+    """The check's copies (build(share=True)) skip deepcopy: a copy must still hold its own attributes
+    and containers, its cut tensors wherever the module names them, and match a full copy."""
+    from zigprune.core.construct import build, outputs
+
+    torch.manual_seed(0)
+    model = Cached().eval()
+    x = torch.randn(2, 3, 8, 8)
+    space = zp.analyze(model, x, check=False)
+    space.zero_([0, 3, 5])
+    pruned = space.pruned_classes(space.zero_groups())
+    probe_copy, full_copy = build(space, pruned, share=True), build(space, pruned)
+    assert probe_copy.conv.weight.shape[0] == 5 and probe_copy.conv.out_channels == 5
+    assert model.conv.weight.shape[0] == 8 and model.conv.out_channels == 8
+    assert probe_copy.weights[0] is probe_copy.head.weight and probe_copy.head.weight.shape[1] == 5
+    assert model.weights[0] is model.head.weight and model.head.weight.shape[1] == 8
+    probe_copy.cache.clear()
+    outputs(model, space.inputs)
+    assert "last" in model.cache
+    assert probe_copy.cache == {}
+    for got, want in zip(outputs(probe_copy, space.inputs), outputs(full_copy, space.inputs)):
+        assert torch.equal(got, want)
+    assert probe_copy.conv.weight.data_ptr() != model.conv.weight.data_ptr()
+    assert probe_copy.head.bias is model.head.bias

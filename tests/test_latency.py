@@ -100,7 +100,7 @@ def test_bad_arguments_raise_latency_errors() -> None:
         measure(model, x, repeats=0)
     with pytest.raises(LatencyError, match="threads must be a positive integer"):
         measure(model, x, threads=0)
-    with pytest.raises(LatencyError, match="unknown backend 'tvm'; use one of onnx, torch"):
+    with pytest.raises(LatencyError, match="unknown backend 'tvm'; valid names: onnx, torch"):
         compare(model, model, x, backend="tvm")
     with pytest.raises(LatencyError, match=r"the torch backend times nn\.Modules, got str"):
         compare("a.onnx", model, x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,19 @@ from zigprune.core.construct import outside_tolerance
 from zigprune.core.grouping import Grouping
 from zigprune.core.reduction import per_group
 from zigprune.core.selection import Target, goal, parse_number
-from zigprune.errors import OptimizerError, TargetError, ZigpruneError
+from zigprune.deploy.quantize import Scheme
+from zigprune.errors import (
+    OptimizerError,
+    QuantizeError,
+    TargetError,
+    UnknownNameError,
+    ZigpruneError,
+)
+from zigprune.measure.latency import LatencyError, interleaved
 from zigprune.methods import allocators, criteria, recipes
 from zigprune.methods.run import Setup, Trainer
+from zigprune.optim.factory import optimizer_class
+from zigprune.posttrain.methods import METHODS as POSTTRAIN_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (1, 8, 8)
@@ -257,3 +268,24 @@ def test_one_per_group_reduction_behind_norms_scores_and_optimizer_sums() -> Non
     rows = torch.tensor([[1.0, 2.0], [3.0, -4.0], [0.5, 0.5], [9.0, 9.0]])
     assert per_group([(rows, 0, index)], 2, lambda r: r.abs().sum(1)).tolist() == [3.0, 8.0]
     assert per_group([(rows.T, 1, index)], 2, lambda r: r.abs().amax(1), "amax").tolist() == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("lookup", "domain", "kind"),
+    [
+        (lambda: optimizer_class("sgd"), OptimizerError, "optimizer"),
+        (lambda: models.create("resnet21"), KeyError, "model"),
+        (lambda: criteria.make("nope", None), ZigpruneError, "criterion"),
+        (lambda: recipes.get("nope"), ZigpruneError, "method"),
+        (lambda: allocators.ALLOCATORS["nope"], ZigpruneError, "allocator"),
+        (lambda: POSTTRAIN_METHODS["nope"], ValueError, "method"),
+        (lambda: Scheme("int4"), QuantizeError, "int8 format"),
+        (lambda: interleaved([], None, backend="tvm"), LatencyError, "backend"),
+    ],
+)
+def test_every_registry_raises_one_error_that_names_the_valid_names(lookup, domain, kind) -> None:
+    """One registry class: an unknown name is an UnknownNameError (and the domain's error), worded alike."""
+    with pytest.raises(UnknownNameError) as info:
+        lookup()
+    assert isinstance(info.value, domain) and isinstance(info.value, ZigpruneError)
+    assert re.fullmatch(rf"unknown {kind} '\w+'; valid names: [\w\-, ]+", str(info.value))

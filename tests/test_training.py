@@ -275,3 +275,31 @@ def test_logits_of_model_outputs() -> None:
     assert logits(scores) is scores and logits(HFOutput()) is scores and logits((scores, None)) is scores
     with pytest.raises(OutputError, match="cannot find class scores in a model output of type dict; return"):
         logits({"x": scores})
+
+
+class Watch(Hook):
+    """Records the learning rate after every step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def after_step(self, loop: Loop) -> None:
+        self.lrs.append(loop.optimizer.param_groups[0]["lr"])
+
+
+def test_cosine_by_name_decays_over_the_run_and_matches_the_scheduler_built_by_hand() -> None:
+    """``scheduler="cosine"`` is CosineAnnealingLR over every step of the run: the same weights as the
+    scheduler built by hand, and a learning rate at 0 when the run ends."""
+    results = []
+    for by_name in (True, False):
+        model, opt, sched = setup("adamw", epochs=2)
+        watch = Watch()
+        train(
+            model, opt, data()[0], epochs=2, batch_size=50, scheduler="cosine" if by_name else sched,
+            seed=3, progress=False, hooks=[watch],
+        )  # fmt: skip
+        results.append((watch.lrs, [p.detach().clone() for p in model.parameters()]))
+    (named, weights), (by_hand, reference) = results
+    assert named == by_hand and len(named) == 2 * STEPS_PER_EPOCH
+    assert named[0] < 1e-2 and named[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(weights, reference))

@@ -5,6 +5,14 @@ class ZigpruneError(Exception):
     """Base class of every zigprune error."""
 
 
+class UnknownNameError(ZigpruneError, KeyError, ValueError):
+    """A name no registry has (a model, method, optimizer, criterion ...); the message lists the valid
+    names. A KeyError and a ValueError too, for code that caught either before registries shared it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class TraceError(ZigpruneError):
     """The model could not be traced with ``torch.export`` on the example inputs."""
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..core.selection import parse_number
 from ..errors import TargetError, ZigpruneError
 from ..io.onnx import has_onnx
+from ..measure.machine import machine_info
 from . import report
 from .harness import DEFAULT_METHODS, Bench, Settings
 
@@ -188,7 +189,7 @@ def handle(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     words = ["zigprune", "bench", *argv] if argv is not None else ["zigprune", *getattr(args, "argv", [])]
     command = shlex.join(words)
     verdict = report.goal(rows, settings.macs)
-    machine = report.machine()
+    machine = machine_info()
     title = f"{settings.model} on {settings.data}, {settings.macs:g}× fewer MACs, {settings.epochs} epochs"
     results = {
         "smoke_run": settings.quick,

@@ -77,7 +77,7 @@ class Settings:
         unknown = [m for m in self.methods if m not in recipes.RECIPES]
         if unknown:
             raise ZigpruneError(
-                f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(recipes.RECIPES)}"
+                f"unknown method(s) {', '.join(unknown)}; valid names: {', '.join(recipes.RECIPES)}"
             )
 
     @property

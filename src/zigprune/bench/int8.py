@@ -1,5 +1,6 @@
 """The bench's int8 columns: each method's slim model quantized (QDQ, per-channel weights) and scored
-and timed in ONNX Runtime, so methods compare on what ships as well as on fp32."""
+and timed in ONNX Runtime by the same comparison ``zigprune export --int8`` runs, with one scheme, so
+methods compare on what ships as well as on fp32."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..deploy import OnnxModule, quantize_onnx
+from ..deploy import compare_int8
+from ..deploy.quantize import Scheme
 from ..io.onnx import export_onnx, quiet_onnx
-from ..measure.latency import interleaved, speedup
 from ..training import evaluate
 
 
@@ -23,13 +24,18 @@ def int8_figures(
     and ``len(batch)`` (ORT, one thread, calls interleaved)."""
     with tempfile.TemporaryDirectory(prefix="zigprune-bench-") as folder, quiet_onnx():
         root = Path(folder)
-        dense_path = export_onnx(dense, batch, root / "dense.onnx", check=False)
-        slim_path = quantize_onnx(
-            export_onnx(slim, batch, root / "slim.onnx"), calibration, root / "int8.onnx"
+        result = compare_int8(
+            export_onnx(dense, batch, root / "dense.onnx", check=False),
+            export_onnx(slim, batch, root / "slim.onnx"),
+            root / "int8.onnx",
+            calibration,
+            batch,
+            lambda model: {"accuracy": evaluate(model, test).accuracy},
+            dense_quality={"accuracy": None},
+            schemes=(Scheme(),),
+            batch_sizes=(1, len(batch)),
+            min_seconds=seconds,
+            log=lambda _: None,
         )
-        accuracy = evaluate(OnnxModule(slim_path), test).accuracy
-        sizes = (1, len(batch))
-        timed = interleaved(
-            [dense_path, slim_path], batch, backend="onnx", batch_sizes=sizes, min_seconds=seconds
-        )
-    return accuracy, {str(b): float(v) for b, v in speedup(timed[0], timed[1]).items()}
+    int8 = result.artefacts[-1]
+    return int8.quality["accuracy"], int8.speedup

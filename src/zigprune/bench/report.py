@@ -8,16 +8,11 @@ the dense model and at least as accurate as every other method, mean over seeds,
 from __future__ import annotations
 
 import io
-import os
-import platform
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .._version import __version__
 from ..io.atomic import atomic_write
 from .harness import ZIGPRUNE_OPTIMIZERS, RunRecord
 
@@ -154,26 +149,6 @@ def table(rows: list[Row], target: float) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    """The machine and library versions the bench ran with."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    info["zigprune"] = __version__
-    try:
-        import torch_pruning
-
-        info["torch_pruning"] = getattr(torch_pruning, "__version__", "unknown")
-    except ImportError:
-        info["torch_pruning"] = None
-    return info
 
 
 def plot(rows: list[Row], title: str) -> bytes | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import runs as run
 from ..models.spec import check_known
-from ..runs.deploy_step import deploy_lines
+from ..runs.deploy_tables import deploy_lines
 from ..runs.options import positive_int
 from ..runs.report import table
 from .args import add_options, wrap

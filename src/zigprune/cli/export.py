@@ -13,7 +13,7 @@ from ..io.inputs import make_inputs
 from ..io.onnx import export_onnx, quiet_onnx
 from ..io.plan import read_plan
 from ..io.saved import load
-from ..runs.deploy_step import deploy_lines
+from ..runs.deploy_tables import deploy_lines
 from ..runs.export_job import deploy_run
 from ..runs.options import Deployment, Timing
 from ..runs.rundir import ONNX

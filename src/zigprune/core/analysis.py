@@ -15,7 +15,6 @@ from ..rules.opaque import unknown
 from ..rules.sizes import module_path
 from .check import check as construction_check
 from .components import components
-from .construct import outputs
 from .group_values import on_meta
 from .label import Label, ParamRef, varying_dims
 from .space import GroupSpace
@@ -194,7 +193,6 @@ def analyze(model: nn.Module, example_inputs: Any, check: bool = True) -> GroupS
     store, root, inputs = analyze_model(model, example_inputs)
     space = GroupSpace(model, inputs, store, root)
     if check:
-        _check_finite(space)
         space = construction_check(space, store, lambda: GroupSpace(model, inputs, store, resolve(store)))
     return space
 
@@ -209,13 +207,3 @@ def reanalyze(model: nn.Module, example_inputs: Any, ties: list[tuple[list[int],
     for a, b in ties:
         store.union(torch.as_tensor(a, dtype=torch.long), torch.as_tensor(b, dtype=torch.long))
     return GroupSpace(model, inputs, store, resolve(store))
-
-
-def _check_finite(space: GroupSpace) -> None:
-    """The construction check compares outputs: NaN or Inf on the example inputs would make it meaningless."""
-    for i, value in enumerate(outputs(space.model, space.inputs)):
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ExampleInputError(
-                f"{type(space.model).__name__} gives NaN or Inf in output {i} on the example inputs; fix the "
-                "model's weights or the inputs (or pass check=False to skip the construction check)"
-            )

@@ -56,8 +56,9 @@ def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False, root: st
     Sliced tensors are placed in ``deepcopy``'s memo, so big weights are copied once (already cut)
     and weights shared between modules (tied embeddings) stay shared. Then module attributes are
     rewritten: by each touched module's updater, for attention heads, and for tracked sizes.
-    ``share``: the tensors no group cuts are the model's own, not copies (a probe that only runs the
-    slim model once: a large model is not copied whole for every probe). ``root``: build only that
+    ``share``: the tensors no group cuts are the model's own, not copies, and only the module tree is
+    copied (a probe that only runs the slim model once: a large model is not copied whole for every
+    probe, and deepcopy's per-object dispatch was most of a probe's cost). ``root``: build only that
     submodule (a probe of a family it holds whole; cuts outside it are ignored).
     """
     top = space.model.get_submodule(root) if root else space.model
@@ -76,7 +77,7 @@ def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False, root: st
         is_param = isinstance(tensor, nn.Parameter)
         memo[id(tensor)] = nn.Parameter(new, requires_grad=tensor.requires_grad) if is_param else new
         cut.add(id(tensor))
-    slim = copy.deepcopy(top, memo)
+    slim = _skeleton(top, memo, {}) if share else copy.deepcopy(top, memo)
     touched = {path for path, module in top.named_modules(remove_duplicate=False) if _owns(module, cut)}
     for path in sorted(touched):
         attributes.update(top.get_submodule(path), slim.get_submodule(path))
@@ -96,13 +97,42 @@ def build(space: GroupSpace, pruned: torch.Tensor, share: bool = False, root: st
     return slim
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
+def _skeleton(module: nn.Module, tensors: dict[int, Any], done: dict[int, nn.Module]) -> nn.Module:
+    """A copy of ``module``'s tree sharing every tensor not in ``tensors`` (id -> replacement).
+
+    Each module gets its own attribute dict, and plain container attributes (a cache dict, a list of
+    weights) their own shallow copy, so rewriting the copy's attributes leaves the model untouched
+    (hook dicts stay shared: nothing registers hooks on a probe's copy).
+    """
+    if id(module) in done:
+        return done[id(module)]
+    new = object.__new__(type(module))
+    done[id(module)] = new
+    state = {k: _container(v, tensors) if type(v) in _CONTAINERS else v for k, v in module.__dict__.items()}
+    state["_parameters"] = {k: tensors.get(id(v), v) for k, v in module._parameters.items()}
+    state["_buffers"] = {k: tensors.get(id(v), v) for k, v in module._buffers.items()}
+    children = module._modules.items()
+    state["_modules"] = {k: m if m is None else _skeleton(m, tensors, done) for k, m in children}
+    new.__dict__.update(state)
+    return new
+
+
+def _container(value: dict | list | tuple, tensors: dict[int, Any]) -> dict | list | tuple:
+    """A shallow copy whose cut tensors are replaced (an RNN's ``_flat_weights`` list names its weights)."""
+    if type(value) is dict:
+        return {k: tensors.get(id(v), v) for k, v in value.items()}
+    return type(value)(tensors.get(id(v), v) for v in value)
+
+
 def kept_indices(space: GroupSpace, pruned: torch.Tensor) -> dict[str, list[tuple[int, torch.Tensor]]]:
     """Per parameter/buffer that loses positions: the kept indices along each dim that is cut."""
     keep: dict[str, list[tuple[int, torch.Tensor]]] = {}
-    for s in space.slices:
-        mask = ~pruned[s.classes]
-        if not bool(mask.all()) and attributes.tracked_attribute(s.name) is None:
-            keep.setdefault(s.name, []).append((s.dim, torch.nonzero(mask).reshape(-1)))
+    for s, _ in space.touched(pruned):
+        if attributes.tracked_attribute(s.name) is None:
+            keep.setdefault(s.name, []).append((s.dim, torch.nonzero(~pruned[s.classes]).reshape(-1)))
     return keep
 
 

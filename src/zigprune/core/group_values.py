@@ -18,6 +18,7 @@ from ..errors import MetaDeviceError
 from .reduction import per_group
 
 if TYPE_CHECKING:
+    from .segments import Segments
     from .space import Slice
 
 
@@ -41,6 +42,25 @@ class GroupValues:
     class_group: torch.Tensor
     #: Groups zeroed through ``zero_``; the answer to ``zero_groups`` on a meta model.
     zeroed: torch.Tensor
+    _slice_index: tuple[list[Slice], Segments]
+
+    def touched(self, class_mask: torch.Tensor, producers: bool = False) -> list[tuple[Slice, torch.Tensor]]:
+        """The slices (only producers, with ``producers``) holding a class of ``class_mask`` (a bool mask
+        over classes), each with those positions: one count over all slices, then only the touched
+        ones are visited (a probe zeroing a few groups of a large model no longer walks every slice)."""
+        live, index = self._slice_index
+        found = []
+        for i in torch.nonzero(index.count(class_mask)).reshape(-1).tolist():
+            s = live[i]
+            if s.producer or not producers:
+                found.append((s, torch.nonzero(class_mask[s.classes]).reshape(-1)))
+        return found
+
+    def selected_classes(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
+        """The classes of groups ``ids`` as a bool mask over classes."""
+        chosen = torch.zeros(self.num_groups + 1, dtype=torch.bool)
+        chosen[self._check_ids(ids)] = True
+        return chosen[self.class_group]
 
     def _tensor(self, name: str) -> torch.Tensor:
         try:
@@ -70,16 +90,11 @@ class GroupValues:
 
         On a meta model there is nothing to write: the groups are only recorded as zero.
         """
-        chosen = torch.zeros(self.num_groups + 1, dtype=torch.bool)
-        chosen[self._check_ids(ids)] = True
-        self.zeroed |= chosen[:-1]
-        for s in self.slices:
-            if not s.producer:
-                continue
-            positions = torch.nonzero(chosen[self.class_group[s.classes]]).reshape(-1)
-            if positions.numel():
-                tensor = self._tensor(s.name)
-                tensor.index_fill_(s.dim, positions.to(tensor.device), 0)
+        ids = self._check_ids(ids)
+        self.zeroed[ids] = True
+        for s, positions in self.touched(self.selected_classes(ids), producers=True):
+            tensor = self._tensor(s.name)
+            tensor.index_fill_(s.dim, positions.to(tensor.device), 0)
         return self
 
     def _per_group(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import ExampleInputError
 from .construct import build, culprits, differ, lookup, mismatch, outputs
 
 if TYPE_CHECKING:
@@ -30,18 +31,13 @@ class Broken:
 def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
     """Zero ``groups`` in the space's model for the duration of the block, then restore every value."""
     saved = []
-    chosen = torch.zeros(space.num_groups + 1, dtype=torch.bool)
-    chosen[torch.as_tensor(groups, dtype=torch.long)] = True
     with torch.no_grad():
-        for s in space.slices:
-            if s.producer:
-                positions = torch.nonzero(chosen[space.class_group[s.classes]])
-                if positions.numel():
-                    tensor = lookup(space.model, s.name)
-                    index = positions.reshape(-1).to(tensor.device)
-                    saved.append((tensor, s.dim, index, tensor.index_select(s.dim, index)))
+        for s, positions in space.touched(space.selected_classes(groups), producers=True):
+            tensor = lookup(space.model, s.name)
+            index = positions.to(tensor.device)
+            saved.append((tensor, s.dim, index, tensor.index_select(s.dim, index)))
+            tensor.index_fill_(s.dim, index, 0)
     try:
-        space.zero_(groups)
         yield
     finally:
         with torch.no_grad():
@@ -50,15 +46,18 @@ def zeroed(space: GroupSpace, groups: list[int]) -> Iterator[None]:
 
 
 def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
-    """The selections to construct: half of every family; then rounds in which families of equal size
-    lose different counts; then one group of every family.
+    """The selections to construct: about half of every family; then rounds in which families of equal
+    size lose different counts.
 
-    The first round keeps families of equal size equal in width. In the next rounds, each of the ``n``
-    families of size ``s`` gets a number in base ``s`` (shuffled) and loses, in round ``r``, as many
-    groups as its ``r``-th digit says: any two of them lose different counts in at least one round
-    (``ceil(log_s n)`` rounds), so families that must stay equal in width (a reshape sized from another
-    tensor's shape) break in one; these rounds also zero the single-group families the first left
-    alone. The last cuts one group alone, which no coincidence of counts inside a family can hide.
+    The first round keeps families of equal size equal in width, and cuts from a family of ``s``
+    groups a count near ``s / 2`` that shares no factor with ``s``: the width left is then divisible by
+    no divisor of ``s`` (a grouped conv's or GroupNorm's groups, channel pairs, heads), as a single
+    group cut would leave it, so no coincidence of counts inside a family hides a break. In the next
+    rounds, each of the ``n`` families of size ``s`` gets a number in base ``s`` (shuffled) and loses,
+    in round ``r``, as many groups as its ``r``-th digit says: any two of them lose different counts in
+    at least one round (``ceil(log_s n)`` rounds), so families that must stay equal in width (a reshape
+    sized from another tensor's shape) break in one; these rounds also zero the single-group families
+    the first left alone.
     """
     rng = random.Random(seed)
     first: list[int] = []
@@ -69,7 +68,7 @@ def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
         if len(groups) == 1:
             (first if rng.random() < 0.5 else digits[0]).extend(groups)
         elif groups:
-            first += rng.sample(groups, len(groups) // 2)
+            first += rng.sample(groups, near_half(len(groups)))
             by_size.setdefault(len(groups), []).append(groups)
     for size, members in by_size.items():
         numbers = list(range(len(members)))
@@ -81,14 +80,23 @@ def rounds(space: GroupSpace, seed: int) -> list[list[int]]:
             for number, groups in zip(numbers, members):
                 count = number // size**place % size if len(members) > 1 else _alone(size, rng)
                 digits[place] += rng.sample(groups, count)
-    third = [rng.choice(family.groups) for family in space.families if len(family.groups) > 1]
-    return [chosen for chosen in (first, *digits, third) if chosen]
+    return [chosen for chosen in (first, *digits) if chosen]
+
+
+def near_half(size: int) -> int:
+    """A count next to ``size / 2`` that shares no factor with ``size`` (1 for the smallest sizes)."""
+    half = size // 2
+    for offset in range(half + 1):
+        for count in (half - offset, half + offset + 1):
+            if 0 < count < size and math.gcd(count, size) == 1:
+                return count
+    return 1
 
 
 def _alone(size: int, rng: random.Random) -> int:
-    """A count for a family of a size no other family has: not half, which the first round took."""
-    counts = [c for c in range(1, size) if c != size // 2]
-    return rng.choice(counts) if counts else size // 2
+    """A count for a family of a size no other family has: not the first round's."""
+    counts = [c for c in range(1, size) if c != near_half(size)]
+    return rng.choice(counts) if counts else near_half(size)
 
 
 def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:
@@ -119,8 +127,14 @@ def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[Broken]:
         with zeroed(space, chosen):
             pruned = space.pruned_classes(torch.as_tensor(chosen, dtype=torch.long))
             reference = outputs(space.model, space.inputs)
-            if _builds(space, pruned, reference, atol):
+            finite = all(bool(torch.isfinite(r).all()) for r in reference if r.is_floating_point())
+            if finite and _builds(space, pruned, reference, atol):
                 continue
+        if not finite:
+            require_finite(space)
+            with zeroed(space, chosen):
+                if _builds(space, pruned, reference, atol):
+                    continue
         if space.blocks is not None:
             space.blocks.prepare(space)
         picked = torch.as_tensor(chosen, dtype=torch.long)
@@ -130,6 +144,18 @@ def probe(space: GroupSpace, seed: int = 0, atol: float = 1e-4) -> list[Broken]:
             families = culprits(space, pruned, reference, atol, local)
         return [Broken(f, picked[owner == f].tolist()) for f in families]
     return []
+
+
+def require_finite(space: GroupSpace) -> None:
+    """Probes compare outputs: NaN or Inf from the model as it is makes them meaningless (the inputs' or
+    weights' fault, said as such). Run only when a probe's reference is not finite, so a check pays no
+    extra forward for it."""
+    for i, value in enumerate(outputs(space.model, space.inputs)):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ExampleInputError(
+                f"{type(space.model).__name__} gives NaN or Inf in output {i} on the example inputs; fix the "
+                "model's weights or the inputs (or pass check=False to skip the construction check)"
+            )
 
 
 def _in_block(

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..io.atomic import atomic_write
-from ..measure.latency import Latency, interleaved
+from ..measure.latency import Latency, interleaved, speedup
 from .quantize import SCHEMES, Scheme, preprocess_onnx, quantize_onnx
 from .session import OnnxModule
 
@@ -91,28 +91,20 @@ def compare_int8(
     slim_quality = quality(OnnxModule(slim_onnx))
     largest = max(batch_sizes)
     with tempfile.TemporaryDirectory(prefix="zigprune-int8-") as folder:
-        paths, scores = [], []
-        pre = preprocess_onnx(slim_onnx, Path(folder) / "pre.onnx")
-        for i, scheme in enumerate(schemes):
-            path = quantize_onnx(
-                pre, calibration, Path(folder) / f"{i}.onnx", scheme=scheme, preprocess=False
+        paths, scores = _quantized(
+            slim_onnx, calibration, Path(folder), schemes, quality, key, slim_quality, log
+        )
+        bar = slim_quality[key] - tolerance
+        tried = _race(slim_onnx, paths, example, largest, min_seconds / 2, schemes, scores, bar, key, log)
+        ok = [i for i, t in enumerate(tried or []) if t.kept_quality]
+        if tried is None:
+            best = 0
+        else:
+            best = (
+                min(ok, key=lambda i: tried[i].ms)
+                if ok
+                else max(range(len(tried)), key=lambda i: scores[i][key])
             )
-            paths.append(path)
-            scores.append(quality(OnnxModule(path)))
-            log(f"int8 {scheme.label}: {key} {scores[-1][key]:.4f} (fp32 {slim_quality[key]:.4f})")
-        log(f"timing slim fp32 and {len(paths)} int8 files at batch {largest}, calls interleaved")
-        times = interleaved(
-            [slim_onnx, *paths], example, backend="onnx", batch_sizes=(largest,), min_seconds=min_seconds / 2
-        )
-        fp32_ms = times[0][0].median_ms
-        tried = [
-            Tried(s.label, q, t[0].median_ms, fp32_ms, q[key] >= slim_quality[key] - tolerance)
-            for s, q, t in zip(schemes, scores, times[1:])
-        ]
-        ok = [i for i, t in enumerate(tried) if t.kept_quality]
-        best = (
-            min(ok, key=lambda i: tried[i].ms) if ok else max(range(len(tried)), key=lambda i: scores[i][key])
-        )
         atomic_write(out_path, lambda temp: shutil.copyfile(paths[best], temp))
     log(f"timing dense fp32, slim fp32 and slim int8 at batch {', '.join(map(str, batch_sizes))}")
     timed = interleaved(
@@ -122,6 +114,9 @@ def compare_int8(
         batch_sizes=batch_sizes,
         min_seconds=min_seconds,
     )
+    if tried is None:
+        at = [next(x for x in lat if x.batch == largest) for lat in timed[1:]]
+        tried = _tried(schemes, scores, [at[1]], at[0], bar, key)
     files = [(dense_onnx, None, dense_quality), (slim_onnx, slim_onnx.name, slim_quality)]
     files.append((out_path, out_path.name, scores[best]))
     artefacts = [
@@ -132,8 +127,66 @@ def compare_int8(
     return Int8Result(key, schemes[best].label, tolerance, artefacts, tried, recommended, verdict)
 
 
+def _quantized(
+    slim_onnx: Path,
+    calibration: Sequence[Any],
+    folder: Path,
+    schemes: Sequence[Scheme],
+    quality: Quality,
+    key: str,
+    slim_quality: dict[str, float],
+    log: Callable[[str], None],
+) -> tuple[list[Path], list[dict[str, float]]]:
+    """``slim_onnx`` pre-processed once, then quantized with each scheme and scored."""
+    paths, scores = [], []
+    pre = preprocess_onnx(slim_onnx, folder / "pre.onnx")
+    for i, scheme in enumerate(schemes):
+        paths.append(quantize_onnx(pre, calibration, folder / f"{i}.onnx", scheme=scheme, preprocess=False))
+        scores.append(quality(OnnxModule(paths[-1])))
+        log(f"int8 {scheme.label}: {key} {scores[-1][key]:.4f} (fp32 {slim_quality[key]:.4f})")
+    return paths, scores
+
+
+def _race(
+    slim_onnx: Path,
+    paths: list[Path],
+    example: Any,
+    batch: int,
+    seconds: float,
+    schemes: Sequence[Scheme],
+    scores: list[dict[str, float]],
+    bar: float,
+    key: str,
+    log: Callable[[str], None],
+) -> list[Tried] | None:
+    """Every int8 file against slim fp32 at ``batch``, calls interleaved; None with one file (nothing to
+    choose: the final timing gives its figures)."""
+    if len(paths) < 2:
+        return None
+    log(f"timing slim fp32 and {len(paths)} int8 files at batch {batch}, calls interleaved")
+    times = interleaved(
+        [slim_onnx, *paths], example, backend="onnx", batch_sizes=(batch,), min_seconds=seconds
+    )
+    return _tried(schemes, scores, [t[0] for t in times[1:]], times[0][0], bar, key)
+
+
+def _tried(
+    schemes: Sequence[Scheme],
+    scores: list[dict[str, float]],
+    times: list[Latency],
+    fp32: Latency,
+    bar: float,
+    key: str,
+) -> list[Tried]:
+    return [
+        Tried(s.label, q, t.median_ms, fp32.median_ms, q[key] >= bar)
+        for s, q, t in zip(schemes, scores, times)
+    ]
+
+
 def _speedup(dense: list[Latency], times: list[Latency]) -> dict[str, float]:
-    return {str(d.batch): d.median_ms / t.median_ms for d, t in zip(dense, times)}
+    """Dense over each batch's median (str batch keys, as JSON keeps them)."""
+    return {str(b): v for b, v in speedup(dense, times).items()}
 
 
 def _verdict(
@@ -160,30 +213,4 @@ def _verdict(
     return int8.file or "", (
         f"int8 ({chosen.scheme}) is {ratio:.2f}x faster than slim fp32 at batch {batch} and loses {lost:.4g} "
         f"{key}: ship {int8.file}; {fp32.file} is the fp32 reference"
-    )
-
-
-def table(result: dict[str, Any]) -> str:
-    """The int8 section of a run's metrics as a markdown table, with the schemes tried and the verdict."""
-    key = result["key"]
-    batches = [str(x["batch"]) for x in result["artefacts"][0]["latency"]]
-    head = f"| model | {key} | file | " + " | ".join(f"batch {b} ms (speedup)" for b in batches) + " |"
-    lines = [head, "|---|---:|---:|" + "---:|" * len(batches)]
-    for a in result["artefacts"]:
-        value = a["quality"].get(key)
-        shown = "n/a" if value is None else f"{value:.2%}" if key == "accuracy" else f"{value:.4f}"
-        cells = [f"{x['median_ms']:.2f} ({a['speedup'][str(x['batch'])]:.2f}x)" for x in a["latency"]]
-        lines.append(f"| {a['name']} | {shown} | {a['bytes'] / 1024:,.0f} KiB | " + " | ".join(cells) + " |")
-    tried = "; ".join(
-        f"{t['scheme']}: {t['ms']:.2f} ms{'' if t['kept_quality'] else ' (lost quality)'}"
-        for t in result["tried"]
-    )
-    fp32_ms = result["tried"][0]["fp32_ms"] if result["tried"] else float("nan")
-    return "\n".join(
-        [
-            *lines,
-            "",
-            f"Schemes tried at batch {batches[-1]} (slim fp32 {fp32_ms:.2f} ms): {tried}.",
-            f"**{result['verdict']}**; recommended file: `{result['recommended']}`.",
-        ]
     )

@@ -19,6 +19,7 @@ from ..core.batches import checked_batch, empty_calibration
 from ..errors import QuantizeError, first_line
 from ..io import ort
 from ..io.atomic import atomic_write
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class Scheme:
     keep_fp32: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise QuantizeError(f"unknown int8 format {self.format!r}; use one of {', '.join(FORMATS)}")
+        FORMATS.check(self.format)
 
     @property
     def label(self) -> str:
@@ -45,7 +45,9 @@ class Scheme:
         return text + (f", {'/'.join(self.keep_fp32)} in fp32" if self.keep_fp32 else "")
 
 
-FORMATS = ("qdq", "qoperator", "dynamic")
+FORMATS: Registry[str] = Registry(
+    "int8 format", {"qdq": "QDQ pairs", "qoperator": "integer operators", "dynamic": "dynamic"}, QuantizeError
+)
 # What --int8 tries: ORT's recommended QDQ with per-channel weights, the integer-operator format, and
 # per-tensor scales (fewer rescale steps), then element-wise ops kept in fp32 (a QDQ pair around a
 # residual Add can cost more than the Add saves), then dynamic quantization (static int8 activations

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..core.trace import Inputs, as_inputs, eval_mode
 from ..errors import ExampleInputError, ZigpruneError
 from ..io import ort
+from ..registry import Registry
 
 Call = Callable[[], Any]
 Bind = Callable[[Inputs], Call]
@@ -136,8 +137,6 @@ def interleaved(
     threads: int = 1,
 ) -> list[list[Latency]]:
     """Time any number of targets alternately, call by call, as ``compare`` times two; one list per target."""
-    if backend not in _BACKENDS:
-        raise LatencyError(f"unknown backend {backend!r}; use one of {', '.join(sorted(_BACKENDS))}")
     return _time(
         _BACKENDS[backend], list(targets), example, batch_sizes, warmup, repeats, min_seconds, threads
     )
@@ -265,10 +264,11 @@ def _nothing() -> None:
     """Stand-in for a device synchronisation on CPU."""
 
 
-_BACKENDS = {
-    "torch": _Backend("torch", _prepare_torch),
-    "onnx": _Backend("onnxruntime", _prepare_onnx),
-}
+_BACKENDS: Registry[_Backend] = Registry(
+    "backend",
+    {"onnx": _Backend("onnxruntime", _prepare_onnx), "torch": _Backend("torch", _prepare_torch)},
+    LatencyError,
+)
 
 
 def _time(

@@ -16,6 +16,7 @@ import torch
 from ..core.selection import Target, check_reachable, cost_left, goal, select
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
+from ..registry import Registry
 
 Allocator = Callable[[GroupSpace, torch.Tensor, Target, "torch.Tensor | None"], torch.Tensor]
 BISECTIONS = 40
@@ -120,7 +121,9 @@ def cost_aware(
     return base | select(space, scores, base, replace(target, cost_power=KNAPSACK), 1.0)
 
 
-ALLOCATORS: dict[str, Allocator] = {"global": global_ranking, "uniform": uniform, "cost-aware": cost_aware}
+ALLOCATORS: Registry[Allocator] = Registry(
+    "allocator", {"global": global_ranking, "uniform": uniform, "cost-aware": cost_aware}
+)
 
 
 def allocate(
@@ -130,7 +133,6 @@ def allocate(
 
     Only ``cost-aware`` keeps widths multiples of ``round_to``, so the others are checked without it.
     """
-    if name not in ALLOCATORS:
-        raise ZigpruneError(f"unknown allocator {name!r}; choose one of {', '.join(ALLOCATORS)}")
+    ALLOCATORS.check(name)
     check_reachable(space, target if name == "cost-aware" else replace(target, round_to=1))
     return ALLOCATORS[name](space, scores, target, taken)

@@ -15,6 +15,7 @@ from ..core.grouping import Grouping
 from ..core.reduction import per_group
 from ..core.space import GroupSpace
 from ..errors import ZigpruneError
+from ..registry import Registry
 
 
 class Criterion:
@@ -135,18 +136,19 @@ class OptimizerImportance(Criterion):
         return self.optimizer.state["zigprune"]["importance"].double().clone()
 
 
-CRITERIA: dict[str, Callable[..., Criterion]] = {
-    "l1": lambda space, **kw: Magnitude(space, p=1, **kw),
-    "l2": lambda space, **kw: Magnitude(space, p=2, **kw),
-    "bn": BNScale,
-    "taylor": Taylor,
-    "random": RandomScore,
-    "oto": OptimizerImportance,
-}
+CRITERIA: Registry[Callable[..., Criterion]] = Registry(
+    "criterion",
+    {
+        "l1": lambda space, **kw: Magnitude(space, p=1, **kw),
+        "l2": lambda space, **kw: Magnitude(space, p=2, **kw),
+        "bn": BNScale,
+        "taylor": Taylor,
+        "random": RandomScore,
+        "oto": OptimizerImportance,
+    },
+)
 
 
 def make(name: str, space: GroupSpace, **options) -> Criterion:
     """The criterion registered as ``name`` (``CRITERIA``), built on ``space``."""
-    if name not in CRITERIA:
-        raise ZigpruneError(f"unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}")
     return CRITERIA[name](space, **options)

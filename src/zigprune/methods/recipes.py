@@ -22,6 +22,7 @@ from ..core.space import GroupSpace
 from ..errors import ZigpruneError
 from ..optim import make as make_optimizer
 from ..optim import targeted
+from ..registry import Registry
 from . import unstructured
 from .allocators import allocate
 from .criteria import Taylor, make
@@ -42,7 +43,7 @@ from .run import Outcome, Setup, Trainer, split
 from .schedules import Schedule
 
 Recipe = Callable[[Setup], Outcome]
-RECIPES: dict[str, Recipe] = {}
+RECIPES: Registry[Recipe] = Registry("method")
 
 
 def register(name: str) -> Callable[[Recipe], Recipe]:
@@ -59,8 +60,6 @@ def register(name: str) -> Callable[[Recipe], Recipe]:
 
 def get(name: str) -> Recipe:
     """The recipe registered as ``name``, or an error listing them all."""
-    if name not in RECIPES:
-        raise ZigpruneError(f"unknown method {name!r}; choose from {', '.join(RECIPES)}")
     return RECIPES[name]
 
 

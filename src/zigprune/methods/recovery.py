@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ZigpruneError
+from ..registry import Registry
 
 FINE_TUNE_LR = 0.1
 
@@ -91,17 +92,18 @@ def scratch_b(found: Found) -> Retrain:
     return Retrain(reinitialise(found.model, found.seed), found.lr, epochs)
 
 
-RECOVERIES: dict[str, Callable[[Found], Retrain]] = {
-    "fine-tune": fine_tune,
-    "weight-rewind": weight_rewind,
-    "lr-rewind": lr_rewind,
-    "scratch-e": scratch_e,
-    "scratch-b": scratch_b,
-}
+RECOVERIES: Registry[Callable[[Found], Retrain]] = Registry(
+    "recovery",
+    {
+        "fine-tune": fine_tune,
+        "weight-rewind": weight_rewind,
+        "lr-rewind": lr_rewind,
+        "scratch-e": scratch_e,
+        "scratch-b": scratch_b,
+    },
+)
 
 
 def recover(name: str, found: Found) -> Retrain:
     """Prepare the retraining phase with the recovery registered as ``name`` (``RECOVERIES``)."""
-    if name not in RECOVERIES:
-        raise ZigpruneError(f"unknown recovery {name!r}; choose one of {', '.join(RECOVERIES)}")
     return RECOVERIES[name](found)

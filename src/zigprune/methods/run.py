@@ -111,15 +111,13 @@ class Trainer:
             return
         s = self.setup
         optimizer = optimizer or self.optimizer(model, lr)
-        total = epochs * s.steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         history = train(
             model,
             optimizer,
             s.data.train,
             epochs=epochs,
             batch_size=s.batch_size,
-            scheduler=scheduler,
+            scheduler="cosine",
             augment=s.data.augment,
             hooks=hooks,
             seed=s.seed * PHASE_SEED_STRIDE + self.phases,

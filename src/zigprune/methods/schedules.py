@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ZigpruneError
+from ..registry import Registry
 
 Curve = Callable[[float, float], float]
 
@@ -42,13 +43,10 @@ def one_cycle(progress: float, fraction: float, alpha: float = 14.0, beta: float
     return fraction * (1 + math.exp(beta - alpha)) / (1 + math.exp(beta - alpha * progress))
 
 
-CURVES: dict[str, Curve] = {
-    "one-shot": one_shot,
-    "linear": linear,
-    "geometric": geometric,
-    "agp": agp,
-    "one-cycle": one_cycle,
-}
+CURVES: Registry[Curve] = Registry(
+    "schedule curve",
+    {"one-shot": one_shot, "linear": linear, "geometric": geometric, "agp": agp, "one-cycle": one_cycle},
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,7 @@ class Schedule:
     events: int = 1
 
     def __post_init__(self) -> None:
-        if self.curve not in CURVES:
-            raise ZigpruneError(f"unknown schedule curve {self.curve!r}; choose one of {', '.join(CURVES)}")
+        CURVES.check(self.curve)
         if self.events < 1:
             raise ZigpruneError(f"a schedule needs at least one pruning event, not {self.events}")
 

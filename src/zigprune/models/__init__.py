@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..registry import Registry
 
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
@@ -26,7 +27,7 @@ class _Entry:
     vocab: int | None
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: Registry[_Entry] = Registry("model", error=ModelError)
 
 
 def register(
@@ -56,10 +57,8 @@ def names() -> list[str]:
 
 
 def _entry(name: str) -> _Entry:
-    """The registry entry for `name`, or a KeyError that lists the valid names."""
+    """The registry entry for `name`, or an UnknownNameError (a KeyError too) that lists the valid names."""
     _load_all()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; valid names: {', '.join(names())}")
     return _REGISTRY[name]
 
 

@@ -7,18 +7,19 @@ from typing import Any
 from ..core.selection import Target
 from ..core.space import GroupSpace
 from ..errors import OptimizerError
+from ..registry import Registry
 from .base import GroupOptimizer, TargetedOptimizer
 from .dhspg import DHSPG
 from .hesso import HESSO
 from .hspg import HSPG
 
-OPTIMIZERS: dict[str, type[GroupOptimizer]] = {"hesso": HESSO, "dhspg": DHSPG, "hspg": HSPG}
+OPTIMIZERS: Registry[type[GroupOptimizer]] = Registry(
+    "optimizer", {"hesso": HESSO, "dhspg": DHSPG, "hspg": HSPG}, OptimizerError
+)
 
 
 def optimizer_class(name: str) -> type[GroupOptimizer]:
     """The optimizer registered as ``name`` (``OPTIMIZERS``), or an ``OptimizerError`` listing them."""
-    if name not in OPTIMIZERS:
-        raise OptimizerError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..registry import Registry
 from . import obs
 from .consumers import Consumer
 from .statistics import Gram, Moments
@@ -86,9 +87,7 @@ class Method:
     sensitivity: bool = False
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
+METHODS: Registry[Method] = Registry("method", ((m.name, m) for m in (
         Method("obs", "structured OBS error in the units of the model's outputs; kept columns refit by "
                "least squares, bias included", Gram, obs_score, "refit", sensitivity=True),
         Method("wanda", "Wanda-sp: |weight| x input norm per column; no update", Moments, wanda_score,
@@ -96,5 +95,4 @@ METHODS: dict[str, Method] = {
         Method("flap", "FLAP: input variance x squared column norm; removed means folded into biases",
                Moments, flap_score, "bias"),
         Method("magnitude", "group L2 norm of the weights; no calibration, no update", None, None, "none"),
-    )
-}  # fmt: skip
+    )), ValueError)  # fmt: skip

@@ -130,8 +130,6 @@ def prune(
 
 
 def _method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")
     return METHODS[name]
 
 

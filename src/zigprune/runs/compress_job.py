@@ -258,7 +258,6 @@ def _train(
     interrupt; an interrupt or a divergence becomes an error saying how to go on."""
     config = job.config
     steps = steps_per_epoch(len(dataset.train), config.batch_size) * config.epochs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     path = job.out / STAGE_FILES[name]
     saver = checkpoint.Checkpointer(path, tag=_tag(name, config))
     try:
@@ -266,7 +265,7 @@ def _train(
             name,
             lambda: train(
                 model, optimizer, dataset.train, epochs=config.epochs, batch_size=config.batch_size,
-                scheduler=scheduler, augment=dataset.augment, hooks=(*hooks, saver), seed=config.seed,
+                scheduler="cosine", augment=dataset.augment, hooks=(*hooks, saver), seed=config.seed,
                 progress=job.progress, test_set=dataset.test if dataset.num_classes else None,
                 postfix=getattr(optimizer, "report", None), resume=state, desc=name, objective=objective,
             ),

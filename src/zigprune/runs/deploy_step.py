@@ -15,7 +15,6 @@ from torch import nn
 from .. import data
 from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_weights
 from ..deploy.int8 import TOLERANCE
-from ..deploy.int8 import table as int8_table
 from ..measure.fidelity import follows
 from ..training import evaluate, fetch
 from ..training.objective import Distillation, Objective
@@ -125,35 +124,3 @@ def sharing_section(
         "file_bytes": path.stat().st_size,
         "fp32_file_bytes": fp32.stat().st_size if fp32.is_file() else None,
     }
-
-
-def sharing_table(section: dict[str, Any]) -> str:
-    """The weight-sharing section as a short markdown table."""
-    key, sizes = section["key"], section["sizes"]
-    fmt = (lambda v: f"{v:.2%}") if key == "accuracy" else (lambda v: f"{v:.4f}")
-    fp32 = section["fp32_file_bytes"]
-    ratio = f" ({fp32 / section['file_bytes']:.1f}x smaller)" if fp32 else ""
-    return "\n".join(
-        [
-            f"| weights | {key} | conv/linear weights | file |",
-            "|---|---:|---:|---:|",
-            f"| slim fp32 | {fmt(section['slim'][key])} | {sizes['fp32_bytes'] / 1024:,.0f} KiB | "
-            f"{(fp32 or 0) / 1024:,.0f} KiB |",
-            f"| {section['bits']}-bit shared | {fmt(section['shared'][key])} | "
-            f"{sizes['packed_bytes'] / 1024:,.0f} KiB | |",
-            f"| + centroid fine-tune ({section['steps']} steps) | {fmt(section['finetuned'][key])} | "
-            f"{sizes['packed_bytes'] / 1024:,.0f} KiB (Huffman: {sizes['huffman_bytes'] / 1024:,.0f} KiB) | "
-            f"{section['file_bytes'] / 1024:,.0f} KiB{ratio} |",
-        ]
-    )
-
-
-def deploy_lines(metrics: dict[str, Any]) -> list[str]:
-    """The ``int8`` and ``sharing`` sections of a run's metrics as markdown (empty when it has neither)."""
-    lines: list[str] = []
-    if metrics.get("int8"):
-        lines += ["## Int8 (ONNX Runtime)", "", int8_table(metrics["int8"]), ""]
-    if metrics.get("sharing"):
-        bits = metrics["sharing"]["bits"]
-        lines += [f"## Weight sharing, {bits} bits", "", sharing_table(metrics["sharing"]), ""]
-    return lines

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..training import History, steps_per_epoch, train
+from ..training import History, train
 from ..training.objective import Distillation
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 5e-5, "adamw": 5e-5}
@@ -49,11 +49,9 @@ def distill_slim(
     else:
         kind = torch.optim.AdamW if plan.variant == "adamw" else torch.optim.Adam
         optimizer = kind(params, lr=plan.lr)
-    steps = steps_per_epoch(len(train_set), plan.batch_size) * plan.epochs
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     history = train(
         slim, optimizer, train_set, epochs=plan.epochs, batch_size=plan.batch_size,
-        scheduler=scheduler, augment=augment, seed=plan.seed, progress=progress, desc="distill",
+        scheduler="cosine", augment=augment, seed=plan.seed, progress=progress, desc="distill",
         objective=Distillation(dense, labelled=labelled),
     )  # fmt: skip
     slim.eval()

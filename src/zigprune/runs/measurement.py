@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import platform
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import data
-from .._version import __version__
 from ..io.onnx import export_onnx, has_onnx, quiet_onnx
 from ..measure import latency
 from ..measure.count import count
 from ..measure.fidelity import follows
+from ..measure.machine import machine_info
 from ..training import evaluate, fetch
 from .config import Config
 from .deploy_step import deploy_data, int8_section, sharing_section
@@ -147,7 +145,7 @@ def _metrics(
             for k, v in timings.items()
         },
         "onnx": ONNX if onnx_path else None,
-        "versions": _versions(),
+        "versions": machine_info(),
         "seconds": dict(stage.seconds),
     }
 
@@ -200,12 +198,3 @@ def _latency(
         }
         for name, result in runs.items()
     }
-
-
-def _versions() -> dict[str, str]:
-    found = {"zigprune": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    for name in ("onnxruntime", "onnx"):
-        with contextlib.suppress(ImportError):
-            found[name] = __import__(name).__version__
-    found["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads"
-    return found

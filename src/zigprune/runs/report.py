@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import LoadError
 from ..io.atomic import atomic_write
-from .deploy_step import deploy_lines
+from .deploy_tables import deploy_lines
 from .rundir import PLOT_FILES, REPORT
 
 MAX_WIDTH_ROWS = 40

@@ -181,6 +181,8 @@ def train(
     ``augment(x, generator)`` transforms a batch with randomness drawn only from ``generator``.
     ``postfix()`` returns live fields for the progress bar and the step log (e.g. ``optimizer.report()``).
     ``resume`` is a ``Loop.state_dict()`` to continue from; ``scheduler_interval`` is "step" or "epoch".
+    ``scheduler="cosine"``: the learning rate decays from the optimizer's to 0 over every step of the run
+    (``CosineAnnealingLR``), the schedule the jobs, the bench methods and the benchmarks all train with.
     ``objective`` is what each step minimises (default: cross-entropy on the labels; see
     ``zigprune.training.objective`` for distillation from a teacher).
     Raises ``DivergedError`` at the first loss that is not finite, ``ResumeError`` if ``resume`` is
@@ -188,7 +190,12 @@ def train(
     """
     if scheduler_interval not in ("step", "epoch"):
         raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {scheduler_interval!r}")
-    loop = Loop(model, optimizer, train_set, epochs, batch_size, seed, scheduler, scheduler_interval)
+    loop = Loop(model, optimizer, train_set, epochs, batch_size, seed, None, scheduler_interval)
+    loop.scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, loop.total_steps))
+        if scheduler == "cosine"
+        else scheduler
+    )
     if resume is not None:
         loop.load_state_dict(resume)
     every = log_every or max(1, loop.total_steps // 200)
