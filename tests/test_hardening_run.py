@@ -27,7 +27,7 @@ from zigprune import runs as run
 from zigprune.cli import main
 from zigprune.errors import DataError, DivergedError, ModelError, ZigpruneError
 from zigprune.measure import latency
-from zigprune.runs import compress_job as job
+from zigprune.runs.run_data import fit_spec
 from zigprune.training import Loop, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def image_data(shape: tuple[int, ...], classes: int) -> data.Dataset:
 @pytest.mark.parametrize("name", sorted(set(models.names()) - NOT_IMAGE_MODELS))
 def test_every_image_zoo_model_builds_with_what_compress_passes(name: str) -> None:
     dataset = image_data((1, 8, 8), classes=7)
-    spec = zp.models.spec.resolve(name, **job._model_kwargs(run.Config(model=name), dataset))
+    spec = fit_spec(name, dataset)
     torch.manual_seed(0)
     model = spec.build().eval()
     with torch.no_grad():

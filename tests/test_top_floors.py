@@ -121,3 +121,37 @@ def test_save_takes_the_writers_order_and_warns_on_the_old_one(tmp_path: Path) -
     assert old == tmp_path / "old"
     x = torch.randn(4, 1, 8, 8)
     assert torch.allclose(zp.load(old)(x), slim(x)) and torch.allclose(zp.load(tmp_path / "new")(x), slim(x))
+
+
+def test_run_data_is_one_loader_for_images_and_text(tiny_bert: Path, text_file: Path) -> None:
+    """load_run_data fits a zoo model to image data and tokenizes text with the model's tokenizer; the
+    calibration recipe draws the same inputs for a seed, the text batches match the tokenizer's own."""
+    from zigprune.data.text import batches, load_text
+    from zigprune.io.weights import tokenizer
+    from zigprune.runs.run_data import load_run_data
+
+    images = load_run_data("digits_cnn", "digits")
+    assert images.labelled and images.spec.kwargs["num_classes"] == 10
+    first, again = (images.calibration(50, seed=3, batch_size=16) for _ in range(2))
+    assert [b.shape[0] for b in first] == [16, 16, 16, 2] and all(
+        torch.equal(a, b) for a, b in zip(first, again)
+    )
+    assert not torch.equal(first[0], images.calibration(50, seed=4, batch_size=16)[0])
+    assert images.example(5).shape == (5, 1, 8, 8) and "test samples of digits" in images.evaluated
+    assert 0 <= images.quality()(images.spec.build())["accuracy"] <= 1
+
+    name = f"text:{text_file}"
+    text = load_run_data(f"hf:{tiny_bert}", name, max_length=32)
+    assert not text.labelled and text.evaluated.endswith(f"held-out lines of {name}")
+    tok = tokenizer(text.spec)
+    direct = tok(load_text(name).test[:8], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    ours = text.held_out(8)[0]
+    assert torch.equal(ours["input_ids"], direct["input_ids"])
+    assert torch.equal(
+        batches(tok, load_text(name).test[:8], batch_size=8, max_length=32)[0]["input_ids"],
+        direct["input_ids"],
+    )
+    dense = text.spec.build()
+    assert text.quality(dense)(dense)["cosine"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="pass dense"):
+        text.quality()

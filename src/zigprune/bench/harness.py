@@ -26,7 +26,7 @@ from ..measure.count import count
 from ..methods import recipes
 from ..methods.options import ScratchOptions, read_options
 from ..methods.run import Setup
-from ..training import evaluate, fetch
+from ..training import evaluate, fetch, sample_inputs
 from .cache import RunCache, fingerprint
 from .int8 import int8_figures
 
@@ -224,7 +224,7 @@ class Bench:
             )
             record.speedup = {str(b): float(v) for b, v in measured.speedup.items()}
         if self.settings.int8 and not record.theoretical:
-            calibration = [fetch(self.data.train, torch.arange(i, i + 32))[0] for i in range(0, 256, 32)]
+            calibration = sample_inputs(self.data.train, 256, seed=record.seed)
             batch = fetch(self.data.test, torch.arange(LATENCY_BATCH) % len(self.data.test))[0]
             record.int8_accuracy, record.int8_speedup = int8_figures(
                 dense_model, model, batch, calibration, self.data.test, self.settings.latency_seconds

@@ -78,18 +78,9 @@ def _file_lines(path: Path) -> list[str]:
 def batches(
     tokenizer: Callable[..., Any], lines: Sequence[str], *, batch_size: int = 16, max_length: int = 128
 ) -> list[dict[str, Any]]:
-    """Tokenized batches (``input_ids``, ``attention_mask`` ...) of ``lines``, padded per batch, truncated."""
-    out = []
-    for begin in range(0, len(lines), batch_size):
-        encoded = tokenizer(
-            list(lines[begin : begin + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        out.append(dict(encoded))
-    return out
+    """Tokenized batches (``input_ids``, ``attention_mask`` ...) of ``lines``, padded per batch, truncated:
+    :class:`TokenizedLines` batched in order, the one way text is tokenized."""
+    return TokenizedLines(tokenizer, lines, max_length=max_length).batches(batch_size)
 
 
 class TokenizedLines(TorchDataset):

@@ -17,7 +17,6 @@ import torch
 from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target
-from ..data.text import is_text, tokenized
 from ..errors import (
     ConfigError,
     DivergedError,
@@ -28,8 +27,7 @@ from ..errors import (
     first_line,
 )
 from ..io.saved import save
-from ..io.weights import load_weights, save_weights, tokenizer
-from ..models import fit_kwargs
+from ..io.weights import load_weights, save_weights
 from ..models.spec import ModelSpec, kind_of, resolve
 from ..optim import targeted
 from ..training import History, Hook, Metrics, checkpoint, evaluate, steps_per_epoch, train
@@ -40,6 +38,7 @@ from .fit import check_fits
 from .hf_output import save_hf_folder
 from .measurement import measure_run
 from .optimizers import base_options, build_optimizer, cost_power
+from .run_data import load_run_data
 from .rundir import (
     BASELINE,
     CHECKPOINT,
@@ -204,30 +203,17 @@ def _setup(stage: Stage, config: Config, spec: ModelSpec, dataset: data.Dataset,
 
 
 def _data_and_spec(config: Config) -> tuple[data.Dataset, ModelSpec]:
-    """The run's data and its model spec: an image dataset fits the zoo model's channels and classes;
-    text is tokenized with the Hugging Face model's own tokenizer (the model is used as saved)."""
-    if is_text(config.data):
-        spec = resolve(config.model, **config.model_kwargs)
-        dataset = tokenized(config.data, tokenizer(spec), max_length=config.max_length, subset=config.subset)
-        return dataset, spec
-    dataset = data.load(config.data, config.data_dir, subset=config.subset)
-    return dataset, resolve(config.model, **_model_kwargs(config, dataset))
+    """The run's data and its model spec fitted to it (:func:`load_run_data`)."""
+    found = load_run_data(
+        config.model, config.data, data_dir=config.data_dir, subset=config.subset,
+        max_length=config.max_length, model_kwargs=config.model_kwargs,
+    )  # fmt: skip
+    return found.dataset, found.spec
 
 
 def _threads(run: Run, config: Config) -> int:
     """One thread for a tiny model (a training batch under ``TINY_MACS``), else torch's default."""
     return 1 if run.space.total_macs * config.batch_size < TINY_MACS else torch.get_num_threads()
-
-
-def _model_kwargs(config: Config, dataset: data.Dataset) -> dict[str, Any]:
-    """The factory's keyword arguments: the user's, plus what fits a zoo model to the data (channels,
-    classes, image size: only what its factory takes) or a Hugging Face model's number of labels."""
-    kwargs = dict(config.model_kwargs)
-    kind = ModelSpec(config.model).kind
-    fitted = fit_kwargs(config.model, dataset.input_shape, dataset.num_classes) if kind == "zoo" else {}
-    if kind == "hf":
-        fitted = {"num_labels": dataset.num_classes}
-    return {**fitted, **kwargs}
 
 
 def _baseline(

@@ -16,7 +16,7 @@ from .. import data
 from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_weights
 from ..deploy.int8 import TOLERANCE
 from ..measure.fidelity import follows
-from ..training import evaluate, fetch
+from ..training import evaluate, fetch, sample_inputs
 from ..training.objective import Distillation, Objective
 from .optimizers import LATENCY_BATCHES
 
@@ -49,7 +49,7 @@ def deploy_data(
     order = torch.randperm(len(dataset.train), generator=generator)
     chunks = order.split(batch_size)
     train = [fetch(dataset.train, idx.sort().values) for idx in chunks[:FINETUNE_STEPS]]
-    calibration = [x for x, _ in (fetch(dataset.train, i) for i in order[:CALIBRATION_SAMPLES].split(32))]
+    calibration = sample_inputs(dataset.train, CALIBRATION_SAMPLES, seed=seed)
     if dataset.num_classes:
         example = fetch(dataset.test, torch.arange(min(len(dataset.test), max(LATENCY_BATCHES))))[0]
         return DeployData(

@@ -16,7 +16,7 @@ from ..errors import DataError
 from ..io.plan import read_plan
 from ..io.saved import load
 from ..training import evaluate
-from .prune_job import text_fidelity
+from .run_data import load_run_data
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def evaluate_run(
     params = sum(p.numel() for p in slim.parameters())
     if is_text(name):
         own = recorded.get("data") if is_text(recorded.get("data") or "") else name
-        quality, evaluated = text_fidelity(
-            plan["spec"]["text"], own, slim, recorded.get("max_length", 128), name
+        found = load_run_data(
+            plan["spec"]["text"], own, max_length=recorded.get("max_length", 128), eval_data=name
         )
-        return RunEvaluation(directory, quality, evaluated, params)
+        return RunEvaluation(directory, found.quality(found.spec.build())(slim), found.evaluated, params)
     same = data_name is None
     data_dir = data_dir or (recorded.get("data_dir") if same else None)
     subset = subset if subset is not None else (recorded.get("subset") if same else None)

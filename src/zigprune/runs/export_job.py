@@ -14,18 +14,17 @@ import torch
 from .. import data
 from ..core.construct import output_tensors, outside_tolerance
 from ..core.trace import as_inputs
-from ..data.text import is_text, tokenized
 from ..deploy import OnnxModule
 from ..errors import DataError, LoadError, QuantizeError
 from ..io.onnx import export_onnx, quiet_onnx
 from ..io.plan import read_plan
 from ..io.saved import load
 from ..io.trust import build_recorded
-from ..io.weights import tokenizer
 from ..models.spec import ModelSpec
 from .config import check_int8_tolerance, check_number, check_onnx_installed
 from .deploy_step import DeployData, deploy_data, int8_section, sharing_section
 from .report import render_dir
+from .run_data import load_run_data
 from .rundir import HISTORY, METRICS, ONNX, write_json
 
 
@@ -107,11 +106,10 @@ def _dataset(recorded: dict[str, Any], spec: ModelSpec, directory: Path) -> data
             f"{directory} does not record its dataset, and --int8 / --share-bits calibrate on it: save runs "
             "with zigprune compress or prune, or zp.save(..., metadata={'data': NAME})"
         )
-    if is_text(name):
-        return tokenized(
-            name, tokenizer(spec), max_length=recorded.get("max_length", 128), subset=recorded.get("subset")
-        )
-    return data.load(name, recorded.get("data_dir"), subset=recorded.get("subset"))
+    return load_run_data(
+        spec, name, data_dir=recorded.get("data_dir"), subset=recorded.get("subset"),
+        max_length=recorded.get("max_length", 128),
+    ).dataset  # fmt: skip
 
 
 def _slim_onnx(path: Path, slim: torch.nn.Module, example: Any, log: Callable[[str], None]) -> Path:

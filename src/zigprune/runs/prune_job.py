@@ -24,16 +24,14 @@ from .. import data
 from ..core.analysis import analyze
 from ..core.selection import Target
 from ..core.space import GroupSpace
-from ..data.text import TokenizedLines, batches, is_text, load_text
+from ..data.text import is_text
 from ..errors import ConfigError, Interrupted
 from ..io.saved import save
-from ..io.weights import load_weights, tokenizer, weights_metadata
-from ..measure.fidelity import follows
-from ..models import fit_kwargs
-from ..models.spec import ModelSpec, resolve
+from ..io.weights import load_weights, weights_metadata
+from ..models.spec import ModelSpec, check_known
 from ..optim.base import VARIANTS
 from ..posttrain import METHODS, prune
-from ..training import evaluate, fetch, steps_per_epoch
+from ..training import steps_per_epoch
 from . import report as run_report
 from .config import check_number, check_text_model, default_out, limits_of
 from .distill_slim import DEFAULT_LR, DistillPlan, distill_slim
@@ -42,6 +40,7 @@ from .hf_output import save_hf_folder
 from .measurement import measure_models
 from .optimizers import cost_power
 from .options import Measurement, Selection, Source, option, redefault
+from .run_data import RunData, load_run_data
 from .rundir import CONFIG, HISTORY, METRICS, check_dir, start_dir, write_json
 from .state import Run, Stage
 
@@ -169,27 +168,24 @@ def prune_run(
 
 def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
     """The model with its weights, and its inputs, checked against each other before anything is written."""
-    if is_text(config.data):
-        spec = resolve(config.model, **config.model_kwargs)
-        tok = tokenizer(spec)
-        model = stage.timed("load", spec.build)
-        return spec, model, stage.timed("data", lambda: _text_inputs(config, tok, model))
-    resolve(config.model)
-    dataset = stage.timed("data", lambda: data.load(config.data, config.data_dir))
-    zoo = ModelSpec(config.model).kind == "zoo"
-    kwargs = fit_kwargs(config.model, dataset.input_shape, dataset.num_classes) if zoo else {}
-    spec = resolve(config.model, **{**kwargs, **config.model_kwargs})
-    check_fits(spec, dataset)
-    if config.weights is None and spec.kind != "hf":
-        raise ConfigError(
-            "--weights FILE is needed: post-training pruning keeps what a trained model knows (train one "
-            "with zigprune compress --save-dense, or give your own state dict as .safetensors)"
-        )
+    check_known(config.model)
+    found = stage.timed("data", lambda: load_run_data(
+        config.model, config.data, data_dir=config.data_dir, max_length=config.max_length,
+        model_kwargs=config.model_kwargs, eval_data=config.eval_data,
+    ))  # fmt: skip
+    spec = found.spec
+    if found.labelled:
+        check_fits(spec, found.dataset)
+        if config.weights is None and spec.kind != "hf":
+            raise ConfigError(
+                "--weights FILE is needed: post-training pruning keeps what a trained model knows (train one "
+                "with zigprune compress --save-dense, or give your own state dict as .safetensors)"
+            )
     model = stage.timed("load", spec.build)
-    if config.weights is not None:
+    if found.labelled and config.weights is not None:
         load_weights(model, config.weights)
-        _check_trained_on(stage, config, dataset)
-    return spec, model, _image_inputs(config, spec, dataset)
+        _check_trained_on(stage, config, found.dataset)
+    return spec, model, _inputs(config, found, model)
 
 
 def _check_trained_on(stage: Stage, config: PruneConfig, dataset: data.Dataset) -> None:
@@ -205,66 +201,23 @@ def _check_trained_on(stage: Stage, config: PruneConfig, dataset: data.Dataset) 
         )
 
 
-def _image_inputs(config: PruneConfig, spec: ModelSpec, dataset: data.Dataset) -> _Inputs:
-    generator = torch.Generator().manual_seed(config.seed)
-    count = min(config.calibration, len(dataset.train))
-    images = fetch(dataset.train, torch.randperm(len(dataset.train), generator=generator)[:count])[0]
-    shape = None if spec.kind == "hf" else dataset.input_shape
-    sample = fetch(dataset.test, torch.arange(min(len(dataset.test), 64)))[0]
+def _inputs(config: PruneConfig, found: RunData, model: torch.nn.Module) -> _Inputs:
+    """What the run feeds ``model`` (still dense): the examples, calibration and the quality measure."""
+    calibration = found.calibration(config.calibration, seed=config.seed, batch_size=config.batch_size)
+    samples = min(config.calibration, len(found.dataset.train))
+    dataset = found.dataset
+    if found.labelled:
+        shape = None if found.spec.kind == "hf" else dataset.input_shape
+        example, single = found.spec.example_inputs(2, shape), found.spec.example_inputs(1, shape)
+        sample, chance = found.example(64), 1 / dataset.num_classes
+    else:
+        sample, chance = found.example(config.batch_size), None
+        example, single = ({k: v[:n] for k, v in sample.items()} for n in (2, 1))
     return _Inputs(
-        spec.example_inputs(2, shape),
-        spec.example_inputs(1, shape),
-        list(images.split(config.batch_size)),
-        sample,
-        lambda model: {"accuracy": evaluate(model, dataset.test).accuracy},
-        dataset.train,
-        labelled=True,
-        samples=count,
-        evaluated=f"the {len(dataset.test)} test images of {config.data}",
-        augment=dataset.augment,
-        chance=1 / dataset.num_classes if dataset.num_classes else None,
-    )
-
-
-def _text_inputs(config: PruneConfig, tok: Any, model: torch.nn.Module) -> _Inputs:
-    text = load_text(config.data)
-    lines = text.train[: config.calibration]
-    calibration = batches(tok, lines, batch_size=config.batch_size, max_length=config.max_length)
-    evaluation, evaluated = evaluation_lines(config.data, config.eval_data)
-    held_out = batches(tok, evaluation, batch_size=config.batch_size, max_length=config.max_length)
-    first = held_out[0]
-    return _Inputs(
-        {k: v[:2] for k, v in first.items()},
-        {k: v[:1] for k, v in first.items()},
-        calibration,
-        first,
-        follows(model, held_out),
-        TokenizedLines(tok, text.train, max_length=config.max_length),
-        labelled=False,
-        samples=len(lines),
-        evaluated=evaluated,
-    )
-
-
-def evaluation_lines(data_name: str, eval_data: str | None = None) -> tuple[list[str], str]:
-    """The lines a text run is evaluated on, and what they are in words: every line of ``eval_data``
-    when given (a file of the user's own domain), else the held-out lines of ``data_name``."""
-    if eval_data is not None and eval_data != data_name:
-        text = load_text(eval_data)
-        return text.train + text.test, f"{len(text.train) + len(text.test)} lines of {eval_data}"
-    held_out = load_text(data_name).test
-    return held_out, f"{len(held_out)} held-out lines of {data_name}"
-
-
-def text_fidelity(spec: str, data_name: str, slim: torch.nn.Module, max_length: int = 128,
-                  eval_data: str | None = None) -> tuple[dict[str, float], str]:  # fmt: skip
-    """How closely ``slim`` follows the Hugging Face model ``spec`` it was pruned from, on the held-out
-    lines of ``data_name`` or every line of ``eval_data`` (``zigprune eval`` of a text run): the
-    quality figures of :func:`follows`, and what they were measured on."""
-    dense = resolve(spec)
-    lines, evaluated = evaluation_lines(data_name, eval_data)
-    held_out = batches(tokenizer(dense), lines, batch_size=32, max_length=max_length)
-    return follows(dense.build(), held_out)(slim), evaluated
+        example, single, calibration, sample, found.quality(model, config.batch_size), dataset.train,
+        labelled=found.labelled, samples=samples, evaluated=found.evaluated, augment=dataset.augment,
+        chance=chance,
+    )  # fmt: skip
 
 
 def _run(

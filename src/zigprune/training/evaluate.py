@@ -54,6 +54,14 @@ def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[Any, torch.Tensor]:
     )
 
 
+def sample_inputs(dataset: Dataset, samples: int, *, seed: int = 0, batch_size: int = 32) -> list[Any]:
+    """``samples`` inputs of ``dataset`` drawn at random (fixed by ``seed``), in batches of ``batch_size``:
+    the one recipe post-training pruning, int8 and the bench calibrate with."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    chosen = order[: min(samples, len(dataset))]
+    return [fetch(dataset, idx.sort().values)[0] for idx in chosen.split(batch_size)]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 512) -> Metrics:
     """Mean cross-entropy loss and accuracy of ``model`` on ``dataset``, in eval mode (mode restored)."""
