@@ -185,3 +185,12 @@ def test_deploy_quick(tmp_path: Path) -> None:
         rows = entry["pt2e"]["rows"]
         assert [r["model"] for r in rows][-1] == "slim int8 PT2E" and "slim int8 PT2E" in text
         assert all(r["ms"]["64"] > 0 for r in rows) and rows[-1]["accuracy"] is not None
+
+
+def test_search_quick(tmp_path: Path) -> None:
+    """benchmarks/search.py --quick: every strategy at one budget, each within it, a table and goals."""
+    run_script(REPO / "benchmarks" / "search.py", "--quick", "--no-progress", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "search.json").read_text())
+    assert [r["strategy"] for r in report["rows"]] == ["dp", "global", "uniform"]
+    assert all(r["macs_share"] <= 0.5 for r in report["rows"]) and report["settings"]["quick"]
+    assert "Smoke run" in (tmp_path / "search.md").read_text() and report["goals"]

@@ -28,7 +28,15 @@ def test_cli_analyze_runs(capsys: pytest.CaptureFixture) -> None:
 
 @pytest.mark.parametrize(
     "page",
-    ["rules.md", "architecture.md", "huggingface.md", "post-training.md", "deploy.md", "large-models.md"],
+    [
+        "rules.md",
+        "architecture.md",
+        "huggingface.md",
+        "post-training.md",
+        "deploy.md",
+        "large-models.md",
+        "search.md",
+    ],
 )
 def test_docs_page_examples_run(page: str) -> None:
     """Every Python block of the page, in order, in one namespace; rules registered there are undone."""

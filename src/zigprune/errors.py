@@ -53,6 +53,10 @@ class OptimizerError(ZigpruneError, ValueError):
     """An unknown optimizer name, or options that do not fit the optimizer (a target for HSPG)."""
 
 
+class PolicyError(ZigpruneError, ValueError):
+    """A compression policy that is not one, is malformed, or was searched on another model."""
+
+
 class ConfigError(ZigpruneError, ValueError):
     """A compress setting out of range (epochs, batch size, learning rate ...); the message names the flag."""
 

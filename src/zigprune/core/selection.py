@@ -237,6 +237,28 @@ def _units(
     units together. A unit's key is the mean score of its groups, raised to at least the key of the
     unit before it, so a stable sort keeps each piece's (or tie's) units in order.
     """
+    units: list[list[int]] = []
+    keys: list[tuple[int, float]] = []
+    for chain in unit_chains(space, ratio, taken, target, keep):
+        key = float("-inf")
+        for unit, mean, tier in chain:
+            key = max(key, mean)
+            units.append(unit)
+            keys.append((tier, key))
+    order = sorted(range(len(units)), key=keys.__getitem__)
+    return [units[i] for i in order]
+
+
+def unit_chains(
+    space: GroupSpace,
+    ratio: torch.Tensor,
+    taken: torch.Tensor,
+    target: Target,
+    keep: torch.Tensor | None = None,
+) -> list[list[Unit]]:
+    """One chain of removable units per piece, each in the order its piece loses them (see ``_units``);
+    the same piece of families tied by ``limits.uniform`` is one chain. A policy search chooses how far
+    down each chain to go."""
     score, gone = ratio.tolist(), taken.tolist()
     held = keep.tolist() if keep is not None else [False] * len(gone)
     chains = {f.index: _family_units(f, score, gone, held, target) for f in space.families}
@@ -244,17 +266,7 @@ def _units(
         if len({len(chains[i]) for i in tie}) == 1:
             parts = [chains.pop(i) for i in tie]
             chains[tie[0]] = [_zip_units(pieces) for pieces in zip(*parts)]
-    units: list[list[int]] = []
-    keys: list[tuple[int, float]] = []
-    for pieces in chains.values():
-        for chain in pieces:
-            key = float("-inf")
-            for unit, mean, tier in chain:
-                key = max(key, mean)
-                units.append(unit)
-                keys.append((tier, key))
-    order = sorted(range(len(units)), key=keys.__getitem__)
-    return [units[i] for i in order]
+    return [chain for pieces in chains.values() for chain in pieces if chain]
 
 
 def _zip_units(chains: tuple[list[Unit], ...]) -> list[Unit]:

@@ -76,6 +76,9 @@ def _parameters(model: nn.Module) -> set[str]:
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Run in eval mode (running BN statistics, no dropout) and restore every module's flag after."""
     flags = [(m, m.training) for m in model.modules()]
+    if not any(flag for _, flag in flags):  # already in eval mode (every probe copy): nothing to switch
+        yield
+        return
     model.eval()
     try:
         yield

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.group_values import TensorSource, on_meta
 from ..core.limits import Limits
+from ..core.policy import Policy
 from ..core.selection import Target, check_reachable, select
 from ..core.space import GroupSpace
 from ..errors import CalibrationError, MetaDeviceError
@@ -42,6 +43,7 @@ def prune(
     progress: bool = True,
     block_bytes: int = BLOCK_BYTES,
     weights: TensorSource | None = None,
+    policy: Policy | None = None,
 ) -> list[int]:
     """Prune ``space``'s model now, without training: choose groups, zero them, update the kept weights,
     in place (``space.construct()`` then builds the slim copy); returns the ids of the groups removed.
@@ -56,6 +58,8 @@ def prune(
     (``uniform``); by default every family keeps a tenth of its width unless the target needs it
     (``min_keep``).
     Groups already all zero count as removed. Returns the ids of every zero group, sorted.
+    ``policy`` (a :class:`~zigprune.Policy`, from ``zp.search``) sets every family's width in place of
+    ``target``: inside each family the lowest-scored groups go (one step only).
 
     ``method``:
 
@@ -100,7 +104,12 @@ def prune(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number of at least 1, not {steps!r}")
     goal = Target.of(target, by=by, round_to=round_to, cost_power=cost_power, limits=limits)
-    check_reachable(space, goal)
+    if policy is None:
+        check_reachable(space, goal)
+    elif steps != 1:
+        raise ValueError("a policy sets the widths in one step: pass steps=1 with policy")
+    else:
+        policy.check(space)
     model = space.model
     calib = _calibration(chosen, calibration, model)
     removed = space.zero_groups()
@@ -115,7 +124,12 @@ def prune(
                 scores, moments = _scores(
                     space, chosen, calib, plan, score_damp, progress, block_bytes, step == 1
                 )
-            new = select(space, scores, removed, goal, step / steps) & ~removed
+            chosen_now = (
+                policy.removed(space, scores)
+                if policy
+                else select(space, scores, removed, goal, step / steps)
+            )
+            new = chosen_now & ~removed
             removed |= new
             _update(space, chosen, calib, plan, removed, new, damp, progress, block_bytes, moments)
             space.zero_(removed)
@@ -142,6 +156,25 @@ def _calibration(method: Method, calibration: Iterable[Any] | None, model: nn.Mo
             )
         return None
     return Calibration.of(calibration, model)
+
+
+def group_scores(
+    space: GroupSpace,
+    calibration: Iterable[Any] | None,
+    method: str = "obs",
+    *,
+    score_damp: float | None = None,
+    progress: bool = True,
+    block_bytes: int = BLOCK_BYTES,
+) -> torch.Tensor:
+    """Every group's score by ``method`` on ``calibration`` (lowest goes first), the model unchanged:
+    what ``prune`` ranks by, and what a policy search builds its error database from."""
+    chosen = _method(method)
+    if chosen.statistics is None:
+        return space.group_norms()
+    calib = _calibration(chosen, calibration, space.model)
+    plan = call_plan(space.model, calib, consumers(space))
+    return _scores(space, chosen, calib, plan, score_damp, progress, block_bytes)[0]
 
 
 def _blocks(layers: list[Consumer], block_bytes: int) -> list[list[Consumer]]:

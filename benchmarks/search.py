@@ -1,0 +1,157 @@
+"""Policy search side by side: every strategy of ``zp.search`` at the same budget, applied by
+``zp.prune(..., policy=...)`` with OBS, post-training, on the post-training benchmark's dense model.
+
+ResNet-20 on Fashion-MNIST (trained 4 epochs on 20,000 images by ``post_training.trained_dense``,
+cached; the test set is the same share of Fashion-MNIST's), 512 calibration images drawn at random
+(seed 0), budgets ``macs=0.5`` and ``macs=0.667`` (2x and 1.5x fewer MACs), widths multiples of 8
+and ``global`` ranking by score / cost^0.5, the settings of the post-training benchmark. Per row:
+test accuracy, the MACs left (exact, from the space), the search's predicted (summed) error, and
+the search's wall time (its scoring pass included; the refit of ``zp.prune`` is not). ``--quick``:
+the digits CNN, one budget, a smoke run written under ``runs/`` so it never overwrites the published
+results. Run from the repository root::
+
+    PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
+    PYTHONPATH=src python benchmarks/search.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zigprune as zp
+from zigprune import data
+from zigprune.training import evaluate, sample_inputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, command_line, goal_line, machine_info
+from post_training import trained_dense
+
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
+QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
+STRATEGIES = ("dp", "global", "uniform")
+
+
+def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The dense model's figures, and one row per budget and strategy."""
+    name, dataset_name = ("digits_cnn", "digits") if args.quick else ("resnet20", "fashion-mnist")
+    dataset = data.load(dataset_name, subset=args.subset)
+    dense = trained_dense(name, dataset, args.epochs, args.subset, not args.no_progress)
+    calibration = sample_inputs(dataset.train, args.calibration, seed=0, batch_size=64)
+    example = calibration[0][:2]
+    base = {"model": name, "data": dataset.name, "test": len(dataset.test)}
+    base |= {"accuracy": evaluate(dense, dataset.test).accuracy, "macs": zp.count(dense, example)["macs"]}
+    found = []
+    for budget in args.budgets:
+        for strategy in STRATEGIES:
+            model = copy.deepcopy(dense)
+            space = zp.analyze(model, example)
+            start = time.perf_counter()
+            policy = zp.search(
+                space, calibration, budget, strategy=strategy, round_to=8, cost_power=0.5, progress=False
+            )
+            seconds = time.perf_counter() - start
+            zp.prune(space, calibration, policy=policy, progress=False)
+            accuracy = evaluate(model, dataset.test).accuracy
+            found.append(
+                {"budget": budget, "strategy": strategy, "accuracy": accuracy, "seconds": seconds}
+                | {"macs_share": policy.predicted["share"], "error": policy.predicted["error"]}
+            )
+            print(f"{budget} {strategy}: {accuracy:.2%} ({seconds:.1f} s)", file=sys.stderr)
+    return base, found
+
+
+def goals(base: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
+    """The issue's goals that this run can decide, each met or not."""
+    lines = []
+    for budget in sorted({r["budget"] for r in found}):
+        by = {r["strategy"]: r for r in found if r["budget"] == budget}
+        best = max(by.values(), key=lambda r: r["accuracy"])
+        beats = best["strategy"] == "dp" or by["dp"]["accuracy"] >= max(
+            by["global"]["accuracy"], by["uniform"]["accuracy"]
+        )
+        lines.append(goal_line(f"{budget}: dp {by['dp']['accuracy']:.2%} beats global and uniform", beats))
+        lines.append(
+            goal_line(
+                f"{budget}: every strategy within the budget",
+                all(r["macs_share"] <= float(budget.split("=")[1]) + 1e-9 for r in by.values()),
+            )
+        )
+    two = [r for r in found if r["budget"] == "macs=0.5" and r["strategy"] == "dp"]
+    if two:
+        loss = (base["accuracy"] - two[0]["accuracy"]) * 100
+        lines.append(goal_line(f"2x fewer MACs with dp within 1.5 pt of dense ({loss:.2f} pt)", loss <= 1.5))
+    lines.append(
+        goal_line(
+            "the dp search under 3 minutes", all(r["seconds"] < 180 for r in found if r["strategy"] == "dp")
+        )
+    )
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    base = report["dense"]
+    smoke = ["**Smoke run (--quick): not a published result.**", ""] if report["settings"]["quick"] else []
+    out = [
+        "# Policy search: every strategy at the same budget",
+        "",
+        *smoke,
+        f"Command (from the repository root): `{report['command']}`",
+        "",
+        f"Machine: {report['machine']['summary']}. Total wall time {report['seconds']:.0f} s.",
+        "",
+        f"{base['model']} on {base['data']}: dense {base['accuracy']:.2%} on {base['test']} test images, "
+        f"{base['macs']:,} MACs per sample; {report['settings']['calibration']} calibration images; "
+        "post-training, OBS refit; widths multiples of 8, `global` ranks by score / MACs^0.5 (the "
+        "post-training benchmark's settings).",
+        "",
+        "| budget | strategy | accuracy | vs dense (pt) | MACs left | predicted error | search s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        out.append(
+            f"| {r['budget']} | {r['strategy']} | {r['accuracy']:.2%} | "
+            f"{(r['accuracy'] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | {r['error']:.4g} | "
+            f"{r['seconds']:.1f} |"
+        )
+    return "\n".join([*out, "", *report["goals"], ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="search.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the digits CNN, one budget: a smoke run")
+    parser.add_argument("--budgets", nargs="+", default=None, help="budgets (default macs=0.5 macs=0.667)")
+    parser.add_argument("--calibration", type=int, default=512, help="calibration images (default 512)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    args.epochs = 3 if args.quick else 4
+    args.subset = None if args.quick else 20000
+    args.budgets = args.budgets or (["macs=0.5"] if args.quick else ["macs=0.5", "macs=0.667"])
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    start = time.perf_counter()
+    base, found = rows(args)
+    settings = {"quick": args.quick, "calibration": args.calibration, "budgets": args.budgets}
+    report = {"command": command_line(__file__, argv), "machine": machine_info(), "settings": settings}
+    report |= {
+        "dense": base,
+        "rows": found,
+        "goals": goals(base, found),
+        "seconds": time.perf_counter() - start,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    (out / "search.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

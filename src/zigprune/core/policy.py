@@ -1,0 +1,107 @@
+"""A compression policy: how many groups each family keeps, piece by piece (the widths a search
+chose), saved as JSON and applied by ``zp.prune(space, calibration, policy=policy)``, which picks
+*which* groups go inside each family by its method's scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..errors import PolicyError
+
+if TYPE_CHECKING:
+    from .space import GroupSpace, Piece
+
+FORMAT = "zigprune-policy/1"
+
+
+@dataclass(frozen=True)
+class FamilyWidth:
+    """One family's kept groups per piece (``kept``) out of its groups per piece (``width``)."""
+
+    index: int
+    name: str
+    width: list[int]
+    kept: list[int]
+
+
+@dataclass
+class Policy:
+    """Kept groups per family (and piece), the budget and strategy that chose them, and what the search
+    predicted for them (``error``: the summed calibration error; ``macs``, ``params`` left)."""
+
+    families: list[FamilyWidth]
+    budget: str = ""
+    strategy: str = ""
+    predicted: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, space: GroupSpace, removed: torch.Tensor, **about: Any) -> Policy:
+        """The widths ``space`` has once the groups in ``removed`` (a bool mask) are gone."""
+        gone = removed.tolist()
+        families = [
+            FamilyWidth(
+                f.index,
+                f.name,
+                [p.width for p in f.pieces],
+                [p.width - sum(gone[g] for g in p.groups) for p in f.pieces],
+            )
+            for f in space.families
+            if f.groups
+        ]
+        return cls(families, **about)
+
+    def check(self, space: GroupSpace) -> None:
+        """A PolicyError naming the first family of the policy ``space`` does not have as it was."""
+        prunable = {f.index for f in space.families if f.groups}
+        for entry in self.families:
+            family = space.families[entry.index] if entry.index < len(space.families) else None
+            widths = [p.width for p in family.pieces] if family is not None else None
+            if family is None or family.name != entry.name or widths != entry.width:
+                found = "none" if family is None else f"{family.name} of widths {widths}"
+                raise PolicyError(
+                    f"the policy is for another model: its family #{entry.index} is {entry.name} of widths "
+                    f"{entry.width}, this model's is {found}; search again on this model"
+                )
+            fixed = [p.width - len(p.groups) for p in family.pieces]
+            if any(not f <= k <= w for f, k, w in zip(fixed, entry.kept, widths)):
+                raise PolicyError(
+                    f"family {entry.name} keeps {entry.kept} of {entry.width} groups per piece in the "
+                    f"policy, outside what it can keep ({fixed} unprunable)"
+                )
+            prunable.discard(entry.index)
+        if prunable:
+            missing = space.families[min(prunable)].name
+            raise PolicyError(f"the policy says nothing of family {missing}; search again on this model")
+
+    def removed(self, space: GroupSpace, scores: torch.Tensor) -> torch.Tensor:
+        """The groups to remove for exactly these widths: in each piece the lowest-scored ones."""
+        self.check(space)
+        removed = torch.zeros(space.num_groups, dtype=torch.bool)
+        score = scores.tolist()
+        for entry in self.families:
+            for piece, kept in zip(space.families[entry.index].pieces, entry.kept):
+                order = sorted(piece.groups, key=lambda g: (score[g], g))
+                removed[order[: piece.width - kept]] = True
+        return removed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PolicyError(f"not a zigprune policy (its format is not {FORMAT!r})")
+        try:
+            families = [FamilyWidth(**entry) for entry in data["families"]]
+            return cls(
+                families, data.get("budget", ""), data.get("strategy", ""), dict(data.get("predicted", {}))
+            )
+        except (KeyError, TypeError) as err:
+            raise PolicyError(f"a malformed policy ({type(err).__name__}: {err})") from err
+
+
+def _kept(piece: Piece, gone: list[bool]) -> int:
+    return piece.width - sum(gone[g] for g in piece.groups)

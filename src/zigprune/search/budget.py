@@ -1,0 +1,28 @@
+"""A search's budget: what the slim model may cost, as a share of the dense model's or a factor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.selection import Target, parse_number
+from ..errors import TargetError
+
+KINDS = ("macs", "params")
+HELP = "macs=0.5 (keep half the MACs), params=0.4 or macs=2x (a factor)"
+
+
+def parse_budget(text: str | float, **options: Any) -> Target:
+    """``macs=0.5`` or ``params=0.4``: the share of the dense model's cost the slim model may keep;
+    ``macs=2x``: a reduction factor; a bare number or factor is MACs. ``options`` (``round_to``,
+    ``limits``; None keeps the Target's default) go to the :class:`Target` it becomes."""
+    kind, _, value = str(text).strip().rpartition("=")
+    kind = kind.strip().lower() or "macs"
+    if kind == "latency":
+        raise TargetError(f"latency budgets (latency=0.3@onnxruntime-int8) are not searched yet; use {HELP}")
+    if kind not in KINDS:
+        raise TargetError(f"budget kind {kind!r} is not macs or params; use {HELP}")
+    number, factor = parse_number(value)
+    keep = 1 / number if factor and number > 1 else number
+    if not 0 < keep < 1 or (factor and number <= 1):
+        raise TargetError(f"budget {text!r} keeps nothing or everything; use {HELP}")
+    return Target(1 - keep, kind, **{k: v for k, v in options.items() if v is not None})

@@ -1,0 +1,85 @@
+"""The error database a policy search solves over: for every piece of every family, the calibration
+error and the cost saved of removing its first ``j`` units (its cheapest groups first, in the units
+``round_to`` and the limits allow), from one scoring pass.
+
+Errors are the method's group scores (for ``obs``: each group's structured OBS error in the units of
+the model's outputs, once the cheaper groups of its layer are gone), summed along the chain; the cost
+saved is exact for one piece alone. Neither adds up exactly across pieces (two layers that shrink
+together save less than the sum of each alone; errors interact), so solvers check every candidate's
+exact cost on the space, and ``additivity`` says how far the summed error is from the measured one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.selection import Target, cost_left, goal, total_cost, unit_chains
+from ..core.space import GroupSpace
+
+
+@dataclass
+class Item:
+    """One chain: its units in removal order, and per level ``j`` (the first ``j`` units removed) the
+    summed error and the cost saved alone; ``soft`` is the first level below the piece's soft floor."""
+
+    units: list[list[int]]
+    errors: torch.Tensor
+    saved: torch.Tensor
+    soft: int
+
+
+@dataclass
+class ErrorDatabase:
+    """Every chain of ``space`` scored by ``scores`` for ``target`` (its kind of cost, ``round_to`` and
+    limits); ``limit`` is the cost the budget leaves, ``total`` the dense model's."""
+
+    space: GroupSpace
+    target: Target
+    scores: torch.Tensor
+    items: list[Item]
+    total: float
+    limit: float
+
+    @classmethod
+    def build(cls, space: GroupSpace, scores: torch.Tensor, target: Target) -> ErrorDatabase:
+        none = torch.zeros(space.num_groups, dtype=torch.bool)
+        total = total_cost(space, target.by)
+        items = []
+        for chain in unit_chains(space, scores.double(), none, target):
+            errors, saved = [0.0], [0.0]
+            removed = none.clone()
+            for unit, _, _ in chain:
+                removed[unit] = True
+                errors.append(errors[-1] + float(scores[unit].double().sum()))
+                saved.append(total - cost_left(space, removed, target.by))
+            soft = next((j for j, (_, _, tier) in enumerate(chain) if tier), len(chain))
+            units = [unit for unit, _, _ in chain]
+            items.append(Item(units, torch.tensor(errors), torch.tensor(saved), soft))
+        return cls(space, target, scores.double(), items, total, goal(space, target))
+
+    @property
+    def need(self) -> float:
+        """The cost to save to meet the budget."""
+        return self.total - self.limit
+
+    def removed(self, levels: list[int]) -> torch.Tensor:
+        """The groups removed at ``levels`` (one per item)."""
+        mask = torch.zeros(self.space.num_groups, dtype=torch.bool)
+        for item, level in zip(self.items, levels):
+            for unit in item.units[:level]:
+                mask[unit] = True
+        return mask
+
+    def left(self, levels: list[int]) -> float:
+        """The exact cost left at ``levels``."""
+        return self.left_of(self.removed(levels))
+
+    def left_of(self, removed: torch.Tensor) -> float:
+        """The exact cost left once ``removed`` (a bool mask of groups) is gone."""
+        return cost_left(self.space, removed, self.target.by)
+
+    def error(self, levels: list[int]) -> float:
+        """The predicted error at ``levels``: the items' errors summed."""
+        return float(sum(item.errors[level] for item, level in zip(self.items, levels)))

@@ -1,0 +1,119 @@
+"""Strategies that choose how far down each chain of an :class:`ErrorDatabase` to cut: ``dp``
+(SPDY-style dynamic programming on the summed error, its budget tightened until the exact cost
+fits), and the baselines ``global`` (today's ``zp.prune`` choice: one ranking of every unit by score)
+and ``uniform`` (every chain goes the same share of the way down). Each returns the groups to remove."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..core.selection import select
+from ..errors import TargetError
+from ..registry import Registry
+from .database import ErrorDatabase
+
+Solver = Callable[[ErrorDatabase], torch.Tensor]
+STRATEGIES: Registry[Solver] = Registry("strategy", error=TargetError)
+BINS = 2000
+TIGHTENINGS = 16
+
+
+@STRATEGIES.register("dp")
+def dp(db: ErrorDatabase) -> torch.Tensor:
+    """The least summed error whose summed saving reaches the need, asked for more until the exact cost
+    fits (savings of two shrinking layers overlap, so their sum overstates them); units below a
+    piece's soft floor only when the budget cannot be met without them."""
+    for soft in (True, False):
+        ask = db.need
+        for _ in range(TIGHTENINGS):
+            levels = solve(db, ask, soft)
+            if levels is None:
+                break
+            left = db.left(levels)
+            if left <= db.limit:
+                return db.removed(levels)
+            ask += (left - db.limit) * 1.1 + 1e-9 * db.total
+    raise unreachable(db)
+
+
+def solve(db: ErrorDatabase, ask: float, soft: bool = False) -> list[int] | None:
+    """Levels of least summed error whose summed saving is at least ``ask`` (None when even every unit
+    falls short): a knapsack over the saving in ``BINS`` steps, each rounded down, so the levels found
+    never save less than asked in the sum."""
+    scale = BINS / max(ask, 1e-12)
+    best = torch.full((BINS + 1,), math.inf, dtype=torch.float64)
+    best[0] = 0.0
+    bins = torch.arange(BINS + 1)
+    trail = []
+    for item in db.items:
+        top = item.soft if soft else len(item.units)
+        steps = (item.saved[: top + 1] * scale).floor().long().clamp(min=0, max=BINS).tolist()
+        tail, tail_at = _suffix_min(best)
+        new = torch.full_like(best, math.inf)
+        level = torch.zeros(BINS + 1, dtype=torch.long)
+        came = bins.clone()
+        for j, step in enumerate(steps):
+            source = (bins - step).clamp(min=0)
+            value = torch.where(bins >= step, best[source], math.inf) + float(item.errors[j])
+            value[BINS], source[BINS] = tail[BINS - step] + float(item.errors[j]), tail_at[BINS - step]
+            better = value < new
+            new, level, came = (
+                torch.where(better, value, new),
+                torch.where(better, j, level),
+                torch.where(better, source, came),
+            )
+        trail.append((level, came))
+        best = new
+    if not math.isfinite(float(best[BINS])):
+        return None
+    levels, at = [], BINS
+    for level, came in reversed(trail):
+        levels.append(int(level[at]))
+        at = int(came[at])
+    return levels[::-1]
+
+
+def _suffix_min(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every index, the least value at or after it and where it is."""
+    flipped = values.flip(0)
+    running, where = torch.cummin(flipped, 0)
+    return running.flip(0), (len(values) - 1 - where).flip(0)
+
+
+@STRATEGIES.register("global")
+def global_ranking(db: ErrorDatabase) -> torch.Tensor:
+    """Today's ``zp.prune`` choice: every unit ranked by score (divided by cost^p), the shortest prefix
+    that fits."""
+    none = torch.zeros(db.space.num_groups, dtype=torch.bool)
+    removed = select(db.space, db.scores, none, db.target, 1.0)
+    if db.left_of(removed) > db.limit:
+        raise unreachable(db)
+    return removed
+
+
+@STRATEGIES.register("uniform")
+def uniform(db: ErrorDatabase) -> torch.Tensor:
+    """Every chain goes the same share of the way down: the least share that fits (bisection)."""
+
+    def levels(share: float) -> list[int]:
+        return [math.ceil(share * len(item.units) - 1e-9) for item in db.items]
+
+    if db.left(levels(1.0)) > db.limit:
+        raise unreachable(db)
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (low, middle) if db.left(levels(middle)) <= db.limit else (middle, high)
+    return db.removed(levels(high))
+
+
+def unreachable(db: ErrorDatabase) -> TargetError:
+    """The error for a budget beyond what the chains can remove, saying what can be reached."""
+    left = db.left([len(item.units) for item in db.items])
+    return TargetError(
+        f"the budget leaves {db.limit:,.0f} {db.target.by}, but removing everything that may go still leaves "
+        f"{left:,.0f} ({left / max(db.total, 1):.1%} of the dense model): ask for at least that much"
+    )

@@ -1,0 +1,132 @@
+"""Policy search (zp.search): the DP solver against brute force, policies that round-trip and apply to
+exactly their widths, every strategy within its budget, and the bad inputs refused."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import zigprune as zp
+from zigprune.errors import PolicyError, TargetError, UnknownNameError
+from zigprune.search import ErrorDatabase, load_policy, parse_budget, save_policy
+from zigprune.search.database import Item
+from zigprune.search.solvers import solve
+
+
+def toy(seed: int) -> ErrorDatabase:
+    """Four chains with integer savings (exact in the DP's bins) and random increasing errors."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for _ in range(4):
+        length = int(torch.randint(2, 5, (1,), generator=g))
+        saved = torch.cat([torch.zeros(1), torch.randint(1, 6, (length,), generator=g).cumsum(0)]).double()
+        errors = torch.cat([torch.zeros(1), torch.rand(length, generator=g).cumsum(0)]).double()
+        items.append(Item([[j] for j in range(length)], errors, saved, length))
+    return ErrorDatabase(None, None, torch.zeros(0), items, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dp_equals_brute_force_on_a_toy_database(seed: int) -> None:
+    db = toy(seed)
+    total = float(sum(item.saved[-1] for item in db.items))
+    ask = 20.0 if total >= 25 else 10.0  # divides the DP's bins: every saving is exact there
+    best = min(
+        (sum(float(item.errors[j]) for item, j in zip(db.items, levels)), levels)
+        for levels in itertools.product(*(range(len(item.units) + 1) for item in db.items))
+        if sum(float(item.saved[j]) for item, j in zip(db.items, levels)) >= ask
+    )
+    levels = solve(db, ask)
+    assert sum(float(item.saved[j]) for item, j in zip(db.items, levels)) >= ask
+    assert db.error(levels) == pytest.approx(best[0])
+
+
+class Net(nn.Module):
+    """Three convolutions of unequal cost and a head: families that matter unequally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = (
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.Conv2d(16, 24, 3),
+        )
+        self.head = nn.Linear(24, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c(self.b(self.a(x).relu()).relu()).relu()
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.fixture()
+def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(2, 1, 8, 8)
+    calibration = [torch.randn(32, 1, 8, 8) for _ in range(2)]
+    return model, x, calibration
+
+
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform"])
+def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    policy = zp.search(space, calibration, "macs=0.6", strategy=strategy, progress=False)
+    assert policy.strategy == strategy and policy.predicted["share"] <= 0.6
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # search changes nothing
+    ids = zp.prune(space, calibration, policy=policy, progress=False)
+    removed = torch.zeros(space.num_groups, dtype=torch.bool)
+    removed[ids] = True
+    assert zp.Policy.of(space, removed).families == policy.families
+    assert space.macs(removed) <= 0.6 * space.total_macs
+    slim = space.construct()
+    assert slim(x).shape == (2, 4)
+
+
+def test_dp_errs_less_than_the_baselines_at_the_same_budget(setting) -> None:
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    errors = {
+        s: zp.search(space, calibration, "macs=0.5", strategy=s, progress=False).predicted["error"]
+        for s in ("dp", "global", "uniform")
+    }
+    assert errors["dp"] <= min(errors["global"], errors["uniform"]) + 1e-9
+
+
+def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tmp_path: Path) -> None:
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    policy = zp.search(space, calibration, "macs=2x", progress=False)
+    path = save_policy(policy, tmp_path / "policy.json")
+    assert load_policy(path) == policy
+    other = zp.analyze(nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval(), x)
+    with pytest.raises(PolicyError, match="another model"):
+        zp.prune(other, calibration, policy=policy, progress=False)
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(PolicyError, match="not a zigprune policy"):
+        load_policy(tmp_path / "bad.json")
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.json")
+
+
+def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    with pytest.raises(
+        UnknownNameError, match="unknown strategy 'annealing'; valid names: dp, global, uniform"
+    ):
+        zp.search(space, calibration, strategy="annealing", progress=False)
+    with pytest.raises(TargetError, match="not searched yet"):
+        zp.search(space, calibration, "latency=0.3@onnxruntime-int8", progress=False)
+    for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half"):
+        with pytest.raises(TargetError):
+            parse_budget(bad)
+    with pytest.raises(TargetError):
+        zp.search(space, calibration, "macs=0.001", progress=False)
+    assert parse_budget("macs=2x").fraction == pytest.approx(0.5)
+    assert parse_budget("params=0.4").fraction == pytest.approx(0.6)
