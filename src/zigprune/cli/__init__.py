@@ -1,4 +1,5 @@
-"""Command-line entry point: ``zigprune compress | prune | analyze | eval | export | report | bench``.
+"""Command-line entry point: ``zigprune compress | prune | search | analyze | eval | export | report |
+bench``.
 
 One module per subcommand, each a sub-parser and a handler that calls the library and prints; this
 module builds the parser, dispatches, and turns errors into one line and an exit status.
@@ -23,8 +24,10 @@ from ..errors import (
     Interrupted,
     ModelError,
     OptimizerError,
+    PolicyError,
     RunDirError,
     TargetError,
+    UnknownNameError,
     ZigpruneError,
 )
 from ..measure.latency import LatencyError
@@ -34,6 +37,7 @@ from .eval import add_eval
 from .export import add_export
 from .prune import add_prune
 from .report import add_report
+from .search import add_search
 
 USAGE_ERRORS = (
     CalibrationError,
@@ -45,10 +49,12 @@ USAGE_ERRORS = (
     RunDirError,
     LatencyError,
     DivergedError,
+    PolicyError,
+    UnknownNameError,
 )
 INTERRUPTED = 130
 TERMINATED = 143
-SUBCOMMANDS = (add_compress, add_prune, add_analyze, add_eval, add_export, add_report, add_bench)
+SUBCOMMANDS = (add_compress, add_prune, add_search, add_analyze, add_eval, add_export, add_report, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

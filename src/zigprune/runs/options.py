@@ -115,10 +115,10 @@ class Source:
 
 
 @dataclass
-class Selection:
-    """What to remove, how groups are ranked against their cost, and what may not go."""
+class Shaping:
+    """How the widths a selection leaves are shaped (multiples of N, ranked against cost) and what may
+    not go: shared by a target's selection and a search's budget."""
 
-    target: str = option("macs=0.5", help=f"what to remove: {TARGET_HELP}; default {{default}}")
     round_to: int = option(
         8, metavar="N", type=int, help="keep pruned layers' widths multiples of N (default {default}; 1: any)"
     )
@@ -155,6 +155,13 @@ class Selection:
         help="every repeated layer keeps the same width (a Hugging Face model then also saves as a "
         "from_pretrained folder, hf/)",
     )
+
+
+@dataclass
+class Selection(Shaping):
+    """What to remove, how groups are ranked against their cost, and what may not go."""
+
+    target: str = option("macs=0.5", help=f"what to remove: {TARGET_HELP}; default {{default}}")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from .. import data
 from ..core.analysis import analyze
+from ..core.policy import Policy
 from ..core.selection import Target
 from ..core.space import GroupSpace
 from ..data.text import is_text
@@ -31,6 +32,7 @@ from ..io.weights import load_weights, weights_metadata
 from ..models.spec import ModelSpec, check_known
 from ..optim.base import VARIANTS
 from ..posttrain import METHODS, prune
+from ..search.files import load_policy
 from ..training import steps_per_epoch
 from . import report as run_report
 from .config import check_number, check_text_model, default_out, limits_of
@@ -62,6 +64,11 @@ class PruneConfig(Measurement, Selection, Source):
         group="what",
         help="text runs: measure fidelity on every line of this file, text of your own domain (default: the "
         "held-out lines of --data; a model calibrated on one kind of text can lose much more on another)",
+    )
+    policy: str | None = option(
+        None,
+        metavar="FILE",
+        help="apply the widths of a policy saved by zigprune search (policy.json) in place of --target",
     )
     method: str = option("obs", choices=list(METHODS), help="default {default}: " + "; ".join(
         f"{m.name}: {m.summary}" for m in METHODS.values()))  # fmt: skip
@@ -110,6 +117,8 @@ class PruneConfig(Measurement, Selection, Source):
         self.model = ModelSpec(self.model).absolute().text
         if self.weights is not None:
             self.weights = str(Path(self.weights).expanduser().resolve())
+        if self.policy is not None:
+            self.policy = str(Path(self.policy).expanduser().resolve())
 
 
 @dataclass
@@ -150,12 +159,13 @@ def prune_run(
     check_dir(out, resume=False, force=force, resumable=False)
     target = Target.parse(config.target, round_to=config.round_to, limits=limits_of(config))
     target = replace(target, cost_power=cost_power(config, target))
+    policy = load_policy(config.policy) if config.policy else None
     torch.manual_seed(config.seed)
     try:
-        spec, model, feed = _prepare(stage, config)
+        spec, model, feed = prepare(stage, config)
         say = "analysing the model: tracing it and checking that pruned models construct exactly"
         space = stage.timed("analyze", lambda: analyze(model, feed.example), say)
-        return _run(stage, config, out, spec, space, feed, target, progress, command, start)
+        return _run(stage, config, out, spec, space, feed, (target, policy), progress, command, start)
     except KeyboardInterrupt as err:
         again = (
             "run the command again with --force"
@@ -166,8 +176,9 @@ def prune_run(
         raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
 
 
-def _prepare(stage: Stage, config: PruneConfig) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
-    """The model with its weights, and its inputs, checked against each other before anything is written."""
+def prepare(stage: Stage, config: Any) -> tuple[ModelSpec, torch.nn.Module, _Inputs]:
+    """The model with its weights, and its inputs, checked against each other before anything is written
+    (``config``: a ``PruneConfig``, or a ``SearchConfig``, which names the same sources)."""
     check_known(config.model)
     found = stage.timed("data", lambda: load_run_data(
         config.model, config.data, data_dir=config.data_dir, max_length=config.max_length,
@@ -227,18 +238,24 @@ def _run(
     spec: ModelSpec,
     space: GroupSpace,
     feed: _Inputs,
-    target: Target,
+    goal: tuple[Target, Policy | None],
     progress: bool,
     command: str | None,
     start: float,
 ) -> dict[str, Any]:
+    """Prune to ``goal`` (a target, or the widths of a policy when one is given), then save and measure."""
     model = space.model.eval()
     dense = copy.deepcopy(model)
+    target, policy = goal
     say = f"pruning with {config.method} from {feed.samples} calibration samples"
     ids = stage.timed(
-        "prune", lambda: prune(space, feed.calibration, target, method=config.method, progress=progress), say
+        "prune",
+        lambda: prune(
+            space, feed.calibration, target, method=config.method, policy=policy, progress=progress
+        ),
+        say,
     )
-    start_dir(out, config)  # the target was reachable: pruning checked it before changing anything
+    start_dir(out, config)  # the target was reachable (or the policy fits): pruning checked it first
     stage.log(f"pruned {len(ids)} of {space.num_groups} groups with {config.method}")
     dense_quality = stage.timed("evaluate", lambda: feed.quality(dense), "evaluating the dense model")
     if feed.chance is not None and dense_quality.get("accuracy", 1.0) <= 1.5 * feed.chance:
@@ -258,6 +275,8 @@ def _run(
     metrics = measure_models(stage, config, out, run, slim, feed.sample, dense_quality, slim_quality)
     metrics.update(kind="prune", command=command, spec=spec.to_json(), out=str(out), hf_folder=hf_folder)
     metrics["calibration"] = {"data": config.data, "samples": feed.samples, "evaluated": feed.evaluated}
+    if policy is not None:
+        metrics["policy"] = {"file": config.policy, "strategy": policy.strategy, "budget": policy.budget}
     write_json(out / HISTORY, {"train": history})
     metrics["seconds"]["total"] = time.perf_counter() - start
     run_report.render(out, metrics, history)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.selection import Target, parse_number
+import torch
+
+from ..core.selection import Target, cost_left, goal, parse_number, total_cost, unit_chains
+from ..core.space import GroupSpace
 from ..errors import TargetError
 
 KINDS = ("macs", "params")
@@ -26,3 +29,26 @@ def parse_budget(text: str | float, **options: Any) -> Target:
     if not 0 < keep < 1 or (factor and number <= 1):
         raise TargetError(f"budget {text!r} keeps nothing or everything; use {HELP}")
     return Target(1 - keep, kind, **{k: v for k, v in options.items() if v is not None})
+
+
+def check_budget(space: GroupSpace, target: Target) -> None:
+    """A TargetError, before any scoring, when even every removable unit leaves more than the budget."""
+    removed = torch.zeros(space.num_groups, dtype=torch.bool)
+    for chain in unit_chains(
+        space, torch.zeros(space.num_groups, dtype=torch.float64), removed.clone(), target
+    ):
+        for unit, _, _ in chain:
+            removed[unit] = True
+    left = cost_left(space, removed, target.by)
+    if left > goal(space, target):
+        raise beyond(space, target, left)
+
+
+def beyond(space: GroupSpace, target: Target, left: float) -> TargetError:
+    """The error for a budget below ``left``, the least cost the slim model can have, saying how much."""
+    share = left / max(total_cost(space, target.by), 1)
+    return TargetError(
+        f"the budget keeps {1 - target.fraction:.1%} of the {target.by}, but the slim model keeps at least "
+        f"{share:.1%} (unprunable channels, one channel or round_to of them per layer, the limits given): "
+        f"ask for {target.by}={share + 0.0005:.3f} or more"
+    )

@@ -7,10 +7,9 @@ from typing import Any
 
 from ..core.limits import Limits
 from ..core.policy import Policy
-from ..core.selection import check_reachable
 from ..core.space import GroupSpace
 from ..posttrain.prune import group_scores
-from .budget import parse_budget
+from .budget import check_budget, parse_budget
 from .database import ErrorDatabase
 from .solvers import STRATEGIES
 
@@ -42,7 +41,7 @@ def search(
     """
     solver = STRATEGIES[strategy]
     target = parse_budget(budget, round_to=round_to, cost_power=cost_power, limits=limits)
-    check_reachable(space, target)
+    check_budget(space, target)
     scores = group_scores(space, calibration, method, score_damp=score_damp, progress=progress)
     db = ErrorDatabase.build(space, scores, target)
     removed = solver(db)

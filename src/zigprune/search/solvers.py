@@ -13,6 +13,7 @@ import torch
 from ..core.selection import select
 from ..errors import TargetError
 from ..registry import Registry
+from .budget import beyond
 from .database import ErrorDatabase
 
 Solver = Callable[[ErrorDatabase], torch.Tensor]
@@ -112,8 +113,4 @@ def uniform(db: ErrorDatabase) -> torch.Tensor:
 
 def unreachable(db: ErrorDatabase) -> TargetError:
     """The error for a budget beyond what the chains can remove, saying what can be reached."""
-    left = db.left([len(item.units) for item in db.items])
-    return TargetError(
-        f"the budget leaves {db.limit:,.0f} {db.target.by}, but removing everything that may go still leaves "
-        f"{left:,.0f} ({left / max(db.total, 1):.1%} of the dense model): ask for at least that much"
-    )
+    return beyond(db.space, db.target, db.left([len(item.units) for item in db.items]))

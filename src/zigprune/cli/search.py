@@ -1,0 +1,56 @@
+"""``zigprune search``: its sub-parser and handler (the widths per layer for a budget, every strategy
+side by side)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..runs.search_job import POLICY, SearchConfig, search_run, table
+from .args import add_options, wrap
+
+EXAMPLES = """examples:
+  zigprune compress --model resnet20 --data fashion-mnist --save-dense --out runs/r20
+  zigprune search --weights runs/r20/dense.safetensors --budget macs=0.5 --out runs/r20-search
+  zigprune prune --weights runs/r20/dense.safetensors --policy runs/r20-search/policy.json"""
+
+
+def add_search(sub: Any) -> None:
+    """The ``search`` sub-parser: every ``SearchConfig`` field as a flag, plus where the results go."""
+    p = sub.add_parser(
+        "search",
+        help="choose every layer's width for a budget (a policy), each strategy applied and measured",
+        description=wrap(
+            "Policy search: score the groups of a trained model once on calibration samples, build an "
+            "error database per layer and width, and let each strategy choose the widths that meet "
+            "--budget (dp: dynamic programming on the summed error; global: one ranking, as prune "
+            "does; uniform: one share everywhere). Each policy is applied post-training and measured; "
+            "the --strategy one is saved as policy.json for zigprune prune --policy."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(p, SearchConfig)
+    g = p.add_argument_group("where")
+    g.add_argument("--out", metavar="DIR", help="results directory (default runs/<model>-<data>-search)")
+    g.add_argument("--force", action="store_true", help="overwrite the results already in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_search)
+
+
+def _search(args: argparse.Namespace) -> int:
+    explicit = {
+        f: getattr(args, f) for f in SearchConfig.__dataclass_fields__ if getattr(args, f, None) is not None
+    }
+    config = SearchConfig(**explicit)
+    command = shlex.join(["zigprune", *args.argv])
+    results = search_run(config, args.out, force=args.force, progress=not args.no_progress, command=command)
+    folder = Path(results["out"])
+    print(f"\n{config.model} on {config.data}, budget {config.budget}: results in {folder}\n")
+    print(table(results))
+    weights = f" --weights {config.weights}" if config.weights else ""
+    apply = f"zigprune prune --model {config.model} --data {config.data}{weights} --policy {folder / POLICY}"
+    print(f"\npolicy ({config.strategy}): {folder / POLICY}; apply it with {apply}")
+    return 0

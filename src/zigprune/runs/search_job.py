@@ -1,0 +1,147 @@
+"""``zigprune search``: every strategy of ``zp.search`` at one budget on a trained model, each applied
+post-training and measured; the chosen strategy's widths saved as ``policy.json`` for
+``zigprune prune --policy`` (or ``zp.prune(..., policy=zp.load_policy(path))``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.analysis import analyze
+from ..core.policy import Policy
+from ..data.text import is_text
+from ..errors import ConfigError, Interrupted
+from ..io.atomic import atomic_write
+from ..posttrain import METHODS, prune
+from ..search import STRATEGIES, parse_budget, save_policy, search
+from .config import check_number, check_text_model, default_out, limits_of
+from .options import Shaping, Source, option, redefault
+from .prune_job import prepare
+from .rundir import check_dir, start_dir, write_json
+from .state import Stage
+
+POLICY = "policy.json"
+TABLE = "search.md"
+RESULTS = "search.json"
+
+
+@dataclass
+class SearchConfig(Shaping, Source):
+    """Everything that determines a search (saved as ``run.json``): a trained model, the budget, the
+    strategy whose policy is kept, and whether the others run beside it for comparison."""
+
+    model: str = redefault(Source, "model", "resnet20")
+    data: str = redefault(Source, "data", "fashion-mnist")
+    budget: str = option(
+        "macs=0.5", help="what the slim model may cost: macs=0.5 keeps half the MACs, params=0.4, macs=2x "
+        "(default {default})"
+    )  # fmt: skip
+    strategy: str = option(
+        "dp", choices=list(STRATEGIES), help="the strategy whose policy is saved ({default})"
+    )
+    compare: bool = option(True, kind="off", help="skip the other strategies (run only --strategy)")
+    method: str = option("obs", choices=list(METHODS), help="how groups are scored and refit ({default})")
+    calibration: int = option(512, metavar="N", type=int, help="calibration samples (default {default})")
+    batch_size: int | None = option(
+        None, metavar="N", type=int, help="calibration batch (text 16, images 128)"
+    )
+    eval_data: str | None = option(
+        None, metavar="text:FILE", group="what", help="text runs: measure on this file"
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            self.batch_size = 16 if is_text(self.data) else 128
+        for name in ("calibration", "batch_size", "max_length", "round_to"):
+            check_number(name, getattr(self, name), 1, integer=True)
+        check_text_model(self.model, self.data)
+        limits_of(self)
+        parse_budget(self.budget)
+        STRATEGIES.check(self.strategy)
+        if self.method not in METHODS:
+            raise ConfigError(f"--method is {self.method!r}; use one of {', '.join(METHODS)}")
+
+    @property
+    def strategies(self) -> list[str]:
+        others = [s for s in STRATEGIES if s != self.strategy] if self.compare else []
+        return [self.strategy, *others]
+
+
+def search_run(
+    config: SearchConfig,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Search ``config.model`` into ``out`` (default ``runs/<model>-<data>-search``); return the results."""
+    start = time.perf_counter()
+    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
+    out = (
+        Path(out) if out is not None else default_out(config).with_name(f"{default_out(config).name}-search")
+    )
+    check_dir(out, resume=False, force=force, resumable=False)
+    torch.manual_seed(config.seed)
+    try:
+        _, model, feed = prepare(stage, config)
+        space = stage.timed("analyze", lambda: analyze(model, feed.example), "analysing the model")
+        dense = feed.quality(model)
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        rows, policies = [], {}
+        for strategy in config.strategies:
+            row, policies[strategy] = _one(stage, config, space, feed, strategy, progress)
+            rows.append(row)
+            model.load_state_dict(before)
+    except KeyboardInterrupt as err:
+        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; nothing was written, run the command again"
+        raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
+    start_dir(out, config)
+    for strategy, policy in policies.items():
+        save_policy(policy, out / "policies" / f"{strategy}.json")
+    save_policy(policies[config.strategy], out / POLICY)
+    results = {"command": command, "dense": dense, "rows": rows, "budget": config.budget, "out": str(out)}
+    results["seconds"] = time.perf_counter() - start
+    write_json(out / RESULTS, results)
+    atomic_write(out / TABLE, lambda temp: temp.write_text(table(results) + "\n"))
+    return results
+
+
+def _one(
+    stage: Stage, config: SearchConfig, space: Any, feed: Any, strategy: str, progress: bool
+) -> tuple[dict[str, Any], Policy]:
+    """Search with ``strategy``, apply the policy to the model (the caller restores it), measure it."""
+    shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
+    options = {"method": config.method, "progress": progress}
+    begin = time.perf_counter()
+    policy = stage.timed(
+        f"search {strategy}",
+        lambda: search(space, feed.calibration, config.budget, strategy=strategy, **shaping, **options),
+        f"searching with {strategy}",
+    )
+    seconds = time.perf_counter() - begin
+    stage.timed(f"apply {strategy}", lambda: prune(space, feed.calibration, policy=policy, **options))
+    quality = feed.quality(space.model)
+    row = {"strategy": strategy, **quality, "share": policy.predicted["share"]}
+    return row | {"error": policy.predicted["error"], "seconds": seconds}, policy
+
+
+def table(results: dict[str, Any]) -> str:
+    """The strategies side by side as Markdown."""
+    keys = [k for k in results["dense"] if isinstance(results["dense"][k], float)]
+    head = "| strategy | " + " | ".join(keys) + " | cost left | predicted error | search s |"
+    lines = [head, "|---|" + "---:|" * (len(keys) + 3)]
+    lines.append("| dense | " + " | ".join(f"{results['dense'][k]:.4f}" for k in keys) + " | 100% | | |")
+    for r in results["rows"]:
+        cells = " | ".join(f"{r[k]:.4f}" for k in keys)
+        lines.append(
+            f"| {r['strategy']} | {cells} | {r['share']:.1%} | {r['error']:.4g} | {r['seconds']:.1f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""``zigprune search`` end to end on a dense model saved by ``compress --save-dense``: every strategy
+applied and measured, the policy saved, then ``zigprune prune --policy`` building exactly its widths;
+bad input refused with one line and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli_errors import error_of
+from conftest import FAST
+
+import zigprune as zp
+from zigprune.cli import main
+
+DIGITS = ["--model", "digits_cnn", "--data", "digits"]
+
+
+def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, capsys) -> None:
+    weights = ["--weights", str(dense_run / "dense.safetensors")]
+    found = tmp_path / "search"
+    argv = ["search", *DIGITS, *weights, "--budget", "macs=0.6", "--calibration", "128", "--out", str(found)]
+    assert main([*argv, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| dp |" in printed and "| global |" in printed and "| uniform |" in printed
+    results = json.loads((found / "search.json").read_text())
+    assert [r["strategy"] for r in results["rows"]] == ["dp", "global", "uniform"]
+    assert all(r["share"] <= 0.6 and 0 <= r["accuracy"] <= 1 for r in results["rows"])
+    policy = zp.load_policy(found / "policy.json")
+    assert policy.strategy == "dp" and (found / "policies" / "uniform.json").is_file()
+    out = tmp_path / "pruned"
+    prune = ["prune", *DIGITS, *weights, "--policy", str(found / "policy.json"), "--calibration", "128"]
+    assert main([*prune, "--out", str(out), *FAST]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["policy"]["strategy"] == "dp" and metrics["policy"]["budget"] == "macs=0.6"
+    share = metrics["slim"]["macs"] / metrics["dense"]["macs"]
+    assert share == pytest.approx(policy.predicted["share"], abs=0.01), "the policy's widths, as searched"
+    assert zp.load(out)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_path: Path, capsys) -> None:
+    weights = ["--weights", str(dense_run / "dense.safetensors")]
+    out = tmp_path / "search"
+    base = ["search", *DIGITS, *weights, "--out", str(out), "--no-progress"]
+    assert "budget kind 'flops'" in error_of(capsys, [*base, "--budget", "flops=0.5"])
+    assert "not searched yet" in error_of(capsys, [*base, "--budget", "latency=0.3@onnxruntime"])
+    assert "ask for macs=0." in error_of(capsys, [*base, "--budget", "macs=0.0001", "--calibration", "64"])
+    assert not out.exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    prune = ["prune", *DIGITS, *weights, "--out", str(tmp_path / "p"), *FAST]
+    assert "not a zigprune policy" in error_of(capsys, [*prune, "--policy", str(bad)])
+    assert not (tmp_path / "p").exists()
