@@ -127,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="search.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the digits CNN, one budget: a smoke run")
     parser.add_argument("--budgets", nargs="+", default=None, help="budgets (default macs=0.5 macs=0.667)")
-    parser.add_argument("--calibration", type=int, default=512, help="calibration images (default 512)")
+    parser.add_argument("--calibration", type=int, default=None, help="calibration images (512; 128 quick)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    args.epochs = 3 if args.quick else 4
+    args.epochs = 2 if args.quick else 4
+    args.calibration = args.calibration or (128 if args.quick else 512)
     args.subset = None if args.quick else 20000
     args.budgets = args.budgets or (["macs=0.5"] if args.quick else ["macs=0.5", "macs=0.667"])
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)

@@ -25,7 +25,7 @@ from ..measure import latency
 from ..measure.count import count
 from ..methods import recipes
 from ..methods.options import ScratchOptions, read_options
-from ..methods.run import Setup
+from ..methods.run import Setup, Training
 from ..training import evaluate, fetch, sample_inputs
 from .cache import RunCache, fingerprint
 from .int8 import int8_figures
@@ -40,11 +40,12 @@ LATENCY_BATCH = 64
 
 
 @dataclass
-class Settings:
+class Settings(Training):
     """One bench: model, data, MACs reduction (dense/slim, e.g. 2.5), epoch budget, seeds and methods.
 
     ``subset`` cuts the training set (None: all of it); the whole test set is used unless
-    ``test_subset`` is given. The defaults fit every default method, 3 seeds, ResNet-20 on
+    ``test_subset`` is given. How every method trains (epochs, batch, SGD) is the ``Training`` part it
+    shares with each run's ``Setup``. The defaults fit every default method, 3 seeds, ResNet-20 on
     Fashion-MNIST in about 70 minutes on 2 CPU cores.
     """
 
@@ -52,20 +53,13 @@ class Settings:
     data: str = "fashion-mnist"
     data_dir: str | None = None
     macs: float = 2.5
-    epochs: int = 4
     seeds: int = 3
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     subset: int | None = 6000
     test_subset: int | None = None
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency: bool = True
     latency_seconds: float = 0.5
-    epoch_eval: bool = False
-    progress: bool = False
     quick: bool = False
     int8: bool = False
 
@@ -175,15 +169,9 @@ class Bench:
             data=self.data,
             example=self.example,
             target=s.target,
-            epochs=s.epochs,
             seed=seed,
-            batch_size=s.batch_size,
-            lr=s.lr,
-            momentum=s.momentum,
-            weight_decay=s.weight_decay,
-            progress=s.progress,
-            epoch_eval=s.epoch_eval,
             options=dict(s.options.get(method, {})),
+            **s.training(),
             architecture=lambda source: self._architecture(source, seed, stack),
         )
         record = RunRecord(method, seed, key)

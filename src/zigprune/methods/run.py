@@ -8,7 +8,7 @@ epochs of every phase so each recipe's total can be checked against the shared b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -22,8 +22,27 @@ from .options import OptionsT, read_options
 PHASE_SEED_STRIDE = 101
 
 
+@dataclass(kw_only=True)
+class Training:
+    """How every method of a bench trains: ``epochs`` of ``batch_size`` samples, SGD (``lr``,
+    ``momentum``, ``weight_decay``) on a per-step cosine schedule, with or without progress bars and a
+    test evaluation each epoch. The bench's ``Settings`` and each run's ``Setup`` share it."""
+
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    progress: bool = False
+    epoch_eval: bool = False
+
+    def training(self) -> dict[str, Any]:
+        """These fields by name, to pass on to another ``Training``."""
+        return {f.name: getattr(self, f.name) for f in fields(Training)}
+
+
 @dataclass
-class Setup:
+class Setup(Training):
     """The shared conditions of one (method, seed) run: model, data, MACs target, epoch budget, recipe.
 
     ``build()`` returns a freshly initialised model, identical for every method of the seed.
@@ -36,14 +55,7 @@ class Setup:
     data: Any
     example: torch.Tensor
     target: Target
-    epochs: int
     seed: int = 0
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    progress: bool = False
-    epoch_eval: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     architecture: Callable[[str], list[int]] | None = None
 
