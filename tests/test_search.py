@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import zigprune as zp
-from zigprune.errors import PolicyError, TargetError, UnknownNameError
+from zigprune.errors import OptimizerError, PolicyError, TargetError, UnknownNameError
 from zigprune.search import ErrorDatabase, load_policy, parse_budget, save_policy
 from zigprune.search.database import Item
 from zigprune.search.solvers import solve
@@ -130,3 +130,21 @@ def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
         zp.search(space, calibration, "macs=0.001", progress=False)
     assert parse_budget("macs=2x").fraction == pytest.approx(0.5)
     assert parse_budget("params=0.4").fraction == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("kind", ["HESSO", "DHSPG"])
+def test_search_then_train_once_reaches_exactly_the_policy(setting, kind: str) -> None:
+    """target=policy: the optimizer takes every family to the searched width ("search, then train once")."""
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    policy = zp.search(space, calibration, "macs=0.6", progress=False)
+    optimizer = getattr(zp, kind)(space, lr=0.05, target=policy, total_steps=40)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(torch.randn(16, 1, 8, 8, generator=g)).pow(2).mean().backward()
+        optimizer.step()
+    assert zp.Policy.of(space, space.zero_groups()).families == policy.families
+    assert space.construct()(x).shape == (2, 4)
+    with pytest.raises(OptimizerError, match="without by"):
+        zp.HESSO(space, lr=0.1, target=policy, by="macs", total_steps=10)

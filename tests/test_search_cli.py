@@ -38,6 +38,20 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     share = metrics["slim"]["macs"] / metrics["dense"]["macs"]
     assert share == pytest.approx(policy.predicted["share"], abs=0.01), "the policy's widths, as searched"
     assert zp.load(out)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    trained = tmp_path / "trained"  # search, then train once: HESSO prunes to the policy's widths
+    compress = [
+        "compress",
+        *DIGITS,
+        "--policy",
+        str(found / "policy.json"),
+        "--epochs",
+        "2",
+        "--out",
+        str(trained),
+    ]
+    assert main([*compress, *FAST]) == 0
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["slim"]["macs"] / metrics["dense"]["macs"] == pytest.approx(share, abs=1e-6)
 
 
 def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_path: Path, capsys) -> None:

@@ -76,15 +76,34 @@ class Policy:
             missing = space.families[min(prunable)].name
             raise PolicyError(f"the policy says nothing of family {missing}; search again on this model")
 
-    def removed(self, space: GroupSpace, scores: torch.Tensor) -> torch.Tensor:
-        """The groups to remove for exactly these widths: in each piece the lowest-scored ones."""
+    @property
+    def removes(self) -> int:
+        """How many groups the policy removes in all."""
+        return sum(w - k for entry in self.families for w, k in zip(entry.width, entry.kept))
+
+    def removed(
+        self,
+        space: GroupSpace,
+        scores: torch.Tensor,
+        share: float = 1.0,
+        taken: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The groups to remove, lowest-scored first in each piece, to reach these widths (``share`` of
+        the way there, for a schedule that prunes in steps). Groups in ``taken`` are gone already and
+        count; groups in ``keep`` never go."""
         self.check(space)
         removed = torch.zeros(space.num_groups, dtype=torch.bool)
         score = scores.tolist()
+        gone = taken.tolist() if taken is not None else [False] * space.num_groups
+        held = keep.tolist() if keep is not None else [False] * space.num_groups
         for entry in self.families:
             for piece, kept in zip(space.families[entry.index].pieces, entry.kept):
-                order = sorted(piece.groups, key=lambda g: (score[g], g))
-                removed[order[: piece.width - kept]] = True
+                want = round(share * (piece.width - kept)) - sum(gone[g] for g in piece.groups)
+                free = sorted(
+                    (g for g in piece.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g)
+                )
+                removed[free[: max(0, want)]] = True
         return removed
 
     def to_dict(self) -> dict[str, Any]:

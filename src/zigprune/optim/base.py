@@ -21,10 +21,11 @@ import torch
 
 from ..core.grouping import Grouping
 from ..core.limits import Limits
-from ..core.selection import Target, check_reachable, removed_share
+from ..core.policy import Policy
+from ..core.selection import Target, check_reachable, removed_share, select
 from ..core.shards import any_rank, local
 from ..core.space import GroupSpace
-from ..errors import OptimizerError
+from ..errors import OptimizerError, PolicyError
 from .params import check_in_model, check_options, frozen_groups, model_params
 
 VARIANTS = ("sgd", "adam", "adamw")
@@ -268,7 +269,9 @@ class TargetedOptimizer(GroupOptimizer):
 
     ``target`` is a ``Target``, or the fraction to remove with ``by``, ``round_to``, ``cost_power``,
     ``cost`` and ``limits`` (a ``zigprune.core.limits.Limits``: families left alone, a maximum share,
-    a minimum of heads, uniform widths) beside it; those left out take ``Target``'s defaults.
+    a minimum of heads, uniform widths) beside it; those left out take ``Target``'s defaults. Or a
+    :class:`~zigprune.Policy` from ``zp.search`` ("search, then train once"): every family is taken to
+    the policy's width, its least important groups first.
     A target that removing every removable group cannot meet is a ``TargetError`` here, saying how
     much can go. ``total_steps=None`` leaves the schedule to ``set_total_steps`` (e.g. from the
     Hugging Face Trainer, ``zigprune.hf.PruningCallback``), before the first step. ``start_step``
@@ -298,10 +301,14 @@ class TargetedOptimizer(GroupOptimizer):
             checked_total(total_steps)
         self.given_start_step = start_step
         super().__init__(space, lr, *args, **kwargs)
+        self.policy = target if isinstance(target, Policy) else None
+        if self.policy is not None:
+            target = self._policy_target(space, self.policy, by, round_to, cost_power, cost, limits)
         self.target = Target.of(
             target, by=by, round_to=round_to, cost_power=cost_power, cost=cost, limits=limits
         )
-        check_reachable(space, self.target, self.frozen)
+        if self.policy is None:
+            check_reachable(space, self.target, self.frozen)
         self.start_step: int | None = None
         self._schedule(total_steps)
         self.importance_momentum = importance_momentum
@@ -311,6 +318,26 @@ class TargetedOptimizer(GroupOptimizer):
         super()._schedule(total_steps)
         if total_steps is not None:
             self.start_step = default(self.given_start_step, total_steps, 0.1)
+
+    @staticmethod
+    def _policy_target(space: GroupSpace, policy: Policy, *options: Any) -> Target:
+        """The share of groups a policy removes, as the target reports count it (its widths decide)."""
+        if any(option is not None for option in options):
+            raise OptimizerError(
+                "a policy sets every family's width: give target=policy without by, round_to, cost_power, "
+                "cost or limits (search with them instead: zp.search(..., round_to=8))"
+            )
+        policy.check(space)
+        if not policy.removes:
+            raise PolicyError("the policy removes no group: search with a smaller budget")
+        return Target(policy.removes / space.num_groups, "groups")
+
+    def choose(self, scores: torch.Tensor, taken: torch.Tensor, share: float) -> torch.Tensor:
+        """Groups to add to ``taken`` to go ``share`` of the way: to the policy's widths when the target
+        is a policy (its lowest-importance groups in each family), else by the target's ranking."""
+        if self.policy is not None:
+            return self.policy.removed(self.space, scores, share, taken, self.frozen)
+        return select(self.space, scores, taken, self.target, share, self.frozen)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from ..core.selection import select
 from ..core.space import GroupSpace
 from .base import TargetedOptimizer, default, linear_decay
 
@@ -69,9 +68,7 @@ class DHSPG(TargetedOptimizer):
         if step < self.start_step:
             return
         if step == self.start_step:
-            redundant |= select(
-                self.space, self.zig["importance"], self.zig["pruned"], self.target, 1.0, self.frozen
-            )
+            redundant |= self.choose(self.zig["importance"], self.zig["pruned"], 1.0)
             if self.zig["lmbda"] is None:
                 self.zig["lmbda"] = self._budget_lmbda(redundant)
         lmbda = self.zig["lmbda"]

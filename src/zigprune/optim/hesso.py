@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from ..core.selection import select
 from ..core.space import GroupSpace
 from .base import TargetedOptimizer, default, linear_decay
 
@@ -71,9 +70,7 @@ class HESSO(TargetedOptimizer):
         if t == 0:
             taken = self.zig["pruned"] | self.zig["active"]
             share = (period + 1) / self.periods
-            self.zig["active"] |= select(
-                self.space, self.zig["importance"], taken, self.target, share, self.frozen
-            )
+            self.zig["active"] |= self.choose(self.zig["importance"], taken, share)
         factor = torch.ones(self.space.num_groups)
         factor[self.zig["active"]] = linear_decay(t, self.period_steps)
         self.grouping.scale_(factor)

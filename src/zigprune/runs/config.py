@@ -36,6 +36,12 @@ class Config(Deployment, Measurement, Selection, Source):
         help="train on N random samples (and a matching test share)",
     )
     optimizer: str = option("hesso", choices=sorted(OPTIMIZERS), help="default {default}")
+    policy: str | None = option(
+        None,
+        metavar="FILE",
+        help="train once to the widths of a policy saved by zigprune search (policy.json) in place of "
+        "--target (hesso, dhspg): search, then train once",
+    )
     latency_aware: bool = option(
         False,
         kind="on",
@@ -106,6 +112,10 @@ class Config(Deployment, Measurement, Selection, Source):
                 "--distill starts from a trained model, the teacher: give --weights FILE "
                 "(e.g. from zigprune compress --save-dense) or a Hugging Face model, hf:PATH"
             )
+        if self.policy is not None:
+            if self.optimizer == "hspg":
+                raise ConfigError("--policy sets the widths HESSO or DHSPG prune to; hspg takes no target")
+            self.policy = str(Path(self.policy).expanduser().resolve())
         self.model = ModelSpec(self.model).absolute().text
         if self.weights is not None:
             self.weights = str(Path(self.weights).expanduser().resolve())

@@ -10,6 +10,7 @@ import torch
 from .. import optim
 from ..core.selection import Target
 from ..measure.layer_latency import LayerLatency
+from ..search.files import load_policy
 from .config import Config, limits_of
 
 LATENCY_BATCHES = (1, 64)
@@ -19,8 +20,11 @@ MACS_COST_POWER = 0.5
 def build_optimizer(
     name: str, space: Any, config: Config, target: Target, steps: int
 ) -> torch.optim.Optimizer:
-    """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``."""
-    chosen = {"target": run_target(space, config, target)} if optim.targeted(name) else {}
+    """Optimizer ``name`` with the run's base update; HESSO and DHSPG also get the run's ``Target``, or
+    the widths of its ``--policy``."""
+    chosen = {}
+    if optim.targeted(name):
+        chosen["target"] = load_policy(config.policy) if config.policy else run_target(space, config, target)
     return optim.make(
         name, space, total_steps=steps, variant=config.variant, **base_options(config), **chosen
     )
