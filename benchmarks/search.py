@@ -1,5 +1,5 @@
 """Policy search side by side: every strategy of ``zp.search`` at the same budget, applied by
-``zp.prune(..., policy=...)`` with OBS, post-training, on the post-training benchmark's dense model.
+``zp.prune(..., policy=...)`` with OBS, post-training, on the post-training benchmark's models.
 
 ResNet-20 on Fashion-MNIST (trained 4 epochs on 20,000 images by ``post_training.trained_dense``,
 cached; the test set is the same share of Fashion-MNIST's), 512 calibration images drawn at random
@@ -8,7 +8,9 @@ and ``global`` ranking by score / cost^0.5, the settings of the post-training be
 test accuracy, the MACs left (exact, from the space), the search's predicted (summed) error, and
 the search's wall time (its scoring pass included; the refit of ``zp.prune`` is not). ``--quick``:
 the digits CNN, one budget, a smoke run written under ``runs/`` so it never overwrites the published
-results. Run from the repository root::
+results. all-MiniLM-L6-v2 (where installed) at ``macs=0.667`` and ``macs=0.5``: cosine to the
+dense sentence embeddings and top-1 neighbour kept on held-out python-docs lines, 256 calibration
+lines (a tiny random BERT with ``--quick``). Run from the repository root::
 
     PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
     PYTHONPATH=src python benchmarks/search.py --quick
@@ -26,11 +28,13 @@ from typing import Any
 
 import zigprune as zp
 from zigprune import data
+from zigprune.data.text import batches, load_text
+from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.training import evaluate, sample_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, command_line, goal_line, machine_info
-from post_training import trained_dense
+from post_training import _minilm, _optional, _quick_text, _tiny_bert, trained_dense
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
@@ -66,6 +70,47 @@ def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]
     return base, found
 
 
+def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
+    """all-MiniLM-L6-v2 (a tiny random BERT with --quick) at each text budget: cosine to the dense
+    sentence embeddings and top-1 neighbour kept on held-out python-docs lines, as the post-training
+    benchmark measures them; None without transformers or the model."""
+    transformers = _optional("transformers")
+    folder = None if transformers is None else (_tiny_bert(transformers) if args.quick else _minilm())
+    if folder is None:
+        return None
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    dense = transformers.AutoModel.from_pretrained(folder).eval()
+    text = load_text(_quick_text() if args.quick else "text:python-docs")
+    calibration = batches(tok, text.train[: args.text_calibration], batch_size=16, max_length=128)
+    held_out = batches(tok, text.test[: 32 if args.quick else None], batch_size=32, max_length=128)
+    reference = embeddings(dense, held_out)
+    example = {k: v[:2] for k, v in held_out[0].items()}
+    found = []
+    for budget in args.text_budgets:
+        for strategy in STRATEGIES:
+            model = copy.deepcopy(dense)
+            space = zp.analyze(model, example)
+            start = time.perf_counter()
+            policy = zp.search(
+                space, calibration, budget, strategy=strategy, round_to=8, cost_power=0.5, progress=False
+            )
+            seconds = time.perf_counter() - start
+            zp.prune(space, calibration, policy=policy, progress=False)
+            kept = fidelity(reference, space.construct(), held_out)
+            found.append(
+                {"budget": budget, "strategy": strategy, "cosine": kept.cosine, "retrieval": kept.retrieval}
+                | {
+                    "macs_share": policy.predicted["share"],
+                    "error": policy.predicted["error"],
+                    "seconds": seconds,
+                }
+            )
+            print(f"text {budget} {strategy}: cosine {kept.cosine:.4f} ({seconds:.1f} s)", file=sys.stderr)
+    name = "tiny random BERT" if args.quick else "all-MiniLM-L6-v2"
+    setup = f"{name}, {args.text_calibration} calibration lines, {kept.samples} held-out lines of python-docs"
+    return {"model": name, "setup": setup, "rows": found}
+
+
 def goals(base: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
     """The issue's goals that this run can decide, each met or not."""
     lines = []
@@ -94,6 +139,21 @@ def goals(base: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def text_goals(text: dict[str, Any]) -> list[str]:
+    """The encoder's goals: cosine 0.95 at 1.5x and 0.90 at 2x fewer MACs with dp, dp the best strategy."""
+    lines = []
+    for budget, bar in (("macs=0.667", 0.95), ("macs=0.5", 0.90)):
+        by = {r["strategy"]: r for r in text["rows"] if r["budget"] == budget}
+        if "dp" not in by:
+            continue
+        dp, best = by["dp"]["cosine"], max(r["cosine"] for r in by.values())
+        lines.append(goal_line(f"{text['model']} {budget}: dp cosine {dp:.4f} >= {bar}", dp >= bar))
+        lines.append(
+            goal_line(f"{text['model']} {budget}: dp the best strategy (best {best:.4f})", dp >= best)
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     base = report["dense"]
     smoke = ["**Smoke run (--quick): not a published result.**", ""] if report["settings"]["quick"] else []
@@ -119,6 +179,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"{(r['accuracy'] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | {r['error']:.4g} | "
             f"{r['seconds']:.1f} |"
         )
+    text = report.get("text")
+    if text:
+        out += ["", f"## {text['setup']}", ""]
+        out += ["| budget | strategy | cosine | top-1 kept | MACs left | predicted error | search s |"]
+        out += ["|---|---|---:|---:|---:|---:|---:|"]
+        for r in text["rows"]:
+            out.append(
+                f"| {r['budget']} | {r['strategy']} | {r['cosine']:.4f} | {r['retrieval']:.1%} | "
+                f"{r['macs_share']:.1%} | {r['error']:.4g} | {r['seconds']:.1f} |"
+            )
     return "\n".join([*out, "", *report["goals"], ""])
 
 
@@ -128,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the digits CNN, one budget: a smoke run")
     parser.add_argument("--budgets", nargs="+", default=None, help="budgets (default macs=0.5 macs=0.667)")
     parser.add_argument("--calibration", type=int, default=None, help="calibration images (512; 128 quick)")
+    parser.add_argument(
+        "--text-budgets", nargs="+", default=None, help="MiniLM budgets (macs=0.667 macs=0.5)"
+    )
+    parser.add_argument("--text-calibration", type=int, default=None, help="lines (256; 32 quick)")
+    parser.add_argument("--no-text", action="store_true", help="skip the sentence encoder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
@@ -135,22 +210,27 @@ def main(argv: list[str] | None = None) -> int:
     args.calibration = args.calibration or (128 if args.quick else 512)
     args.subset = None if args.quick else 20000
     args.budgets = args.budgets or (["macs=0.5"] if args.quick else ["macs=0.5", "macs=0.667"])
+    args.text_budgets = args.text_budgets or (["macs=0.667"] if args.quick else ["macs=0.667", "macs=0.5"])
+    args.text_calibration = args.text_calibration or (32 if args.quick else 256)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     start = time.perf_counter()
     base, found = rows(args)
+    encoder = None if args.no_text else text_rows(args)
     settings = {"quick": args.quick, "calibration": args.calibration, "budgets": args.budgets}
+    settings |= {"text_budgets": args.text_budgets, "text_calibration": args.text_calibration}
     report = {"command": command_line(__file__, argv), "machine": machine_info(), "settings": settings}
     report |= {
         "dense": base,
         "rows": found,
-        "goals": goals(base, found),
+        "text": encoder,
+        "goals": goals(base, found) + (text_goals(encoder) if encoder else []),
         "seconds": time.perf_counter() - start,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "search.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    (out / "search.md").write_text(text)
-    print(text)
+    written = markdown(report)
+    (out / "search.md").write_text(written)
+    print(written)
     return 0
 
 

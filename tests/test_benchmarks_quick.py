@@ -194,3 +194,6 @@ def test_search_quick(tmp_path: Path) -> None:
     assert [r["strategy"] for r in report["rows"]] == ["dp", "global", "uniform"]
     assert all(r["macs_share"] <= 0.5 for r in report["rows"]) and report["settings"]["quick"]
     assert "Smoke run" in (tmp_path / "search.md").read_text() and report["goals"]
+    if report["text"] is not None:  # transformers installed: the encoder's rows too
+        assert [r["strategy"] for r in report["text"]["rows"]] == ["dp", "global", "uniform"]
+        assert all(0 < r["cosine"] <= 1 and r["macs_share"] <= 0.667 for r in report["text"]["rows"])

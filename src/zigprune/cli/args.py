@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import textwrap
+from typing import TypeVar
 
 from ..runs.options import GROUPS, default_of, flags
+
+T = TypeVar("T")
 
 
 def shape(text: str) -> tuple[int, ...]:
@@ -43,6 +46,20 @@ def add_options(parser: argparse.ArgumentParser, *configs: type) -> None:
             group.add_argument(
                 name, dest=item.name, action=action, metavar=flag.metavar, help=text, **options
             )
+
+
+def add_where(parser: argparse.ArgumentParser, folder: str, default: str) -> None:
+    """``--out DIR`` (a ``folder``, ``default`` when not given), ``--force`` and ``--no-progress``."""
+    g = parser.add_argument_group("where")
+    g.add_argument("--out", metavar="DIR", help=f"{folder} (default {default})")
+    g.add_argument("--force", action="store_true", help=f"overwrite the {folder} already in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_of(args: argparse.Namespace, kind: type[T]) -> T:
+    """The ``kind`` config from the flags the user gave (the rest keep the config's defaults)."""
+    given = {f: getattr(args, f) for f in kind.__dataclass_fields__ if getattr(args, f, None) is not None}
+    return kind(**given)
 
 
 def add_trust(p: argparse.ArgumentParser) -> None:

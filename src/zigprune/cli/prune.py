@@ -9,7 +9,7 @@ from typing import Any
 
 from ..runs.prune_job import PruneConfig, prune_run
 from ..runs.report import table
-from .args import add_options, wrap
+from .args import add_options, add_where, config_of, wrap
 
 EXAMPLES = """examples:
   zigprune compress --model resnet20 --data fashion-mnist --save-dense --out runs/r20
@@ -33,18 +33,12 @@ def add_prune(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(p, PruneConfig)
-    g = p.add_argument_group("where")
-    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>-<data>-<method>)")
-    g.add_argument("--force", action="store_true", help="overwrite the run already in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_where(p, "run directory", "runs/<model>-<data>-<method>")
     p.set_defaults(func=_prune)
 
 
 def _prune(args: argparse.Namespace) -> int:
-    explicit = {
-        f: getattr(args, f) for f in PruneConfig.__dataclass_fields__ if getattr(args, f, None) is not None
-    }
-    config = PruneConfig(**explicit)
+    config = config_of(args, PruneConfig)
     command = shlex.join(["zigprune", *args.argv])
     out = Path(args.out) if args.out else None
     metrics = prune_run(config, out, force=args.force, progress=not args.no_progress, command=command)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs.search_job import POLICY, SearchConfig, search_run, table
-from .args import add_options, wrap
+from .args import add_options, add_where, config_of, wrap
 
 EXAMPLES = """examples:
   zigprune compress --model resnet20 --data fashion-mnist --save-dense --out runs/r20
@@ -33,18 +33,12 @@ def add_search(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(p, SearchConfig)
-    g = p.add_argument_group("where")
-    g.add_argument("--out", metavar="DIR", help="results directory (default runs/<model>-<data>-search)")
-    g.add_argument("--force", action="store_true", help="overwrite the results already in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_where(p, "results directory", "runs/<model>-<data>-search")
     p.set_defaults(func=_search)
 
 
 def _search(args: argparse.Namespace) -> int:
-    explicit = {
-        f: getattr(args, f) for f in SearchConfig.__dataclass_fields__ if getattr(args, f, None) is not None
-    }
-    config = SearchConfig(**explicit)
+    config = config_of(args, SearchConfig)
     command = shlex.join(["zigprune", *args.argv])
     results = search_run(config, args.out, force=args.force, progress=not args.no_progress, command=command)
     folder = Path(results["out"])

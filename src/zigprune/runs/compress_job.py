@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import shlex
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -99,7 +98,7 @@ def compress(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"--threads is {threads!r}; give a whole number of at least 1")
     out = Path(out) if out is not None else default_out(config)
-    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
+    stage = Stage.of(log, progress)
     config, target = _settings(config, out, resume, force, trust_factory)
     job = _Job(config, out, target, stage, progress, hooks, threads, command, start)
     started = resume

@@ -10,7 +10,6 @@ quality is how closely the pruned model's outputs follow the dense model's on he
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -150,7 +149,7 @@ def prune_run(
 ) -> dict[str, Any]:
     """Prune ``config.model`` into ``out`` (default ``runs/<model>-<data>-<method>``); return its metrics."""
     start = time.perf_counter()
-    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
+    stage = Stage.of(log, progress)
     out = (
         Path(out)
         if out is not None

@@ -4,7 +4,6 @@ post-training and measured; the chosen strategy's widths saved as ``policy.json`
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,7 +83,7 @@ def search_run(
 ) -> dict[str, Any]:
     """Search ``config.model`` into ``out`` (default ``runs/<model>-<data>-search``); return the results."""
     start = time.perf_counter()
-    stage = Stage(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
+    stage = Stage.of(log, progress)
     out = (
         Path(out) if out is not None else default_out(config).with_name(f"{default_out(config).name}-search")
     )

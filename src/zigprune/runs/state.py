@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ class Stage:
     seconds: dict[str, float] = field(default_factory=dict)
     current: str = "setup"
     announce: bool = True
+
+    @classmethod
+    def of(cls, log: Callable[[str], None] | None, progress: bool) -> Stage:
+        """A job's stages: messages to ``log`` (stderr by default), stage lines only with progress on."""
+        return cls(log or (lambda text: print(text, file=sys.stderr)), announce=progress)
 
     def timed(self, name: str, fn: Callable[[], Any], say: str | None = None) -> Any:
         """``fn()``, its wall time added to stage ``name``'s; ``say`` is logged first when the run shows
