@@ -41,6 +41,18 @@ QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
 STRATEGIES = ("dp", "global", "uniform")
 
 
+def searched(dense: Any, example: Any, calibration: list[Any], budget: str, strategy: str) -> tuple:
+    """A copy of ``dense`` pruned to the policy ``strategy`` finds for ``budget`` (widths multiples of 8,
+    ``global`` by score / MACs^0.5), with that policy and the search's seconds."""
+    space = zp.analyze(copy.deepcopy(dense), example)
+    start = time.perf_counter()
+    shaping = {"round_to": 8, "cost_power": 0.5}
+    policy = zp.search(space, calibration, budget, strategy=strategy, **shaping, progress=False)
+    seconds = time.perf_counter() - start
+    zp.prune(space, calibration, policy=policy, progress=False)
+    return space, policy, seconds
+
+
 def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The dense model's figures, and one row per budget and strategy."""
     name, dataset_name = ("digits_cnn", "digits") if args.quick else ("resnet20", "fashion-mnist")
@@ -53,15 +65,8 @@ def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]
     found = []
     for budget in args.budgets:
         for strategy in STRATEGIES:
-            model = copy.deepcopy(dense)
-            space = zp.analyze(model, example)
-            start = time.perf_counter()
-            policy = zp.search(
-                space, calibration, budget, strategy=strategy, round_to=8, cost_power=0.5, progress=False
-            )
-            seconds = time.perf_counter() - start
-            zp.prune(space, calibration, policy=policy, progress=False)
-            accuracy = evaluate(model, dataset.test).accuracy
+            space, policy, seconds = searched(dense, example, calibration, budget, strategy)
+            accuracy = evaluate(space.model, dataset.test).accuracy
             found.append(
                 {"budget": budget, "strategy": strategy, "accuracy": accuracy, "seconds": seconds}
                 | {"macs_share": policy.predicted["share"], "error": policy.predicted["error"]}
@@ -88,14 +93,7 @@ def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
     found = []
     for budget in args.text_budgets:
         for strategy in STRATEGIES:
-            model = copy.deepcopy(dense)
-            space = zp.analyze(model, example)
-            start = time.perf_counter()
-            policy = zp.search(
-                space, calibration, budget, strategy=strategy, round_to=8, cost_power=0.5, progress=False
-            )
-            seconds = time.perf_counter() - start
-            zp.prune(space, calibration, policy=policy, progress=False)
+            space, policy, seconds = searched(dense, example, calibration, budget, strategy)
             kept = fidelity(reference, space.construct(), held_out)
             found.append(
                 {"budget": budget, "strategy": strategy, "cosine": kept.cosine, "retrieval": kept.retrieval}
