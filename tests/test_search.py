@@ -148,3 +148,16 @@ def test_search_then_train_once_reaches_exactly_the_policy(setting, kind: str) -
     assert space.construct()(x).shape == (2, 4)
     with pytest.raises(OptimizerError, match="without by"):
         zp.HESSO(space, lr=0.1, target=policy, by="macs", total_steps=10)
+
+
+def test_scores_scored_once_give_the_same_policies(setting) -> None:
+    """search(..., scores=) with one scoring pass finds what a search scoring on its own finds."""
+    from zigprune.posttrain.prune import group_scores
+
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    scores = group_scores(space, calibration, progress=False)
+    for strategy in ("dp", "global", "uniform"):
+        alone = zp.search(space, calibration, "macs=0.5", strategy=strategy, progress=False)
+        shared = zp.search(space, None, "macs=0.5", strategy=strategy, scores=scores)
+        assert shared.families == alone.families and shared.predicted == pytest.approx(alone.predicted)

@@ -42,12 +42,7 @@ class Policy:
         """The widths ``space`` has once the groups in ``removed`` (a bool mask) are gone."""
         gone = removed.tolist()
         families = [
-            FamilyWidth(
-                f.index,
-                f.name,
-                [p.width for p in f.pieces],
-                [p.width - sum(gone[g] for g in p.groups) for p in f.pieces],
-            )
+            FamilyWidth(f.index, f.name, [p.width for p in f.pieces], [_kept(p, gone) for p in f.pieces])
             for f in space.families
             if f.groups
         ]
@@ -99,7 +94,7 @@ class Policy:
         held = keep.tolist() if keep is not None else [False] * space.num_groups
         for entry in self.families:
             for piece, kept in zip(space.families[entry.index].pieces, entry.kept):
-                want = round(share * (piece.width - kept)) - sum(gone[g] for g in piece.groups)
+                want = round(share * (piece.width - kept)) - (piece.width - _kept(piece, gone))
                 free = sorted(
                     (g for g in piece.groups if not gone[g] and not held[g]), key=lambda g: (score[g], g)
                 )
@@ -123,4 +118,5 @@ class Policy:
 
 
 def _kept(piece: Piece, gone: list[bool]) -> int:
+    """The groups ``piece`` keeps once those marked in ``gone`` are removed (its unprunable ones too)."""
     return piece.width - sum(gone[g] for g in piece.groups)

@@ -95,8 +95,9 @@ def near_half(size: int) -> int:
 
 def _alone(size: int, rng: random.Random) -> int:
     """A count for a family of a size no other family has: not the first round's."""
-    counts = [c for c in range(1, size) if c != near_half(size)]
-    return rng.choice(counts) if counts else near_half(size)
+    first = near_half(size)
+    counts = [c for c in range(1, size) if c != first]
+    return rng.choice(counts) if counts else first
 
 
 def breaks(space: GroupSpace, groups: list[int], atol: float = 1e-4) -> bool:

@@ -130,13 +130,10 @@ def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None
     ``keep`` (e.g. those with rows in frozen parameters) bound what can go; checked up front so
     training never runs into a target no selection can meet.
     """
-    scores = torch.zeros(space.num_groups, dtype=torch.float64)
-    units = _units(space, scores, _none(space), target, _held(space, target, keep))
-    everything = _none(space)
-    everything[_flat(units)] = True
-    if cost_left(space, everything, target.by) <= goal(space, target):
+    left = least_left(space, target, keep)
+    if left <= goal(space, target):
         return
-    most = removed_share(space, everything, target.by)
+    most = 1 - left / max(total_cost(space, target.by), 1)
     kept = (
         "every layer keeps a channel"
         if target.round_to == 1
@@ -148,6 +145,15 @@ def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None
         f"target {target.fraction:g} of {target.by} cannot be reached: at most {most:.1%} of {target.by} "
         f"can be removed (the rest is unprunable{frozen}, or kept so that {kept}); lower target"
     )
+
+
+def least_left(space: GroupSpace, target: Target, keep: torch.Tensor | None = None) -> float:
+    """The cost (in ``target.by``) left once every unit ``target`` allows to go is gone: what no
+    selection for it can go below."""
+    scores = torch.zeros(space.num_groups, dtype=torch.float64)
+    everything = _none(space)
+    everything[_flat(_units(space, scores, _none(space), target, _held(space, target, keep)))] = True
+    return cost_left(space, everything, target.by)
 
 
 def _held(space: GroupSpace, target: Target, keep: torch.Tensor | None) -> torch.Tensor | None:

@@ -96,15 +96,7 @@ def compare_int8(
         )
         bar = slim_quality[key] - tolerance
         tried = _race(slim_onnx, paths, example, largest, min_seconds / 2, schemes, scores, bar, key, log)
-        ok = [i for i, t in enumerate(tried or []) if t.kept_quality]
-        if tried is None:
-            best = 0
-        else:
-            best = (
-                min(ok, key=lambda i: tried[i].ms)
-                if ok
-                else max(range(len(tried)), key=lambda i: scores[i][key])
-            )
+        best = 0 if tried is None else _best(tried, scores, key)
         atomic_write(out_path, lambda temp: shutil.copyfile(paths[best], temp))
     log(f"timing dense fp32, slim fp32 and slim int8 at batch {', '.join(map(str, batch_sizes))}")
     timed = interleaved(
@@ -125,6 +117,12 @@ def compare_int8(
     ]
     recommended, verdict = _verdict(artefacts, tried[best], largest, key, tolerance)
     return Int8Result(key, schemes[best].label, tolerance, artefacts, tried, recommended, verdict)
+
+
+def _best(tried: list[Tried], scores: list[dict[str, float]], key: str) -> int:
+    """The fastest scheme that kept the quality, else the best scoring one."""
+    ok = [i for i, t in enumerate(tried) if t.kept_quality]
+    return min(ok, key=lambda i: tried[i].ms) if ok else max(range(len(tried)), key=lambda i: scores[i][key])
 
 
 def _quantized(

@@ -124,12 +124,10 @@ def prune(
                 scores, moments = _scores(
                     space, chosen, calib, plan, score_damp, progress, block_bytes, step == 1
                 )
-            chosen_now = (
-                policy.removed(space, scores)
-                if policy
-                else select(space, scores, removed, goal, step / steps)
-            )
-            new = chosen_now & ~removed
+            if policy is not None:  # already-zero groups count toward the policy's widths
+                new = policy.removed(space, scores, taken=removed)
+            else:
+                new = select(space, scores, removed, goal, step / steps) & ~removed
             removed |= new
             _update(space, chosen, calib, plan, removed, new, damp, progress, block_bytes, moments)
             space.zero_(removed)

@@ -200,9 +200,10 @@ def check_number(name: str, value: Any, low: float, *, integer: bool = False, st
         raise ConfigError(f"{flag} is {value!r}; give {what} {bound}")
 
 
-def default_out(config: Config) -> Path:
-    """``runs/<model>-<data>``, named from the specs' last parts; a factory keeps its file or module name
-    (``nets/my_net.py:build`` -> ``my_net-build``), so two files' ``build`` factories do not collide."""
+def default_out(config: Any, suffix: str = "") -> Path:
+    """``runs/<model>-<data>`` (``-<suffix>`` after it when given), named from the specs' last parts; a
+    factory keeps its file or module name (``nets/my_net.py:build`` -> ``my_net-build``), so two files'
+    ``build`` factories do not collide."""
 
     def slug(text: str) -> str:
         head, _, tail = text.removeprefix("hf:").rstrip("/\\").rpartition(":")
@@ -211,4 +212,4 @@ def default_out(config: Config) -> Path:
         name = f"{head}-{tail}" if head else tail
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
 
-    return Path("runs") / f"{slug(config.model)}-{slug(config.data)}"
+    return Path("runs") / "-".join([slug(config.model), slug(config.data), *([suffix] if suffix else [])])

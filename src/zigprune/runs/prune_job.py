@@ -150,11 +150,7 @@ def prune_run(
     """Prune ``config.model`` into ``out`` (default ``runs/<model>-<data>-<method>``); return its metrics."""
     start = time.perf_counter()
     stage = Stage.of(log, progress)
-    out = (
-        Path(out)
-        if out is not None
-        else default_out(config).with_name(f"{default_out(config).name}-{config.method}")
-    )
+    out = Path(out) if out is not None else default_out(config, config.method)
     check_dir(out, resume=False, force=force, resumable=False)
     target = Target.parse(config.target, round_to=config.round_to, limits=limits_of(config))
     target = replace(target, cost_power=cost_power(config, target))

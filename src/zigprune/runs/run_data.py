@@ -84,7 +84,9 @@ def load_run_data(
         tok = tokenizer(spec)
         dataset = tokenized(name, tok, max_length=max_length, subset=subset)
         lines, evaluated = evaluation_lines(name, eval_data)
-        return RunData(name, dataset, spec, TokenizedLines(tok, lines, max_length=max_length), evaluated)
+        other = eval_data is not None and eval_data != name
+        evaluation = TokenizedLines(tok, lines, max_length=max_length) if other else dataset.test
+        return RunData(name, dataset, spec, evaluation, evaluated)
     dataset = data.load(name, data_dir, subset=subset)
     spec = model if isinstance(model, ModelSpec) else fit_spec(model, dataset, kwargs)
     return RunData(name, dataset, spec, evaluated=f"the {len(dataset.test)} test samples of {name}")

@@ -18,6 +18,7 @@ from ..data.text import is_text
 from ..errors import ConfigError, Interrupted
 from ..io.atomic import atomic_write
 from ..posttrain import METHODS, prune
+from ..posttrain.prune import group_scores
 from ..search import STRATEGIES, parse_budget, save_policy, search
 from .config import check_number, check_text_model, default_out, limits_of
 from .options import Shaping, Source, option, redefault
@@ -84,19 +85,21 @@ def search_run(
     """Search ``config.model`` into ``out`` (default ``runs/<model>-<data>-search``); return the results."""
     start = time.perf_counter()
     stage = Stage.of(log, progress)
-    out = (
-        Path(out) if out is not None else default_out(config).with_name(f"{default_out(config).name}-search")
-    )
+    out = Path(out) if out is not None else default_out(config, "search")
     check_dir(out, resume=False, force=force, resumable=False)
     torch.manual_seed(config.seed)
     try:
         _, model, feed = prepare(stage, config)
         space = stage.timed("analyze", lambda: analyze(model, feed.example), "analysing the model")
         dense = feed.quality(model)
+        say = f"scoring the groups with {config.method} on {feed.samples} calibration samples"
+        scores = stage.timed(
+            "score", lambda: group_scores(space, feed.calibration, config.method, progress=progress), say
+        )
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows, policies = [], {}
-        for strategy in config.strategies:
-            row, policies[strategy] = _one(stage, config, space, feed, strategy, progress)
+        for strategy in config.strategies:  # one scoring pass serves every strategy
+            row, policies[strategy] = _one(stage, config, space, feed, strategy, scores, progress)
             rows.append(row)
             model.load_state_dict(before)
     except KeyboardInterrupt as err:
@@ -108,24 +111,32 @@ def search_run(
     save_policy(policies[config.strategy], out / POLICY)
     results = {"command": command, "dense": dense, "rows": rows, "budget": config.budget, "out": str(out)}
     results["seconds"] = time.perf_counter() - start
+    results["score_seconds"] = stage.seconds["score"]
     write_json(out / RESULTS, results)
     atomic_write(out / TABLE, lambda temp: temp.write_text(table(results) + "\n"))
     return results
 
 
 def _one(
-    stage: Stage, config: SearchConfig, space: Any, feed: Any, strategy: str, progress: bool
+    stage: Stage,
+    config: SearchConfig,
+    space: Any,
+    feed: Any,
+    strategy: str,
+    scores: torch.Tensor,
+    progress: bool,
 ) -> tuple[dict[str, Any], Policy]:
-    """Search with ``strategy``, apply the policy to the model (the caller restores it), measure it."""
+    """Solve for ``strategy`` on the shared ``scores``, apply the policy to the model (the caller
+    restores it) and measure it; ``seconds`` is the solver's time."""
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
-    options = {"method": config.method, "progress": progress}
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",
-        lambda: search(space, feed.calibration, config.budget, strategy=strategy, **shaping, **options),
+        lambda: search(space, None, config.budget, strategy=strategy, **shaping, scores=scores),
         f"searching with {strategy}",
     )
     seconds = time.perf_counter() - begin
+    options = {"method": config.method, "progress": progress}
     stage.timed(f"apply {strategy}", lambda: prune(space, feed.calibration, policy=policy, **options))
     quality = feed.quality(space.model)
     row = {"strategy": strategy, **quality, "share": policy.predicted["share"]}
@@ -135,7 +146,7 @@ def _one(
 def table(results: dict[str, Any]) -> str:
     """The strategies side by side as Markdown."""
     keys = [k for k in results["dense"] if isinstance(results["dense"][k], float)]
-    head = "| strategy | " + " | ".join(keys) + " | cost left | predicted error | search s |"
+    head = "| strategy | " + " | ".join(keys) + " | cost left | predicted error | solve s |"
     lines = [head, "|---|" + "---:|" * (len(keys) + 3)]
     lines.append("| dense | " + " | ".join(f"{results['dense'][k]:.4f}" for k in keys) + " | 100% | | |")
     for r in results["rows"]:

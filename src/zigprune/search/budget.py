@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from ..core.selection import Target, cost_left, goal, parse_number, total_cost, unit_chains
+from ..core.selection import Target, goal, least_left, parse_number, total_cost
 from ..core.space import GroupSpace
 from ..errors import TargetError
 
@@ -33,13 +31,7 @@ def parse_budget(text: str | float, **options: Any) -> Target:
 
 def check_budget(space: GroupSpace, target: Target) -> None:
     """A TargetError, before any scoring, when even every removable unit leaves more than the budget."""
-    removed = torch.zeros(space.num_groups, dtype=torch.bool)
-    for chain in unit_chains(
-        space, torch.zeros(space.num_groups, dtype=torch.float64), removed.clone(), target
-    ):
-        for unit, _, _ in chain:
-            removed[unit] = True
-    left = cost_left(space, removed, target.by)
+    left = least_left(space, target)
     if left > goal(space, target):
         raise beyond(space, target, left)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from ..core.limits import Limits
 from ..core.policy import Policy
 from ..core.space import GroupSpace
@@ -26,6 +28,7 @@ def search(
     limits: Limits | None = None,
     score_damp: float | None = None,
     progress: bool = True,
+    scores: torch.Tensor | None = None,
 ) -> Policy:
     """The widths per family that meet ``budget`` (see :func:`parse_budget`: ``"macs=0.5"`` keeps half
     the MACs) with the least calibration error, as a :class:`~zigprune.Policy`; the model is not changed.
@@ -37,12 +40,15 @@ def search(
     (``zp.prune``'s ranking, by score / cost^``cost_power``) or ``"uniform"`` (the same share
     everywhere). Apply the result with
     ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
+    ``scores``: the groups' scores from :func:`zigprune.posttrain.prune.group_scores`, to search several
+    strategies or budgets from one scoring pass (``calibration`` and ``method`` are then not used).
     Raises ``UnknownNameError`` for an unknown strategy, ``TargetError`` for a budget that cannot be met.
     """
     solver = STRATEGIES[strategy]
     target = parse_budget(budget, round_to=round_to, cost_power=cost_power, limits=limits)
     check_budget(space, target)
-    scores = group_scores(space, calibration, method, score_damp=score_damp, progress=progress)
+    if scores is None:
+        scores = group_scores(space, calibration, method, score_damp=score_damp, progress=progress)
     db = ErrorDatabase.build(space, scores, target)
     removed = solver(db)
     left = db.left_of(removed)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.selection import select
+from ..core.selection import least_left, select
 from ..errors import TargetError
 from ..registry import Registry
 from .budget import beyond
@@ -113,4 +113,4 @@ def uniform(db: ErrorDatabase) -> torch.Tensor:
 
 def unreachable(db: ErrorDatabase) -> TargetError:
     """The error for a budget beyond what the chains can remove, saying what can be reached."""
-    return beyond(db.space, db.target, db.left([len(item.units) for item in db.items]))
+    return beyond(db.space, db.target, least_left(db.space, db.target))

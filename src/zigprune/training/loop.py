@@ -191,11 +191,10 @@ def train(
     if scheduler_interval not in ("step", "epoch"):
         raise ValueError(f"scheduler_interval must be 'step' or 'epoch', not {scheduler_interval!r}")
     loop = Loop(model, optimizer, train_set, epochs, batch_size, seed, None, scheduler_interval)
-    loop.scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, loop.total_steps))
-        if scheduler == "cosine"
-        else scheduler
-    )
+    if scheduler == "cosine":
+        length = loop.total_steps if scheduler_interval == "step" else epochs
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, length))
+    loop.scheduler = scheduler
     if resume is not None:
         loop.load_state_dict(resume)
     every = log_every or max(1, loop.total_steps // 200)
