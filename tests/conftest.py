@@ -1,5 +1,7 @@
 """Fixtures for every test: thread counts restored, and the models and data several test files share."""
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,8 @@ import torch
 from zigprune.cli import main
 
 FAST = ["--no-latency", "--no-onnx", "--no-progress"]
+# layer timings of latency searches go to a folder of the test session, not the user's cache
+os.environ.setdefault("ZIGPRUNE_CACHE_DIR", tempfile.mkdtemp(prefix="zigprune-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

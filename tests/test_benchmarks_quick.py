@@ -188,12 +188,16 @@ def test_deploy_quick(tmp_path: Path) -> None:
 
 
 def test_search_quick(tmp_path: Path) -> None:
-    """benchmarks/search.py --quick: every strategy at one budget, each within it, a table and goals."""
+    """benchmarks/search.py --quick: every strategy at a MACs and a latency budget, each within its
+    MACs budget and timed against the dense model on the latency one, a table and goals."""
     run_script(REPO / "benchmarks" / "search.py", "--quick", "--no-progress", "--out", str(tmp_path))
     report = json.loads((tmp_path / "search.json").read_text())
-    assert [r["strategy"] for r in report["rows"]] == ["dp", "global", "uniform"]
-    assert all(r["macs_share"] <= 0.5 for r in report["rows"]) and report["settings"]["quick"]
+    strategies = ["dp", "global", "uniform", "evolution"]
+    assert [r["strategy"] for r in report["rows"]] == strategies * 2 and report["settings"]["quick"]
+    macs, latency = report["rows"][:4], report["rows"][4:]
+    assert all(r["macs_share"] <= 0.5 and not r["latency"] for r in macs)
+    assert all(r["latency"]["ms"] > 0 and r["budget"] == "latency=0.5@torch" for r in latency)
     assert "Smoke run" in (tmp_path / "search.md").read_text() and report["goals"]
     if report["text"] is not None:  # transformers installed: the encoder's rows too
-        assert [r["strategy"] for r in report["text"]["rows"]] == ["dp", "global", "uniform"]
+        assert [r["strategy"] for r in report["text"]["rows"]] == strategies
         assert all(0 < r["cosine"] <= 1 and r["macs_share"] <= 0.667 for r in report["text"]["rows"])

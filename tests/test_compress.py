@@ -195,7 +195,7 @@ def test_latency_aware_prices_groups_by_measured_time() -> None:
     cost = optimizer.target.cost
     assert isinstance(cost, LayerLatency) and optimizer.target.cost_power == 1.0
     assert [layer.name for layer in cost.layers] == ["0", "3", "8"]
-    assert cost.layers[1].input_shape == (64, 64, 8, 8)
+    assert cost.layers[1].op.input_shape == (64, 64, 8, 8)
     none = torch.zeros(space.num_groups, dtype=torch.bool)
     weight = cost(none)
     assert weight.shape == (space.num_groups,) and bool((weight > 0).all())

@@ -12,9 +12,12 @@ import torch
 from torch import nn
 
 import zigprune as zp
-from zigprune.errors import OptimizerError, PolicyError, TargetError, UnknownNameError
-from zigprune.search import ErrorDatabase, load_policy, parse_budget, save_policy
+from zigprune.errors import CalibrationError, OptimizerError, PolicyError, TargetError, UnknownNameError
+from zigprune.posttrain.prune import group_scores
+from zigprune.search import STRATEGIES, ErrorDatabase, load_policy, parse_budget, save_policy
+from zigprune.search.budget import Budget
 from zigprune.search.database import Item
+from zigprune.search.evolution import Evaluator
 from zigprune.search.solvers import solve
 
 
@@ -27,7 +30,7 @@ def toy(seed: int) -> ErrorDatabase:
         saved = torch.cat([torch.zeros(1), torch.randint(1, 6, (length,), generator=g).cumsum(0)]).double()
         errors = torch.cat([torch.zeros(1), torch.rand(length, generator=g).cumsum(0)]).double()
         items.append(Item([[j] for j in range(length)], errors, saved, length))
-    return ErrorDatabase(None, None, torch.zeros(0), items, 0.0, 0.0)
+    return ErrorDatabase(None, None, torch.zeros(0), items, None, 0.0, None)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -71,11 +74,11 @@ def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
     return model, x, calibration
 
 
-@pytest.mark.parametrize("strategy", ["dp", "global", "uniform"])
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution"])
 def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
-    policy = zp.search(space, calibration, "macs=0.6", strategy=strategy, progress=False)
+    policy = zp.search(space, calibration, "macs=0.6", strategy=strategy, progress=False, evaluations=3)
     assert policy.strategy == strategy and policy.predicted["share"] <= 0.6
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # search changes nothing
@@ -98,6 +101,24 @@ def test_dp_errs_less_than_the_baselines_at_the_same_budget(setting) -> None:
     assert errors["dp"] <= min(errors["global"], errors["uniform"]) + 1e-9
 
 
+def test_evolution_keeps_the_candidate_that_measures_best(setting) -> None:
+    """Every seed and child is removed, refit and measured; the result measures no worse than the best
+    seed, and a search without calibration data cannot measure."""
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    scores = group_scores(space, calibration, progress=False)
+    evaluate = Evaluator.of(space, calibration, evaluations=6, progress=False)
+    budget = parse_budget("macs=0.5")
+    db = ErrorDatabase.build(space, scores, budget.target(), None, budget, evaluate)
+    seeds = [evaluate(STRATEGIES[name](db)) for name in ("dp", "global", "uniform")]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    best = STRATEGIES["evolution"](db)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "measuring restores"
+    assert evaluate(best) <= min(seeds) + 1e-12 and space.macs(best) <= 0.5 * space.total_macs
+    with pytest.raises(CalibrationError, match="evolution measures candidates"):
+        zp.search(space, None, "macs=0.5", strategy="evolution", scores=scores, progress=False)
+
+
 def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tmp_path: Path) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -118,18 +139,22 @@ def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
     with pytest.raises(
-        UnknownNameError, match="unknown strategy 'annealing'; valid names: dp, global, uniform"
+        UnknownNameError, match="unknown strategy 'annealing'; valid names: dp, global, uniform, evolution"
     ):
         zp.search(space, calibration, strategy="annealing", progress=False)
-    with pytest.raises(TargetError, match="not searched yet"):
-        zp.search(space, calibration, "latency=0.3@onnxruntime-int8", progress=False)
-    for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half"):
+    for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half", "macs=0.5@onnxruntime", "latency=2"):
         with pytest.raises(TargetError):
             parse_budget(bad)
-    with pytest.raises(TargetError):
+    with pytest.raises(UnknownNameError, match="unknown runtime 'tpu'; valid names: torch, onnxruntime"):
+        parse_budget("latency=0.3@tpu")
+    with pytest.raises(UnknownNameError, match="inductor is not timed layer by layer yet"):
+        zp.search(space, calibration, "latency=0.3@inductor", progress=False)
+    with pytest.raises(TargetError, match="ask for macs=0"):
         zp.search(space, calibration, "macs=0.001", progress=False)
-    assert parse_budget("macs=2x").fraction == pytest.approx(0.5)
-    assert parse_budget("params=0.4").fraction == pytest.approx(0.6)
+    assert parse_budget("macs=2x") == Budget("macs", 0.5)
+    assert parse_budget("params=0.4") == Budget("params", 0.4)
+    assert parse_budget("latency=0.3@ONNXRuntime-int8") == Budget("latency", 0.3, "onnxruntime-int8")
+    assert parse_budget("latency=4x") == Budget("latency", 0.25, "torch")
 
 
 @pytest.mark.parametrize("kind", ["HESSO", "DHSPG"])

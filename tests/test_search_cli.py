@@ -11,9 +11,11 @@ import pytest
 import torch
 from cli_errors import error_of
 from conftest import FAST
+from test_search_latency import fake_runtime
 
 import zigprune as zp
 from zigprune.cli import main
+from zigprune.deploy.runtimes import RUNTIMES
 
 DIGITS = ["--model", "digits_cnn", "--data", "digits"]
 
@@ -22,11 +24,11 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     weights = ["--weights", str(dense_run / "dense.safetensors")]
     found = tmp_path / "search"
     argv = ["search", *DIGITS, *weights, "--budget", "macs=0.6", "--calibration", "128", "--out", str(found)]
-    assert main([*argv, "--no-progress"]) == 0
+    assert main([*argv, "--evaluations", "2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "| dp |" in printed and "| global |" in printed and "| uniform |" in printed
+    assert all(f"| {s} |" in printed for s in ("dp", "global", "uniform", "evolution"))
     results = json.loads((found / "search.json").read_text())
-    assert [r["strategy"] for r in results["rows"]] == ["dp", "global", "uniform"]
+    assert [r["strategy"] for r in results["rows"]] == ["dp", "global", "uniform", "evolution"]
     assert all(r["share"] <= 0.6 and 0 <= r["accuracy"] <= 1 for r in results["rows"])
     policy = zp.load_policy(found / "policy.json")
     assert policy.strategy == "dp" and (found / "policies" / "uniform.json").is_file()
@@ -59,7 +61,8 @@ def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_pa
     out = tmp_path / "search"
     base = ["search", *DIGITS, *weights, "--out", str(out), "--no-progress"]
     assert "budget kind 'flops'" in error_of(capsys, [*base, "--budget", "flops=0.5"])
-    assert "not searched yet" in error_of(capsys, [*base, "--budget", "latency=0.3@onnxruntime"])
+    assert "unknown runtime 'tvm'" in error_of(capsys, [*base, "--budget", "latency=0.3@tvm"])
+    assert "--threads is 0" in error_of(capsys, [*base, "--budget", "latency=0.3", "--threads", "0"])
     assert "ask for macs=0." in error_of(capsys, [*base, "--budget", "macs=0.0001", "--calibration", "64"])
     assert not out.exists()
     bad = tmp_path / "bad.json"
@@ -67,3 +70,17 @@ def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_pa
     prune = ["prune", *DIGITS, *weights, "--out", str(tmp_path / "p"), *FAST]
     assert "not a zigprune policy" in error_of(capsys, [*prune, "--policy", str(bad)])
     assert not (tmp_path / "p").exists()
+
+
+def test_search_on_a_latency_budget_reports_measured_next_to_predicted(
+    dense_run: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setitem(RUNTIMES, "fake", fake_runtime(fixed=0.5))
+    weights = ["--weights", str(dense_run / "dense.safetensors")]
+    found = tmp_path / "search"
+    argv = ["search", *DIGITS, *weights, "--budget", "latency=0.6@fake", "--calibration", "64"]
+    assert main([*argv, "--no-compare", "--latency-batch", "8", "--out", str(found), "--no-progress"]) == 0
+    assert "| measured | predicted |" in capsys.readouterr().out
+    row = json.loads((found / "search.json").read_text())["rows"][0]
+    assert row["strategy"] == "dp" and row["measured"]["share"] <= 0.6 * 1.03
+    assert zp.load_policy(found / "policy.json").measured == row["measured"]

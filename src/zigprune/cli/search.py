@@ -14,6 +14,7 @@ from .args import add_options, add_where, config_of, wrap
 EXAMPLES = """examples:
   zigprune compress --model resnet20 --data fashion-mnist --save-dense --out runs/r20
   zigprune search --weights runs/r20/dense.safetensors --budget macs=0.5 --out runs/r20-search
+  zigprune search --weights runs/r20/dense.safetensors --budget latency=0.5@onnxruntime --latency-batch 64
   zigprune prune --weights runs/r20/dense.safetensors --policy runs/r20-search/policy.json"""
 
 
@@ -26,8 +27,12 @@ def add_search(sub: Any) -> None:
             "Policy search: score the groups of a trained model once on calibration samples, build an "
             "error database per layer and width, and let each strategy choose the widths that meet "
             "--budget (dp: dynamic programming on the summed error; global: one ranking, as prune "
-            "does; uniform: one share everywhere). Each policy is applied post-training and measured; "
-            "the --strategy one is saved as policy.json for zigprune prune --policy."
+            "does; uniform: one share everywhere; evolution: the best of those mutated, every "
+            "candidate refit and measured on calibration samples). A latency budget "
+            "(latency=0.5@onnxruntime) times every layer at its candidate widths on that runtime "
+            "(cached per machine) and each result against the dense model. Each policy is applied "
+            "post-training and measured; the --strategy one is saved as policy.json for zigprune "
+            "prune --policy."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

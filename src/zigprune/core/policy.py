@@ -30,12 +30,15 @@ class FamilyWidth:
 @dataclass
 class Policy:
     """Kept groups per family (and piece), the budget and strategy that chose them, and what the search
-    predicted for them (``error``: the summed calibration error; ``macs``, ``params`` left)."""
+    predicted for them (``error``: the summed calibration error; ``macs``, ``params`` or ``latency``
+    left) and, for a latency budget, measured (``ms``, ``share`` of the dense time, ``off``: how far the
+    prediction was from it, relative)."""
 
     families: list[FamilyWidth]
     budget: str = ""
     strategy: str = ""
     predicted: dict[str, float] = field(default_factory=dict)
+    measured: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, space: GroupSpace, removed: torch.Tensor, **about: Any) -> Policy:
@@ -110,9 +113,9 @@ class Policy:
             raise PolicyError(f"not a zigprune policy (its format is not {FORMAT!r})")
         try:
             families = [FamilyWidth(**entry) for entry in data["families"]]
-            return cls(
-                families, data.get("budget", ""), data.get("strategy", ""), dict(data.get("predicted", {}))
-            )
+            about = {key: data.get(key, "") for key in ("budget", "strategy")}
+            numbers = {key: dict(data.get(key, {})) for key in ("predicted", "measured")}
+            return cls(families, **about, **numbers)
         except (KeyError, TypeError) as err:
             raise PolicyError(f"a malformed policy ({type(err).__name__}: {err})") from err
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -150,10 +151,15 @@ def check_reachable(space: GroupSpace, target: Target, keep: torch.Tensor | None
 def least_left(space: GroupSpace, target: Target, keep: torch.Tensor | None = None) -> float:
     """The cost (in ``target.by``) left once every unit ``target`` allows to go is gone: what no
     selection for it can go below."""
+    return cost_left(space, removable(space, target, keep), target.by)
+
+
+def removable(space: GroupSpace, target: Target, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Every group ``target`` allows to go (its round_to, floors and limits), as a bool mask."""
     scores = torch.zeros(space.num_groups, dtype=torch.float64)
     everything = _none(space)
     everything[_flat(_units(space, scores, _none(space), target, _held(space, target, keep)))] = True
-    return cost_left(space, everything, target.by)
+    return everything
 
 
 def _held(space: GroupSpace, target: Target, keep: torch.Tensor | None) -> torch.Tensor | None:
@@ -183,6 +189,8 @@ def select(
     target: Target,
     share: float,
     keep: torch.Tensor | None = None,
+    left: Callable[[torch.Tensor], float] | None = None,
+    limit: float | None = None,
 ) -> torch.Tensor:
     """Groups to add to ``taken`` so that ``share`` of the way to ``target`` is reached.
 
@@ -190,27 +198,31 @@ def select(
     a multiple of N. Lowest score first (divided by cost to ``cost_power`` for cost targets), never
     emptying a family that has no other channels, then the shortest prefix of units that meets the
     goal, checked with exact costs; every unit when even all of them fall short (see ``check_reachable``).
-    Groups in ``keep`` are never chosen; they count as channels their family keeps.
+    Groups in ``keep`` are never chosen; they count as channels their family keeps. ``left`` and
+    ``limit`` measure the cost another way (a latency table): the cost left once a mask of groups is
+    gone, and the most that may be left (``target``'s own count and goal when None).
     """
-    limit = goal(space, target, share)
+    if left is None:
+        left = partial(cost_left, space, by=target.by)
+    limit = goal(space, target, share) if limit is None else limit
     weight = _cost(space, taken, target).clamp(min=1e-9)
     ratio = scores.double() / (weight / weight.mean()) ** target.cost_power
     units = _units(space, ratio, taken, target, _held(space, target, keep))
     chosen = _none(space)
-    if cost_left(space, taken, target.by) <= limit or not units:
+    if left(taken) <= limit or not units:
         return chosen
     lo, hi = 0, len(units)
     while lo < hi:
         mid = (lo + hi) // 2
         trial = taken.clone()
         trial[_flat(units[: mid + 1])] = True
-        if cost_left(space, trial, target.by) <= limit:
+        if left(trial) <= limit:
             hi = mid
         else:
             lo = mid + 1
     chosen[_flat(units[:lo])] = True
     if lo < len(units):
-        chosen[_closest(space, taken | chosen, units[lo : lo + LOOKAHEAD], limit, target.by)] = True
+        chosen[_closest(taken | chosen, units[lo : lo + LOOKAHEAD], limit, left)] = True
     return chosen
 
 
@@ -316,14 +328,14 @@ def _flat(units: list[list[int]]) -> list[int]:
 
 
 def _closest(
-    space: GroupSpace, base: torch.Tensor, candidates: list[list[int]], goal: float, by: str
+    base: torch.Tensor, candidates: list[list[int]], goal: float, left: Callable[[torch.Tensor], float]
 ) -> list[int]:
     """The candidate unit that meets ``goal`` while removing the least (the first one always meets it)."""
     best, best_left = candidates[0], -1.0
     for unit in candidates:
         trial = base.clone()
         trial[unit] = True
-        left = cost_left(space, trial, by)
-        if best_left < left <= goal:
-            best, best_left = unit, left
+        cost = left(trial)
+        if best_left < cost <= goal:
+            best, best_left = unit, cost
     return best

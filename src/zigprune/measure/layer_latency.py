@@ -5,7 +5,9 @@ Removing MACs does not save time in proportion on a CPU: a 3x3 convolution with 
 to a narrow width can save little time. ``LayerLatency`` times each ungrouped Conv/Linear layer on
 its own (random data of the layer's input shape at the timing batch size, on one thread) at the
 widths a removal would leave, and prices each group by the time its family's next removal saves.
-Timings are cached per (layer, in, out) width, so a ranking step only times widths it has not seen.
+Timings are cached per (layer, in, out) width, so a ranking step only times widths it has not seen,
+and with a :class:`TimingCache` on disk across runs. The timer is eager torch by default; a latency
+budget on ONNX Runtime passes that runtime's (:mod:`zigprune.deploy.runtimes`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core.space import GroupSpace
 from ..core.trace import Inputs, as_inputs, eval_mode
-from .latency import fastest_ms
+from .layer_ops import LayerOp, LayerTimer, time_torch
+from .timing_cache import TimingCache
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 FLOOR_MS = 1e-4
@@ -29,11 +30,11 @@ FLOOR_MS = 1e-4
 
 @dataclass(frozen=True)
 class _Layer:
-    """One timed layer: its module, input shape at the timing batch, and the classes of its weight dims."""
+    """One timed layer: its module, its op at the timing batch, and the classes of its weight dims."""
 
     name: str
     module: nn.Module
-    input_shape: tuple[int, ...]
+    op: LayerOp
     out_classes: torch.Tensor | None
     in_classes: torch.Tensor | None
 
@@ -44,11 +45,21 @@ class LayerLatency:
     ``batch`` and ``threads`` should match how the slim model will be timed or served; ``repeats``
     calls per width (after one warm-up) are timed and the fastest is kept, the least noisy figure.
     ``round_to`` is the selection's width rounding: a family's next removal brings its kept width
-    down to the next multiple of it.
+    down to the next multiple of it. ``timer`` times one layer (eager torch by default); ``runtime``
+    names it in the keys of ``cache``, which keeps timings across runs.
     """
 
     def __init__(
-        self, space: GroupSpace, batch: int = 64, threads: int = 1, repeats: int = 5, round_to: int = 1
+        self,
+        space: GroupSpace,
+        batch: int = 64,
+        threads: int = 1,
+        repeats: int = 5,
+        round_to: int = 1,
+        *,
+        timer: LayerTimer = time_torch,
+        runtime: str = "torch",
+        cache: TimingCache | None = None,
     ) -> None:
         if min(batch, threads, repeats, round_to) < 1:
             raise ValueError("batch, threads, repeats and round_to must be positive")
@@ -56,6 +67,9 @@ class LayerLatency:
         self.threads = threads
         self.repeats = repeats
         self.round_to = round_to
+        self.timer = timer
+        self.runtime = runtime
+        self.cache = cache
         self.layers = _layers(space, batch)
         self._touching = {
             family.index: [
@@ -64,7 +78,7 @@ class LayerLatency:
             for family in space.families
             if family.groups
         }
-        self._cache: dict[tuple[str, int, int], float] = {}
+        self._cache: dict[str, float] = {}
 
     def __call__(self, taken: torch.Tensor) -> torch.Tensor:
         """Per group: ms its family saves by its next removal, shared by the groups removed (>= FLOOR_MS)."""
@@ -102,9 +116,18 @@ class LayerLatency:
         return int(cin), int(cout)
 
     def _time(self, layer: _Layer, cin: int, cout: int) -> float:
-        key = (layer.name, cin, cout)
+        """The layer's op at ``cin`` -> ``cout``: timed once for every layer of the same shape (0 for an
+        empty layer), from the disk cache when it holds it."""
+        if cin < 1 or cout < 1:
+            return 0.0
+        key = f"{self.runtime} t{self.threads} {layer.op.key(cin, cout)}"
         if key not in self._cache:
-            self._cache[key] = _time_layer(layer, cin, cout, self.threads, self.repeats)
+            known = self.cache.get(key) if self.cache is not None else None
+            if known is None:
+                known = self.timer(layer.op, cin, cout, self.threads, self.repeats)
+                if self.cache is not None:
+                    self.cache.put(key, known)
+            self._cache[key] = known
         return self._cache[key]
 
 
@@ -140,7 +163,8 @@ def _layers(space: GroupSpace, batch: int) -> list[_Layer]:
         out_classes = slices.get((f"{name}.weight", 0))
         in_classes = slices.get((f"{name}.weight", 1))
         if out_classes is not None or in_classes is not None:
-            layers.append(_Layer(name, modules[name], scaled, out_classes, in_classes))
+            op = LayerOp.of(modules[name], scaled)
+            layers.append(_Layer(name, modules[name], op, out_classes, in_classes))
     return layers
 
 
@@ -155,20 +179,3 @@ def _batch_of(inputs: Inputs) -> int:
     """The leading size of the first tensor among the example inputs (0 when there is none)."""
     tensors = inputs.tensors()
     return int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 0
-
-
-def _time_layer(layer: _Layer, cin: int, cout: int, threads: int, repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls (ms) of the layer's op at ``cin`` -> ``cout`` channels."""
-    if cin < 1 or cout < 1:
-        return 0.0
-    module = layer.module
-    shape = list(layer.input_shape)
-    shape[-1 if isinstance(module, nn.Linear) else 1] = cin
-    x = torch.randn(shape)
-    w = torch.randn(cout, cin, *module.weight.shape[2:])
-    if isinstance(module, nn.Linear):
-        call = partial(F.linear, x, w)
-    else:
-        conv = getattr(F, f"conv{w.dim() - 2}d")
-        call = partial(conv, x, w, None, module.stride, module.padding, module.dilation)
-    return fastest_ms(call, repeats, threads)

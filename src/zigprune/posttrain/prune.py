@@ -141,6 +141,34 @@ def prune(
     return torch.nonzero(removed).reshape(-1).tolist()
 
 
+def apply_removal(
+    space: GroupSpace,
+    calibration: Iterable[Any] | None,
+    removed: torch.Tensor,
+    *,
+    method: str = "obs",
+    damp: float = 0.01,
+    recalibrate_bn: bool = True,
+    block_bytes: int = BLOCK_BYTES,
+) -> None:
+    """Zero the groups in ``removed`` (a bool mask) and update the kept weights by ``method`` as
+    ``prune`` does once it has chosen them (refit, bias shift, or none), BatchNorm statistics
+    re-estimated: how a search measures a candidate. In place; the caller restores the model."""
+    chosen = _method(method)
+    calib = _calibration(chosen, calibration, space.model)
+    plan = CallPlan([], {}, {})
+    moments: dict[str, Moments] = {}
+    if chosen.statistics is not None:
+        plan = call_plan(space.model, calib, consumers(space))
+    if chosen.update == "bias":
+        moments = _scores(space, chosen, calib, plan, None, False, block_bytes, False)[1]
+    _update(space, chosen, calib, plan, removed, removed, damp, False, block_bytes, moments)
+    space.zero_(removed)
+    if recalibrate_bn and calib is not None:
+        recalibrate(space.model, calib, False)
+        space.zero_(removed)
+
+
 def _method(name: str) -> Method:
     return METHODS[name]
 

@@ -15,11 +15,13 @@ import torch
 from ..core.analysis import analyze
 from ..core.policy import Policy
 from ..data.text import is_text
-from ..errors import ConfigError, Interrupted
+from ..errors import ConfigError, Interrupted, TargetError, first_line
 from ..io.atomic import atomic_write
+from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
 from ..posttrain.prune import group_scores
 from ..search import STRATEGIES, parse_budget, save_policy, search
+from ..search.latency import LatencyMeter
 from .config import check_number, check_text_model, default_out, limits_of
 from .options import Shaping, Source, option, redefault
 from .prune_job import prepare
@@ -39,9 +41,17 @@ class SearchConfig(Shaping, Source):
     model: str = redefault(Source, "model", "resnet20")
     data: str = redefault(Source, "data", "fashion-mnist")
     budget: str = option(
-        "macs=0.5", help="what the slim model may cost: macs=0.5 keeps half the MACs, params=0.4, macs=2x "
-        "(default {default})"
+        "macs=0.5", help="what the slim model may cost: macs=0.5 keeps half the MACs, params=0.4, macs=2x, "
+        "latency=0.5@onnxruntime (half the dense time there; runtimes: torch, onnxruntime, "
+        "onnxruntime-int8) (default {default})"
     )  # fmt: skip
+    evaluations: int = option(
+        24, metavar="N", type=int, help="evolution: candidates measured after its seeds ({default})"
+    )
+    latency_batch: int = option(
+        64, metavar="N", type=int, help="latency budgets: rows per timed call ({default})"
+    )
+    threads: int = option(1, metavar="N", type=int, help="latency budgets: threads while timing ({default})")
     strategy: str = option(
         "dp", choices=list(STRATEGIES), help="the strategy whose policy is saved ({default})"
     )
@@ -58,8 +68,9 @@ class SearchConfig(Shaping, Source):
     def __post_init__(self) -> None:
         if self.batch_size is None:
             self.batch_size = 16 if is_text(self.data) else 128
-        for name in ("calibration", "batch_size", "max_length", "round_to"):
+        for name in ("calibration", "batch_size", "max_length", "round_to", "latency_batch", "threads"):
             check_number(name, getattr(self, name), 1, integer=True)
+        check_number("evaluations", self.evaluations, 0, integer=True)
         check_text_model(self.model, self.data)
         limits_of(self)
         parse_budget(self.budget)
@@ -97,9 +108,15 @@ def search_run(
             "score", lambda: group_scores(space, feed.calibration, config.method, progress=progress), say
         )
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        meter = _meter(stage, config, space)
         rows, policies = [], {}
-        for strategy in config.strategies:  # one scoring pass serves every strategy
-            row, policies[strategy] = _one(stage, config, space, feed, strategy, scores, progress)
+        for strategy in config.strategies:  # one scoring pass (and latency table) serves every strategy
+            try:
+                row, policies[strategy] = _one(stage, config, space, feed, strategy, scores, meter, progress)
+            except TargetError as err:
+                if strategy == config.strategy:
+                    raise
+                row = {"strategy": strategy, "unreachable": first_line(err)}
             rows.append(row)
             model.load_state_dict(before)
     except KeyboardInterrupt as err:
@@ -117,6 +134,18 @@ def search_run(
     return results
 
 
+def _meter(stage: Stage, config: SearchConfig, space: Any) -> LatencyMeter | None:
+    """For a latency budget, the dense model timed on the runtime and the layer table started."""
+    budget = parse_budget(config.budget)
+    if budget.kind != "latency":
+        return None
+    timing = {"batch": config.latency_batch, "threads": config.threads, "round_to": config.round_to}
+    say = f"timing the dense model on {budget.runtime} at batch {config.latency_batch}"
+    return stage.timed(
+        "time", lambda: LatencyMeter.build(space, budget.runtime, **timing, cache=TimingCache()), say
+    )
+
+
 def _one(
     stage: Stage,
     config: SearchConfig,
@@ -124,34 +153,43 @@ def _one(
     feed: Any,
     strategy: str,
     scores: torch.Tensor,
+    meter: LatencyMeter | None,
     progress: bool,
 ) -> tuple[dict[str, Any], Policy]:
-    """Solve for ``strategy`` on the shared ``scores``, apply the policy to the model (the caller
-    restores it) and measure it; ``seconds`` is the solver's time."""
+    """Solve for ``strategy`` on the shared ``scores`` (and latency table), apply the policy to the
+    model (the caller restores it) and measure it; ``seconds`` is the solver's time (with the result's
+    latency measurements, for a latency budget)."""
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
+    shaping |= {"scores": scores, "meter": meter, "evaluations": config.evaluations, "progress": progress}
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",
-        lambda: search(space, None, config.budget, strategy=strategy, **shaping, scores=scores),
+        lambda: search(space, feed.calibration, config.budget, strategy=strategy, **shaping),
         f"searching with {strategy}",
     )
     seconds = time.perf_counter() - begin
     options = {"method": config.method, "progress": progress}
     stage.timed(f"apply {strategy}", lambda: prune(space, feed.calibration, policy=policy, **options))
     quality = feed.quality(space.model)
-    row = {"strategy": strategy, **quality, "share": policy.predicted["share"]}
+    row = {"strategy": strategy, **quality, "share": policy.predicted["share"], "measured": policy.measured}
     return row | {"error": policy.predicted["error"], "seconds": seconds}, policy
 
 
 def table(results: dict[str, Any]) -> str:
-    """The strategies side by side as Markdown."""
+    """The strategies side by side as Markdown; a latency budget adds the measured share of the dense
+    time next to the predicted one."""
     keys = [k for k in results["dense"] if isinstance(results["dense"][k], float)]
-    head = "| strategy | " + " | ".join(keys) + " | cost left | predicted error | solve s |"
-    lines = [head, "|---|" + "---:|" * (len(keys) + 3)]
-    lines.append("| dense | " + " | ".join(f"{results['dense'][k]:.4f}" for k in keys) + " | 100% | | |")
+    timed = any(r.get("measured") for r in results["rows"])
+    extra = " measured | predicted |" if timed else " cost left |"
+    head = "| strategy | " + " | ".join(keys) + f" |{extra} predicted error | solve s |"
+    lines = [head, "|---|" + "---:|" * (len(keys) + 3 + timed)]
+    dense = " | ".join(f"{results['dense'][k]:.4f}" for k in keys)
+    lines.append(f"| dense | {dense} | 100% |" + (" 100% |" if timed else "") + " | |")
     for r in results["rows"]:
+        if "unreachable" in r:
+            lines.append(f"| {r['strategy']} | " + " | ".join(["—"] * len(keys)) + f" | {r['unreachable']} |")
+            continue
         cells = " | ".join(f"{r[k]:.4f}" for k in keys)
-        lines.append(
-            f"| {r['strategy']} | {cells} | {r['share']:.1%} | {r['error']:.4g} | {r['seconds']:.1f} |"
-        )
+        shares = f"{r['measured']['share']:.1%} | {r['share']:.1%}" if timed else f"{r['share']:.1%}"
+        lines.append(f"| {r['strategy']} | {cells} | {shares} | {r['error']:.4g} | {r['seconds']:.1f} |")
     return "\n".join(lines)

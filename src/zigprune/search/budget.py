@@ -1,46 +1,87 @@
-"""A search's budget: what the slim model may cost, as a share of the dense model's or a factor."""
+"""A search's budget: what the slim model may cost, as a share of the dense model's or a factor, in
+MACs, params, or latency measured on a runtime (``latency=0.3@onnxruntime-int8``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ..core.selection import Target, goal, least_left, parse_number, total_cost
+from ..core.selection import KINDS as TARGET_KINDS
+from ..core.selection import Target, least_left, parse_number, total_cost
 from ..core.space import GroupSpace
+from ..deploy.runtimes import RUNTIMES
 from ..errors import TargetError
 
-KINDS = ("macs", "params")
-HELP = "macs=0.5 (keep half the MACs), params=0.4 or macs=2x (a factor)"
+KINDS = ("macs", "params", "latency")
+HELP = (
+    "macs=0.5 (keep half the MACs), params=0.4, macs=2x (a factor) or latency=0.3@onnxruntime "
+    f"(a share of the dense model's time on one of {', '.join(RUNTIMES)})"
+)
 
 
-def parse_budget(text: str | float, **options: Any) -> Target:
-    """``macs=0.5`` or ``params=0.4``: the share of the dense model's cost the slim model may keep;
-    ``macs=2x``: a reduction factor; a bare number or factor is MACs. ``options`` (``round_to``,
-    ``limits``; None keeps the Target's default) go to the :class:`Target` it becomes."""
+@dataclass(frozen=True)
+class Budget:
+    """The share of the dense model's ``kind`` (``macs``, ``params`` or ``latency`` on ``runtime``) the
+    slim model may keep."""
+
+    kind: str
+    keep: float
+    runtime: str | None = None
+
+    @property
+    def what(self) -> str:
+        """The budget's cost in words: ``macs``, or ``latency on onnxruntime``."""
+        return f"latency on {self.runtime}" if self.runtime else self.kind
+
+    def spell(self, keep: float) -> str:
+        """The budget text that keeps ``keep`` of the same cost."""
+        return f"{self.kind}={keep:.3f}" + (f"@{self.runtime}" if self.runtime else "")
+
+    def target(self, **options: Any) -> Target:
+        """The :class:`Target` whose units a search walks (``round_to``, ``limits``, ``cost_power``,
+        ``cost``; None keeps the default); latency budgets count MACs in it, and only its units matter."""
+        by = self.kind if self.kind in TARGET_KINDS else "macs"
+        return Target(1 - self.keep, by, **{k: v for k, v in options.items() if v is not None})
+
+
+def parse_budget(text: str | float) -> Budget:
+    """``macs=0.5``, ``params=0.4`` or ``latency=0.3@onnxruntime-int8``: the share of the dense model's
+    cost the slim model may keep; ``macs=2x``: a reduction factor; a bare number or factor is MACs;
+    a latency budget without ``@runtime`` is timed in eager torch."""
     kind, _, value = str(text).strip().rpartition("=")
     kind = kind.strip().lower() or "macs"
-    if kind == "latency":
-        raise TargetError(f"latency budgets (latency=0.3@onnxruntime-int8) are not searched yet; use {HELP}")
+    value, _, runtime = value.partition("@")
     if kind not in KINDS:
-        raise TargetError(f"budget kind {kind!r} is not macs or params; use {HELP}")
+        raise TargetError(f"budget kind {kind!r} is not macs, params or latency; use {HELP}")
+    if runtime and kind != "latency":
+        raise TargetError(f"only latency budgets name a runtime (@{runtime}); use {HELP}")
+    if kind == "latency":
+        runtime = RUNTIMES.check(runtime.strip().lower() or "torch")
     number, factor = parse_number(value)
     keep = 1 / number if factor and number > 1 else number
     if not 0 < keep < 1 or (factor and number <= 1):
         raise TargetError(f"budget {text!r} keeps nothing or everything; use {HELP}")
-    return Target(1 - keep, kind, **{k: v for k, v in options.items() if v is not None})
+    return Budget(kind, keep, runtime or None)
 
 
-def check_budget(space: GroupSpace, target: Target) -> None:
-    """A TargetError, before any scoring, when even every removable unit leaves more than the budget."""
-    left = least_left(space, target)
-    if left > goal(space, target):
-        raise beyond(space, target, left)
-
-
-def beyond(space: GroupSpace, target: Target, left: float) -> TargetError:
-    """The error for a budget below ``left``, the least cost the slim model can have, saying how much."""
-    share = left / max(total_cost(space, target.by), 1)
+def beyond(budget: Budget, share: float) -> TargetError:
+    """The error for a budget below ``share``, the least the slim model can keep, saying how much."""
+    if budget.kind == "latency":
+        why = "as the latency table, calibrated on the runtime, predicts: narrower is not always faster"
+    else:
+        why = "unprunable channels, one channel or round_to of them per layer, the limits given"
     return TargetError(
-        f"the budget keeps {1 - target.fraction:.1%} of the {target.by}, but the slim model keeps at least "
-        f"{share:.1%} (unprunable channels, one channel or round_to of them per layer, the limits given): "
-        f"ask for {target.by}={share + 0.0005:.3f} or more"
+        f"the budget keeps {budget.keep:.1%} of the {budget.what}, but the slim model keeps at least "
+        f"{share:.1%} ({why}): ask for {budget.spell(share + 0.0005)} or more"
     )
+
+
+def check_budget(space: GroupSpace, budget: Budget, target: Target) -> None:
+    """A TargetError, before any scoring, when even every removable unit leaves more MACs or params
+    than the budget. (Latency is not checked so: a narrower layer can be slower on a runtime, and the
+    solvers say what they could reach.)"""
+    if budget.kind == "latency":
+        return
+    left = least_left(space, target)
+    if left > total_cost(space, target.by) * budget.keep:
+        raise beyond(budget, left / max(total_cost(space, target.by), 1e-12))

@@ -11,12 +11,39 @@ exact cost on the space, and ``additivity`` says how far the summed error is fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-from ..core.selection import Target, cost_left, goal, total_cost, unit_chains
+from ..core.selection import Target, cost_left, total_cost, unit_chains
 from ..core.space import GroupSpace
+from .budget import Budget
+
+
+class Meter(Protocol):
+    """What a budget counts: the dense model's cost (``total``) and the cost left once a bool mask of
+    groups is gone (``left``)."""
+
+    total: float
+
+    def left(self, removed: torch.Tensor) -> float: ...
+
+
+@dataclass
+class CountMeter:
+    """MACs or params (``by``), counted exactly on the space."""
+
+    space: GroupSpace
+    by: str
+
+    @property
+    def total(self) -> float:
+        return total_cost(self.space, self.by)
+
+    def left(self, removed: torch.Tensor) -> float:
+        return cost_left(self.space, removed, self.by)
 
 
 @dataclass
@@ -32,20 +59,34 @@ class Item:
 
 @dataclass
 class ErrorDatabase:
-    """Every chain of ``space`` scored by ``scores`` for ``target`` (its kind of cost, ``round_to`` and
-    limits); ``limit`` is the cost the budget leaves, ``total`` the dense model's."""
+    """Every chain of ``space`` scored by ``scores`` for ``target`` (its ``round_to`` and limits), its
+    cost measured by ``meter`` (``target``'s MACs or params unless given: a latency table);
+    ``limit`` is the cost the budget leaves, ``total`` the dense model's; ``budget`` names it in errors;
+    ``evaluate`` measures a candidate (a bool mask of groups), for strategies that measure."""
 
     space: GroupSpace
     target: Target
     scores: torch.Tensor
     items: list[Item]
-    total: float
+    meter: Meter
     limit: float
+    budget: Budget
+    evaluate: Callable[[torch.Tensor], float] | None = None
 
     @classmethod
-    def build(cls, space: GroupSpace, scores: torch.Tensor, target: Target) -> ErrorDatabase:
+    def build(
+        cls,
+        space: GroupSpace,
+        scores: torch.Tensor,
+        target: Target,
+        meter: Meter | None = None,
+        budget: Budget | None = None,
+        evaluate: Callable[[torch.Tensor], float] | None = None,
+    ) -> ErrorDatabase:
+        meter = meter if meter is not None else CountMeter(space, target.by)
+        budget = budget if budget is not None else Budget(target.by, 1 - target.fraction)
         none = torch.zeros(space.num_groups, dtype=torch.bool)
-        total = total_cost(space, target.by)
+        total = meter.total
         items = []
         for chain in unit_chains(space, scores.double(), none, target):
             errors, saved = [0.0], [0.0]
@@ -53,11 +94,17 @@ class ErrorDatabase:
             for unit, _, _ in chain:
                 removed[unit] = True
                 errors.append(errors[-1] + float(scores[unit].double().sum()))
-                saved.append(total - cost_left(space, removed, target.by))
+                saved.append(total - meter.left(removed))
             soft = next((j for j, (_, _, tier) in enumerate(chain) if tier), len(chain))
             units = [unit for unit, _, _ in chain]
             items.append(Item(units, torch.tensor(errors), torch.tensor(saved), soft))
-        return cls(space, target, scores.double(), items, total, goal(space, target))
+        limit = total * budget.keep
+        return cls(space, target, scores.double(), items, meter, limit, budget, evaluate)
+
+    @property
+    def total(self) -> float:
+        """The dense model's cost."""
+        return self.meter.total
 
     @property
     def need(self) -> float:
@@ -77,8 +124,16 @@ class ErrorDatabase:
         return self.left_of(self.removed(levels))
 
     def left_of(self, removed: torch.Tensor) -> float:
-        """The exact cost left once ``removed`` (a bool mask of groups) is gone."""
-        return cost_left(self.space, removed, self.target.by)
+        """The cost left once ``removed`` (a bool mask of groups) is gone (exact for MACs and params)."""
+        return self.meter.left(removed)
+
+    def levels_of(self, removed: torch.Tensor) -> list[int]:
+        """Per item, how many of its units (from the top of its chain) ``removed`` holds whole."""
+        gone = removed.tolist()
+        return [
+            next((j for j, unit in enumerate(item.units) if not all(gone[g] for g in unit)), len(item.units))
+            for item in self.items
+        ]
 
     def error(self, levels: list[int]) -> float:
         """The predicted error at ``levels``: the items' errors summed."""

@@ -1,7 +1,9 @@
-"""``zp.search``: score the groups once, build the error database, let a strategy choose the widths."""
+"""``zp.search``: score the groups once, build the error database, let a strategy choose the widths;
+for a latency budget, time the layers on the runtime and check the result against a measurement."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,10 +12,13 @@ import torch
 from ..core.limits import Limits
 from ..core.policy import Policy
 from ..core.space import GroupSpace
+from ..measure.timing_cache import TimingCache
 from ..posttrain.prune import group_scores
-from .budget import check_budget, parse_budget
+from .budget import Budget, check_budget, parse_budget
 from .database import ErrorDatabase
-from .solvers import STRATEGIES
+from .evolution import EVALUATIONS, SAMPLES, Evaluator
+from .latency import CALIBRATIONS, CLOSE, TOLERANCE, LatencyMeter
+from .solvers import STRATEGIES, Solver
 
 
 def search(
@@ -29,28 +34,87 @@ def search(
     score_damp: float | None = None,
     progress: bool = True,
     scores: torch.Tensor | None = None,
+    batch: int = 64,
+    threads: int = 1,
+    meter: LatencyMeter | None = None,
+    evaluations: int = EVALUATIONS,
+    evaluation_samples: int = SAMPLES,
 ) -> Policy:
     """The widths per family that meet ``budget`` (see :func:`parse_budget`: ``"macs=0.5"`` keeps half
-    the MACs) with the least calibration error, as a :class:`~zigprune.Policy`; the model is not changed.
+    the MACs, ``"latency=0.3@onnxruntime"`` 30 % of the dense model's time there) with the least
+    calibration error, as a :class:`~zigprune.Policy`; the model is not changed.
 
     Groups are scored once by ``method`` (``obs`` by default: each group's error in the units of the
     model's outputs, from one calibration pass) and every piece of every family becomes a chain of
     removable units (``round_to`` and ``limits`` respected, as in ``zp.prune``). ``strategy`` picks how
     far down each chain to go: ``"dp"`` (least summed error, the exact cost checked), ``"global"``
-    (``zp.prune``'s ranking, by score / cost^``cost_power``) or ``"uniform"`` (the same share
-    everywhere). Apply the result with
+    (``zp.prune``'s ranking, by score / cost^``cost_power``), ``"uniform"`` (the same share
+    everywhere) or ``"evolution"`` (the best of those three, mutated; each candidate removed, refit
+    on ``evaluation_samples`` calibration samples and measured on as many others, ``evaluations``
+    candidates in all). Apply the result with
     ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
     ``scores``: the groups' scores from :func:`zigprune.posttrain.prune.group_scores`, to search several
-    strategies or budgets from one scoring pass (``calibration`` and ``method`` are then not used).
-    Raises ``UnknownNameError`` for an unknown strategy, ``TargetError`` for a budget that cannot be met.
+    strategies or budgets from one scoring pass (``calibration`` is then only what ``evolution``
+    measures on).
+
+    A latency budget is timed at ``batch`` rows on ``threads`` threads: each Conv and Linear layer at
+    the widths the search visits (cached on disk per machine), the dense model and the result whole;
+    the policy's ``measured`` holds the result's time next to the prediction, after the table is
+    calibrated on that measurement (at most twice) while they were more than 3 % apart. ``meter``: a
+    :class:`LatencyMeter` already built (several strategies on one table). Raises
+    ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
+    be met, ``LatencyError`` for a runtime not installed.
     """
     solver = STRATEGIES[strategy]
-    target = parse_budget(budget, round_to=round_to, cost_power=cost_power, limits=limits)
-    check_budget(space, target)
+    chosen = parse_budget(budget)
+    calibration = list(calibration) if calibration is not None else None  # scored, then measured on
+    if chosen.kind == "latency" and meter is None:
+        timing = {"batch": batch, "threads": threads, "round_to": round_to or 1, "cache": TimingCache()}
+        meter = LatencyMeter.build(space, chosen.runtime, **timing)
+    table = meter.table if meter is not None else None
+    target = chosen.target(round_to=round_to, cost_power=cost_power, limits=limits, cost=table)
+    check_budget(space, chosen, target)
     if scores is None:
         scores = group_scores(space, calibration, method, score_damp=score_damp, progress=progress)
-    db = ErrorDatabase.build(space, scores, target)
-    removed = solver(db)
+    evaluate = None
+    if calibration is not None:
+        measure = {"method": method, "evaluations": evaluations, "progress": progress}
+        evaluate = Evaluator.of(space, calibration, evaluation_samples, **measure)
+    try:  # Ctrl-C or an unreachable budget keeps the layers timed so far
+        db = ErrorDatabase.build(space, scores, target, meter, chosen, evaluate)
+        if meter is None:
+            removed, measured = solver(db), {}
+        else:
+            db, removed, measured = _checked(db, solver, meter, chosen)
+    finally:
+        if meter is not None:
+            meter.save()
     left = db.left_of(removed)
-    predicted = {"error": float(scores[removed].sum()), target.by: left, "share": left / max(db.total, 1)}
-    return Policy.of(space, removed, budget=str(budget), strategy=strategy, predicted=predicted)
+    predicted = {"error": float(scores[removed].sum()), chosen.kind: left, "share": left / db.total}
+    about = {"budget": str(budget), "strategy": strategy, "predicted": predicted, "measured": measured}
+    return Policy.of(space, removed, **about)
+
+
+def _checked(
+    db: ErrorDatabase, solver: Solver, meter: LatencyMeter, budget: Budget
+) -> tuple[ErrorDatabase, torch.Tensor, dict[str, float]]:
+    """Measure the solver's result; while the table's prediction is off by more than ``CLOSE`` (at
+    most ``CALIBRATIONS`` times), calibrate it on that measurement and solve again; warn when the last
+    is still off by more than ``TOLERANCE``. The database, result and last measurement."""
+    removed = solver(db)
+    check = meter.measure(removed)
+    rounds = 0
+    while abs(check["off"]) > CLOSE and rounds < CALIBRATIONS:
+        rounds += 1
+        meter.calibrate(removed, check["share"])
+        db = ErrorDatabase.build(db.space, db.scores, db.target, meter, budget, db.evaluate)
+        removed = solver(db)
+        check = meter.measure(removed) | {"calibrations": float(rounds)}
+    if abs(check["off"]) > TOLERANCE:
+        warnings.warn(
+            f"the latency table predicted {check['predicted_share']:.1%} of the dense time on "
+            f"{budget.runtime} and the result measured {check['share']:.1%}, still more than "
+            f"{TOLERANCE:.0%} apart after {CALIBRATIONS} calibrations: trust the measurement",
+            stacklevel=3,
+        )
+    return db, removed, check

@@ -1,0 +1,126 @@
+"""Latency budgets (``zp.search(..., budget="latency=0.5@runtime")``): the layer table, its calibration
+on whole-model measurements, the disk cache of timings, the ONNX Runtime layer timers, and the bad
+inputs. A fake runtime whose times are a known function of the MACs keeps the search deterministic;
+how close the prediction comes on a real runtime is a benchmark (benchmarks/search.py), not a test."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import zigprune as zp
+from zigprune.deploy.runtimes import RUNTIMES, Runtime
+from zigprune.errors import TargetError
+from zigprune.measure.latency import LatencyError
+from zigprune.measure.layer_latency import LayerLatency
+from zigprune.measure.layer_ops import LayerOp
+from zigprune.measure.timing_cache import TimingCache
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.b(self.a(x).relu()).relu().mean((2, 3)))
+
+
+def layer_ms(op: LayerOp, cin: int, cout: int, threads: int, repeats: int) -> float:
+    """A layer's "time": its MACs at the timing batch, 1 ms per 10^6."""
+    spatial = math.prod(op.input_shape[2:]) if op.kind != "linear" else 1
+    return op.input_shape[0] * spatial * cin * cout * math.prod(op.kernel) * 1e-6
+
+
+@dataclass(frozen=True)
+class Fake(Runtime):
+    """Whole models take ``factor`` times their MACs per sample (1 ms per 10^6) plus ``fixed`` ms."""
+
+    fixed: float = 0.0
+    factor: float = 3.0
+
+    def time(self, targets: list[Any], example: Any, batch: int, threads: int, seconds: float) -> list[float]:
+        return [self.factor * zp.count(m, example)["macs"] * batch * 1e-6 + self.fixed for m in targets]
+
+
+def fake_runtime(fixed: float, factor: float = 3.0) -> Runtime:
+    return Fake("fake", layer_ms, lambda model, example, path: model, "torch", fixed, factor)
+
+
+@pytest.fixture()
+def space() -> zp.GroupSpace:
+    torch.manual_seed(0)
+    return zp.analyze(Net().eval(), torch.randn(2, 1, 8, 8))
+
+
+CALIBRATION = [torch.randn(16, 1, 8, 8) for _ in range(2)]
+
+
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform"])
+def test_a_latency_search_calibrates_its_table_and_meets_the_measured_budget(
+    space, strategy: str, monkeypatch
+) -> None:
+    # the table (the layers' MACs) misses a fixed cost and a factor 3: the first prediction is off
+    monkeypatch.setitem(RUNTIMES, "fake", fake_runtime(fixed=2.0))
+    policy = zp.search(space, CALIBRATION, "latency=0.5@fake", strategy=strategy, batch=8, progress=False)
+    measured = policy.measured
+    assert measured["calibrations"] >= 1 and abs(measured["off"]) <= 0.03
+    assert measured["share"] <= 0.5 * 1.03 and policy.predicted["share"] <= 0.5
+    assert measured["share"] == pytest.approx(measured["ms"] / measured["dense_ms"])
+    removed = torch.zeros(space.num_groups, dtype=torch.bool)
+    removed[zp.prune(space, CALIBRATION, policy=policy, progress=False)] = True
+    assert zp.Policy.of(space, removed).families == policy.families
+
+
+def test_a_latency_budget_below_the_runtime_fixed_cost_says_what_can_be_reached(space, monkeypatch) -> None:
+    monkeypatch.setitem(RUNTIMES, "fake", fake_runtime(fixed=200.0, factor=1.0))
+    with pytest.raises(TargetError, match=r"ask for latency=0\.\d+@fake or more"):
+        zp.search(space, CALIBRATION, "latency=0.3@fake", batch=8, progress=False)
+
+
+def test_layer_timings_are_cached_on_disk_and_a_damaged_cache_is_ignored(space, tmp_path: Path) -> None:
+    calls = []
+
+    def counted(*args: Any) -> float:
+        calls.append(args)
+        return layer_ms(*args)
+
+    path = tmp_path / "timings.json"
+    first = LayerLatency(space, batch=8, timer=counted, runtime="fake", cache=TimingCache(path))
+    dense_ms = first.estimate_ms()
+    first.cache.save()
+    assert len(calls) == 3 and len(json.loads(path.read_text())) == 3
+    again = LayerLatency(space, batch=8, timer=counted, runtime="fake", cache=TimingCache(path))
+    assert again.estimate_ms() == dense_ms and len(calls) == 3, "every layer came from the cache"
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="damaged timing cache"):
+        assert TimingCache(path).entries == {}
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "onnxruntime-int8"])
+def test_onnx_runtime_times_convolutions_and_linears_alone(runtime: str) -> None:
+    pytest.importorskip("onnxruntime")
+    ops = [
+        LayerOp("conv2d", (4, 8, 6, 6), (3, 3), (1, 1), "same", (1, 1)),
+        LayerOp("conv1d", (4, 8, 10), (3,), (2,), (1,), (1,)),
+        LayerOp("linear", (4, 8)),
+        LayerOp("linear", (4, 5, 8)),
+    ]
+    for op in ops:
+        ms = RUNTIMES[runtime].time_layer(op, 6, 4, 1, 2)
+        assert math.isfinite(ms) and ms > 0
+
+
+def test_a_runtime_not_installed_says_how_to_install_it(space, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(LatencyError, match=r"pip install 'zigprune\[onnx\]'"):
+        zp.search(space, CALIBRATION, "latency=0.5@onnxruntime", progress=False)
