@@ -8,15 +8,16 @@ cached; the test set is the same share of Fashion-MNIST's), 512 calibration imag
 thread), widths multiples of 8 and ``global`` ranking by score / cost^0.5, the settings of the
 post-training benchmark. The groups are scored once per model and every strategy searches from
 those scores (and, for the latency budget, from one layer table); ``evolution`` measures 24
-candidates, each refit on 128 calibration images and measured on 128 others. Per row: test
-accuracy, the MACs left (exact, from the space), for the latency budget the measured and predicted
-share of the dense time, the search's predicted (summed) error and its wall time (the scoring pass
-included; the refit of ``zp.prune`` is not). ``--quick``: the digits CNN, ``macs=0.5`` and
-``latency=0.5@torch`` timed briefly, a smoke run written under ``runs/`` so it never overwrites the
-published results. all-MiniLM-L6-v2 (where installed) at ``macs=0.667`` and ``macs=0.5``: cosine to
-the dense sentence embeddings and top-1 neighbour kept on held-out python-docs lines, 256
-calibration lines, ``evolution`` measuring 12 candidates on 64 lines each (a tiny random BERT with
-``--quick``). Run from the repository root::
+candidates, each refit on 128 calibration images and measured on 128 others, and ``bo`` as many
+TPE trials. Per row: test accuracy, the MACs left (exact, from the space), for the latency budget
+the measured and predicted share of the dense time, the search's predicted (summed) error, the
+loss measured as ``evolution`` measures a candidate (how additive the database is), and the
+search's wall time (the scoring pass included; the refit of ``zp.prune`` is not). ``--quick``: the
+digits CNN, ``macs=0.5`` and ``latency=0.5@torch`` timed briefly, a smoke run written under
+``runs/`` so it never overwrites the published results. all-MiniLM-L6-v2 (where installed) at
+``macs=0.667`` and ``macs=0.5``: cosine to the dense sentence embeddings and top-1 neighbour kept
+on held-out python-docs lines, 256 calibration lines, ``evolution`` and ``bo`` measuring 12
+candidates on 64 lines each (a tiny random BERT with ``--quick``). Run from the repository root::
 
     PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
     PYTHONPATH=src python benchmarks/search.py --quick
@@ -39,6 +40,7 @@ from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.measure.timing_cache import TimingCache
 from zigprune.posttrain.prune import group_scores
 from zigprune.search import parse_budget
+from zigprune.search.evolution import Evaluator
 from zigprune.search.latency import LatencyMeter
 from zigprune.training import evaluate, sample_inputs
 
@@ -48,7 +50,7 @@ from post_training import _minilm, _optional, _quick_text, _tiny_bert, trained_d
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
-STRATEGIES = ("dp", "global", "uniform", "evolution")
+STRATEGIES = ("dp", "global", "uniform", "evolution", "bo")
 SHAPING = {"round_to": 8, "cost_power": 0.5}
 BUDGETS = ("macs=0.5", "macs=0.667", "latency=0.5@onnxruntime")
 
@@ -66,6 +68,7 @@ def strategy_rows(
         timing = {"batch": 64, "round_to": SHAPING["round_to"], "seconds": args.latency_seconds}
         meter = LatencyMeter.build(space, kind.runtime, **timing, cache=TimingCache())
     shared = time.perf_counter() - start
+    evaluate = Evaluator.of(space, calibration, args.evaluation_samples, progress=False)
     options = SHAPING | {"scores": scores, "meter": meter, "progress": False}
     options |= {"evaluations": args.evaluations, "evaluation_samples": args.evaluation_samples}
     found = []
@@ -73,11 +76,14 @@ def strategy_rows(
         begin = time.perf_counter()
         policy = zp.search(space, calibration, budget, strategy=strategy, **options)
         seconds = time.perf_counter() - begin + shared
+        loss = evaluate(policy.removed(space, scores))
         copied = zp.analyze(copy.deepcopy(dense), example)
         zp.prune(copied, calibration, policy=policy, progress=False)
         left = copied.macs(copied.zero_groups()) / copied.total_macs
         row = {"budget": budget, "strategy": strategy, "seconds": seconds, "macs_share": left}
-        row |= {"error": policy.predicted["error"], "latency": policy.measured} | measure(copied)
+        row |= {"error": policy.predicted["error"], "loss": loss, "latency": policy.measured} | measure(
+            copied
+        )
         found.append(row)
         print(f"{budget} {strategy}: {row} ", file=sys.stderr)
     return found
@@ -134,8 +140,8 @@ def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def searched_best(by: dict[str, dict[str, Any]], key: str) -> tuple[str, bool]:
-    """The better searched strategy (dp or evolution) by ``key``, and whether it beats both baselines."""
-    best = max(("dp", "evolution"), key=lambda name: by[name][key])
+    """The best searched strategy (dp, evolution, bo) by ``key``, and whether it beats both baselines."""
+    best = max(("dp", "evolution", "bo"), key=lambda name: by[name][key])
     return best, by[best][key] >= max(by["global"][key], by["uniform"][key])
 
 
@@ -216,26 +222,56 @@ def markdown(report: dict[str, Any]) -> str:
         "calibrated layer table's prediction.",
         "",
         "| budget | strategy | accuracy | vs dense (pt) | MACs left | latency measured | predicted | "
-        "predicted error | search s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "predicted error | measured loss | search s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         out.append(
             f"| {r['budget']} | {r['strategy']} | {r['accuracy']:.2%} | "
             f"{(r['accuracy'] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | "
-            f"{_latency_cells(r)} | {r['error']:.4g} | {r['seconds']:.1f} |"
+            f"{_latency_cells(r)} | {r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f} |"
         )
     text = report.get("text")
     if text:
         out += ["", f"## {text['setup']}", ""]
-        out += ["| budget | strategy | cosine | top-1 kept | MACs left | predicted error | search s |"]
-        out += ["|---|---|---:|---:|---:|---:|---:|"]
+        out += [
+            "| budget | strategy | cosine | top-1 kept | MACs left | predicted error | measured loss | "
+            "search s |"
+        ]
+        out += ["|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in text["rows"]:
             out.append(
                 f"| {r['budget']} | {r['strategy']} | {r['cosine']:.4f} | {r['retrieval']:.1%} | "
-                f"{r['macs_share']:.1%} | {r['error']:.4g} | {r['seconds']:.1f} |"
+                f"{r['macs_share']:.1%} | {r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f} |"
             )
-    return "\n".join([*out, "", *report["goals"], ""])
+    return "\n".join([*out, "", *report["goals"], "", *additivity(report), ""])
+
+
+def additivity(report: dict[str, Any]) -> list[str]:
+    """How well the summed (predicted) error orders the strategies as their measured loss does: the
+    Spearman rank correlation per budget, over the strategies."""
+    lines = [
+        "Additivity: rank correlation of the predicted (summed) error with the measured loss, over the "
+        "strategies of one budget (1: the sum orders them as the measurement does)."
+    ]
+    text = report.get("text") or {"model": "", "rows": []}
+    for model, found in ((report["dense"]["model"], report["rows"]), (text["model"], text["rows"])):
+        for budget in dict.fromkeys(r["budget"] for r in found):
+            by = [r for r in found if r["budget"] == budget]
+            rho = _spearman([r["error"] for r in by], [r["loss"] for r in by])
+            lines.append(f"- {model} {budget}: {rho:+.2f}")
+    return lines
+
+
+def _spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (no ties expected)."""
+
+    def ranks(values: list[float]) -> list[int]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        return [order.index(i) for i in range(len(values))]
+
+    rx, ry, n = ranks(xs), ranks(ys), len(xs)
+    return 1 - 6 * sum((a - b) ** 2 for a, b in zip(rx, ry)) / (n * (n * n - 1)) if n > 1 else 1.0
 
 
 def main(argv: list[str] | None = None) -> int:

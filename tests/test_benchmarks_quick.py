@@ -192,11 +192,12 @@ def test_search_quick(tmp_path: Path) -> None:
     MACs budget and timed against the dense model on the latency one, a table and goals."""
     run_script(REPO / "benchmarks" / "search.py", "--quick", "--no-progress", "--out", str(tmp_path))
     report = json.loads((tmp_path / "search.json").read_text())
-    strategies = ["dp", "global", "uniform", "evolution"]
+    strategies = ["dp", "global", "uniform", "evolution", "bo"]
     assert [r["strategy"] for r in report["rows"]] == strategies * 2 and report["settings"]["quick"]
-    macs, latency = report["rows"][:4], report["rows"][4:]
+    macs, latency = report["rows"][:5], report["rows"][5:]
     assert all(r["macs_share"] <= 0.5 and not r["latency"] for r in macs)
     assert all(r["latency"]["ms"] > 0 and r["budget"] == "latency=0.5@torch" for r in latency)
+    assert all(r["loss"] >= 0 for r in report["rows"])
     assert "Smoke run" in (tmp_path / "search.md").read_text() and report["goals"]
     if report["text"] is not None:  # transformers installed: the encoder's rows too
         assert [r["strategy"] for r in report["text"]["rows"]] == strategies

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,7 @@ def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
     return model, x, calibration
 
 
-@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution"])
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo"])
 def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -119,6 +120,13 @@ def test_evolution_keeps_the_candidate_that_measures_best(setting) -> None:
         zp.search(space, None, "macs=0.5", strategy="evolution", scores=scores, progress=False)
 
 
+def test_bo_without_optuna_says_how_to_install_it(setting, monkeypatch) -> None:
+    model, x, calibration = setting
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(PolicyError, match=r"pip install 'zigprune\[search\]'"):
+        zp.search(zp.analyze(model, x), calibration, "macs=0.5", strategy="bo", progress=False)
+
+
 def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tmp_path: Path) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -138,9 +146,8 @@ def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tm
 def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
-    with pytest.raises(
-        UnknownNameError, match="unknown strategy 'annealing'; valid names: dp, global, uniform, evolution"
-    ):
+    valid = "dp, global, uniform, evolution, bo"
+    with pytest.raises(UnknownNameError, match=f"unknown strategy 'annealing'; valid names: {valid}"):
         zp.search(space, calibration, strategy="annealing", progress=False)
     for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half", "macs=0.5@onnxruntime", "latency=2"):
         with pytest.raises(TargetError):

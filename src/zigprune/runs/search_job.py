@@ -21,6 +21,7 @@ from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
 from ..posttrain.prune import group_scores
 from ..search import STRATEGIES, parse_budget, save_policy, search
+from ..search.evolution import Evaluator
 from ..search.latency import LatencyMeter
 from .config import check_number, check_text_model, default_out, limits_of
 from .options import Shaping, Source, option, redefault
@@ -108,11 +109,13 @@ def search_run(
             "score", lambda: group_scores(space, feed.calibration, config.method, progress=progress), say
         )
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        meter = _meter(stage, config, space)
+        shared = Shared(
+            scores, _meter(stage, config, space), Evaluator.of(space, feed.calibration, progress=False)
+        )
         rows, policies = [], {}
-        for strategy in config.strategies:  # one scoring pass (and latency table) serves every strategy
+        for strategy in config.strategies:
             try:
-                row, policies[strategy] = _one(stage, config, space, feed, strategy, scores, meter, progress)
+                row, policies[strategy] = _one(stage, config, space, feed, strategy, shared, progress)
             except TargetError as err:
                 if strategy == config.strategy:
                     raise
@@ -146,50 +149,59 @@ def _meter(stage: Stage, config: SearchConfig, space: Any) -> LatencyMeter | Non
     )
 
 
+@dataclass
+class Shared:
+    """What every strategy of a search run shares: one scoring pass, one latency table (for a latency
+    budget), and the evaluator that measures each policy's loss (its groups removed and refit, the
+    outputs' distance to the dense model's) beside the error the database predicted for it."""
+
+    scores: torch.Tensor
+    meter: LatencyMeter | None
+    evaluate: Evaluator
+
+
 def _one(
-    stage: Stage,
-    config: SearchConfig,
-    space: Any,
-    feed: Any,
-    strategy: str,
-    scores: torch.Tensor,
-    meter: LatencyMeter | None,
-    progress: bool,
+    stage: Stage, config: SearchConfig, space: Any, feed: Any, strategy: str, shared: Shared, progress: bool
 ) -> tuple[dict[str, Any], Policy]:
-    """Solve for ``strategy`` on the shared ``scores`` (and latency table), apply the policy to the
-    model (the caller restores it) and measure it; ``seconds`` is the solver's time (with the result's
-    latency measurements, for a latency budget)."""
+    """Solve for ``strategy`` on what the strategies share, measure the policy's loss, apply it to the
+    model (the caller restores it) and measure its quality; ``seconds`` is the solver's time (with the
+    result's latency measurements, for a latency budget)."""
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
-    shaping |= {"scores": scores, "meter": meter, "evaluations": config.evaluations, "progress": progress}
+    shaping |= {"scores": shared.scores, "meter": shared.meter, "evaluations": config.evaluations}
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",
-        lambda: search(space, feed.calibration, config.budget, strategy=strategy, **shaping),
+        lambda: search(
+            space, feed.calibration, config.budget, strategy=strategy, **shaping, progress=progress
+        ),
         f"searching with {strategy}",
     )
     seconds = time.perf_counter() - begin
+    loss = shared.evaluate(policy.removed(space, shared.scores))
     options = {"method": config.method, "progress": progress}
     stage.timed(f"apply {strategy}", lambda: prune(space, feed.calibration, policy=policy, **options))
     quality = feed.quality(space.model)
     row = {"strategy": strategy, **quality, "share": policy.predicted["share"], "measured": policy.measured}
-    return row | {"error": policy.predicted["error"], "seconds": seconds}, policy
+    return row | {"error": policy.predicted["error"], "loss": loss, "seconds": seconds}, policy
 
 
 def table(results: dict[str, Any]) -> str:
-    """The strategies side by side as Markdown; a latency budget adds the measured share of the dense
-    time next to the predicted one."""
+    """The strategies side by side as Markdown: quality, cost, the error the database predicted and
+    the loss measured (how far the summed error is from additive); a latency budget adds the measured
+    share of the dense time next to the predicted one."""
     keys = [k for k in results["dense"] if isinstance(results["dense"][k], float)]
     timed = any(r.get("measured") for r in results["rows"])
     extra = " measured | predicted |" if timed else " cost left |"
-    head = "| strategy | " + " | ".join(keys) + f" |{extra} predicted error | solve s |"
-    lines = [head, "|---|" + "---:|" * (len(keys) + 3 + timed)]
+    head = "| strategy | " + " | ".join(keys) + f" |{extra} predicted error | measured loss | solve s |"
+    lines = [head, "|---|" + "---:|" * (len(keys) + 4 + timed)]
     dense = " | ".join(f"{results['dense'][k]:.4f}" for k in keys)
-    lines.append(f"| dense | {dense} | 100% |" + (" 100% |" if timed else "") + " | |")
+    lines.append(f"| dense | {dense} | 100% |" + (" 100% |" if timed else "") + " | | |")
     for r in results["rows"]:
         if "unreachable" in r:
             lines.append(f"| {r['strategy']} | " + " | ".join(["—"] * len(keys)) + f" | {r['unreachable']} |")
             continue
         cells = " | ".join(f"{r[k]:.4f}" for k in keys)
         shares = f"{r['measured']['share']:.1%} | {r['share']:.1%}" if timed else f"{r['share']:.1%}"
-        lines.append(f"| {r['strategy']} | {cells} | {shares} | {r['error']:.4g} | {r['seconds']:.1f} |")
+        numbers = f"{r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f}"
+        lines.append(f"| {r['strategy']} | {cells} | {shares} | {numbers} |")
     return "\n".join(lines)

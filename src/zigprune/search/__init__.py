@@ -1,10 +1,20 @@
 """Policy search: per-family widths for a budget, from an error database and a solver
 (``zp.search``; ``docs/search.md``)."""
 
+from . import bayes, evolution  # strategies that measure, registered beside the solvers
 from .budget import parse_budget
 from .database import ErrorDatabase
 from .files import load_policy, save_policy
 from .run import search
 from .solvers import STRATEGIES
 
-__all__ = ["STRATEGIES", "ErrorDatabase", "load_policy", "parse_budget", "save_policy", "search"]
+__all__ = [
+    "STRATEGIES",
+    "ErrorDatabase",
+    "bayes",
+    "evolution",
+    "load_policy",
+    "parse_budget",
+    "save_policy",
+    "search",
+]

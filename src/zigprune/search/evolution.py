@@ -93,9 +93,7 @@ SEEDS = ("dp", "global", "uniform")
 def evolution(db: ErrorDatabase) -> torch.Tensor:
     """The best candidate found from the best seed (``dp``, ``global``, ``uniform``, each measured) by
     ``db.evaluate.evaluations`` mutations, seeded random so a search is repeatable."""
-    evaluate = db.evaluate
-    if not isinstance(evaluate, Evaluator):
-        raise CalibrationError("evolution measures candidates on calibration data: pass calibration batches")
+    evaluate = evaluator_of(db, "evolution")
     rng = random.Random(0)
     measured: dict[tuple[int, ...], float] = {}
     with progress_bar(len(SEEDS) + evaluate.evaluations, "evolution: candidates", evaluate.progress) as bar:
@@ -120,6 +118,15 @@ def evolution(db: ErrorDatabase) -> torch.Tensor:
             if measured[tuple(child)] < measured[parent]:
                 parent = tuple(child)
     return db.removed(list(parent))
+
+
+def evaluator_of(db: ErrorDatabase, strategy: str) -> Evaluator:
+    """The database's evaluator, or a CalibrationError saying ``strategy`` needs calibration data."""
+    if not isinstance(db.evaluate, Evaluator):
+        raise CalibrationError(
+            f"{strategy} measures candidates on calibration data: pass calibration batches"
+        )
+    return db.evaluate
 
 
 def _mutate(db: ErrorDatabase, levels: list[int], rng: random.Random) -> list[int] | None:
