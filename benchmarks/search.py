@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--text-calibration", type=int, default=None, help="lines (256; 32 quick)")
     parser.add_argument("--no-text", action="store_true", help="skip the sentence encoder")
-    parser.add_argument("--evaluations", type=int, default=None, help="evolution's candidates (24; 4 quick)")
+    parser.add_argument("--evaluations", type=int, default=None, help="evolution's candidates (24; 2 quick)")
     parser.add_argument(
-        "--latency-seconds", type=float, default=None, help="each model timed at least (0.5 s; 0.05 quick)"
+        "--latency-seconds", type=float, default=None, help="each model timed at least (0.5 s; 0.02 quick)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT})")
@@ -297,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     args.subset = None if args.quick else 20000
     quick_budgets = ["macs=0.5", "latency=0.5@torch"]
     args.budgets = args.budgets or (quick_budgets if args.quick else [*BUDGETS])
-    args.evaluations = args.evaluations if args.evaluations is not None else (4 if args.quick else 24)
+    args.evaluations = args.evaluations if args.evaluations is not None else (2 if args.quick else 24)
     args.evaluation_samples = 128
-    args.latency_seconds = args.latency_seconds or (0.05 if args.quick else 0.5)
+    args.latency_seconds = args.latency_seconds or (0.02 if args.quick else 0.5)
     args.text_budgets = args.text_budgets or (["macs=0.667"] if args.quick else ["macs=0.667", "macs=0.5"])
     args.text_calibration = args.text_calibration or (32 if args.quick else 256)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)

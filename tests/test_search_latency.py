@@ -83,7 +83,9 @@ def test_a_latency_search_calibrates_its_table_and_meets_the_measured_budget(
 
 def test_a_latency_budget_below_the_runtime_fixed_cost_says_what_can_be_reached(space, monkeypatch) -> None:
     monkeypatch.setitem(RUNTIMES, "fake", fake_runtime(fixed=200.0, factor=1.0))
-    with pytest.raises(TargetError, match=r"ask for latency=0\.\d+@fake or more"):
+    with pytest.raises(
+        TargetError, match=r"ask for latency=0\.\d+@fake or more\. Measured: the first widths"
+    ):
         zp.search(space, CALIBRATION, "latency=0.3@fake", batch=8, progress=False)
 
 

@@ -12,6 +12,7 @@ import torch
 from ..core.limits import Limits
 from ..core.policy import Policy
 from ..core.space import GroupSpace
+from ..errors import TargetError
 from ..measure.timing_cache import TimingCache
 from ..posttrain.prune import group_scores
 from .budget import Budget, check_budget, parse_budget
@@ -37,6 +38,7 @@ def search(
     batch: int = 64,
     threads: int = 1,
     meter: LatencyMeter | None = None,
+    latency_seconds: float = 0.5,
     evaluations: int = EVALUATIONS,
     evaluation_samples: int = SAMPLES,
 ) -> Policy:
@@ -59,7 +61,8 @@ def search(
     measures on).
 
     A latency budget is timed at ``batch`` rows on ``threads`` threads: each Conv and Linear layer at
-    the widths the search visits (cached on disk per machine), the dense model and the result whole;
+    the widths the search visits (cached on disk per machine), the dense model and the result whole
+    (each for at least ``latency_seconds``);
     the policy's ``measured`` holds the result's time next to the prediction, after the table is
     calibrated on that measurement (at most twice) while they were more than 3 % apart. ``meter``: a
     :class:`LatencyMeter` already built (several strategies on one table). Raises
@@ -70,7 +73,8 @@ def search(
     chosen = parse_budget(budget)
     calibration = list(calibration) if calibration is not None else None  # scored, then measured on
     if chosen.kind == "latency" and meter is None:
-        timing = {"batch": batch, "threads": threads, "round_to": round_to or 1, "cache": TimingCache()}
+        timing = {"batch": batch, "threads": threads, "round_to": round_to or 1, "seconds": latency_seconds}
+        timing["cache"] = TimingCache()
         meter = LatencyMeter.build(space, chosen.runtime, **timing)
     table = meter.table if meter is not None else None
     target = chosen.target(round_to=round_to, cost_power=cost_power, limits=limits, cost=table)
@@ -101,7 +105,9 @@ def _checked(
 ) -> tuple[ErrorDatabase, torch.Tensor, dict[str, float]]:
     """Measure the solver's result; while the table's prediction is off by more than ``CLOSE`` (at
     most ``CALIBRATIONS`` times), calibrate it on that measurement and solve again; warn when the last
-    is still off by more than ``TOLERANCE``. The database, result and last measurement."""
+    is still off by more than ``TOLERANCE``. The database, result and last measurement. When the
+    calibrated table says the budget cannot be met, an earlier result measured within it is kept;
+    without one, the error says what was measured."""
     removed = solver(db)
     check = meter.measure(removed)
     rounds = 0
@@ -109,7 +115,16 @@ def _checked(
         rounds += 1
         meter.calibrate(removed, check["share"])
         db = ErrorDatabase.build(db.space, db.scores, db.target, meter, budget, db.evaluate)
-        removed = solver(db)
+        try:
+            removed = solver(db)
+        except TargetError as err:
+            if check["share"] <= budget.keep:
+                return db, removed, check
+            raise TargetError(
+                f"{err}. Measured: the first widths found took {check['share']:.1%} of the dense time "
+                f"on {budget.runtime} at batch {meter.batch}; at a larger batch the layers weigh more "
+                "against the runtime's fixed cost"
+            ) from None
         check = meter.measure(removed) | {"calibrations": float(rounds)}
     if abs(check["off"]) > TOLERANCE:
         warnings.warn(
