@@ -32,6 +32,8 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     assert all(r["share"] <= 0.6 and 0 <= r["accuracy"] <= 1 for r in results["rows"])
     policy = zp.load_policy(found / "policy.json")
     assert policy.strategy == "dp" and (found / "policies" / "uniform.json").is_file()
+    assert (found / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](search.png)" in (found / "search.md").read_text()
     out = tmp_path / "pruned"
     prune = ["prune", *DIGITS, *weights, "--policy", str(found / "policy.json"), "--calibration", "128"]
     assert main([*prune, "--out", str(out), *FAST]) == 0

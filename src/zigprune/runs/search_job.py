@@ -27,6 +27,7 @@ from .config import check_number, check_text_model, default_out, limits_of
 from .options import Shaping, Source, option, redefault
 from .prune_job import prepare
 from .rundir import check_dir, start_dir, write_json
+from .search_plot import PLOT, plot_search
 from .state import Stage
 
 POLICY = "policy.json"
@@ -133,7 +134,9 @@ def search_run(
     results["seconds"] = time.perf_counter() - start
     results["score_seconds"] = stage.seconds["score"]
     write_json(out / RESULTS, results)
-    atomic_write(out / TABLE, lambda temp: temp.write_text(table(results) + "\n"))
+    skipped = plot_search(out, results)
+    picture = skipped or f"![quality at the budget, and how additive the database was]({PLOT})"
+    atomic_write(out / TABLE, lambda temp: temp.write_text(f"{table(results)}\n\n{picture}\n"))
     return results
 
 
