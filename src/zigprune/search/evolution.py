@@ -50,9 +50,11 @@ class Evaluator:
     ) -> Evaluator:
         """The first batches holding ``samples`` rows to fit on, the next ones to measure on (the same
         when there are no more)."""
-        if samples < 1 or options.get("evaluations", EVALUATIONS) < 0:
+        evaluations = options.get("evaluations", EVALUATIONS)
+        if samples < 1 or evaluations < 0:
             raise ValueError(
-                f"evaluation samples must be at least 1 and evaluations at least 0, not {samples}"
+                f"evaluation_samples must be at least 1 and evaluations at least 0, not {samples} "
+                f"and {evaluations}"
             )
         batches = Calibration.of(calibration, space.model).batches
         fit = _take(batches, samples)

@@ -62,10 +62,10 @@ def search(
 
     A latency budget is timed at ``batch`` rows on ``threads`` threads: each Conv and Linear layer at
     the widths the search visits (cached on disk per machine), the dense model and the result whole
-    (each for at least ``latency_seconds``);
-    the policy's ``measured`` holds the result's time next to the prediction, after the table is
-    calibrated on that measurement (at most twice) while they were more than 3 % apart. ``meter``: a
-    :class:`LatencyMeter` already built (several strategies on one table). Raises
+    (each for at least ``latency_seconds``); the policy's ``measured`` holds the result's time next
+    to the prediction, after the table is calibrated on that measurement (at most twice) while they
+    were more than 3 % apart. ``meter``: a :class:`LatencyMeter` already built (several strategies on
+    one table). Raises
     ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
     be met, ``LatencyError`` for a runtime not installed.
     """
