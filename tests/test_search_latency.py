@@ -108,18 +108,42 @@ def test_layer_timings_are_cached_on_disk_and_a_damaged_cache_is_ignored(space, 
         assert TimingCache(path).entries == {}
 
 
+OPS = [
+    LayerOp("conv2d", (4, 8, 6, 7), (3, 2), (1, 1), "same", (2, 1)),
+    LayerOp("conv1d", (4, 8, 10), (3,), (2,), (1,), (1,)),
+    LayerOp("linear", (4, 8)),
+    LayerOp("linear", (4, 5, 8)),
+]
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "onnxruntime-int8"])
 def test_onnx_runtime_times_convolutions_and_linears_alone(runtime: str) -> None:
     pytest.importorskip("onnxruntime")
-    ops = [
-        LayerOp("conv2d", (4, 8, 6, 6), (3, 3), (1, 1), "same", (1, 1)),
-        LayerOp("conv1d", (4, 8, 10), (3,), (2,), (1,), (1,)),
-        LayerOp("linear", (4, 8)),
-        LayerOp("linear", (4, 5, 8)),
-    ]
-    for op in ops:
+    for op in OPS:
         ms = RUNTIMES[runtime].time_layer(op, 6, 4, 1, 2)
         assert math.isfinite(ms) and ms > 0
+
+
+def test_a_layer_timed_in_onnx_runtime_computes_what_torch_does() -> None:
+    """The one-node file is the layer itself: same output as torch's op on the same weights (pads for
+    ``same`` with an even kernel and a dilation included), so the time is that of the right shape."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+
+    from zigprune.deploy.runtimes import _layer_model
+
+    for op in OPS:
+        model = _layer_model(op, 6, 4)
+        weight = torch.from_numpy(numpy_helper.to_array(model.graph.initializer[0]).copy())
+        x = torch.randn(op.shape(6))
+        if op.kind == "linear":
+            expected = x @ (weight.T if len(op.input_shape) == 2 else weight)
+        else:
+            conv = getattr(torch.nn.functional, op.kind)
+            expected = conv(x, weight, None, op.stride, op.padding, op.dilation)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_a_runtime_not_installed_says_how_to_install_it(space, monkeypatch) -> None:
