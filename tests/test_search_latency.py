@@ -116,6 +116,33 @@ OPS = [
 ]
 
 
+def test_relative_timing_keeps_a_table_consistent_while_the_machine_speed_drifts(space) -> None:
+    """A machine twice as slow every other call (a busy neighbour): each narrower width is timed next
+    to its layer's full width and kept as that ratio of the full width's entry, so the table keeps
+    the true proportions that absolute timings lose."""
+    calls = []
+
+    def drifting(op: LayerOp, cin: int, cout: int, threads: int, repeats: int) -> float:
+        calls.append(1)
+        slow = 2.0 if len(calls) % 4 >= 2 else 1.0  # two calls fast, two slow, in turn
+        return layer_ms(op, cin, cout, threads, repeats) * slow
+
+    def table(relative: bool) -> LayerLatency:
+        calls.clear()
+        return LayerLatency(space, batch=8, timer=drifting, runtime="fake", relative=relative)
+
+    conv = space.model.b
+    layer = next(lay for lay in table(True).layers if lay.module is conv)
+    widths = [(16, 32), (8, 32), (16, 16), (4, 8), (12, 24)]
+    truth = [layer_ms(layer.op, *w, 1, 1) for w in widths]
+    for relative, holds in ((True, True), (False, False)):
+        timed = table(relative)
+        got = [timed._time(layer, *w) for w in widths]
+        ratios = [g / got[0] for g in got]
+        same = all(r == pytest.approx(t / truth[0]) for r, t in zip(ratios, truth))
+        assert same == holds, (relative, ratios)
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "onnxruntime-int8"])
 def test_onnx_runtime_times_convolutions_and_linears_alone(runtime: str) -> None:
     pytest.importorskip("onnxruntime")

@@ -46,7 +46,9 @@ class LayerLatency:
     calls per width (after one warm-up) are timed and the fastest is kept, the least noisy figure.
     ``round_to`` is the selection's width rounding: a family's next removal brings its kept width
     down to the next multiple of it. ``timer`` times one layer (eager torch by default); ``runtime``
-    names it in the keys of ``cache``, which keeps timings across runs.
+    names it in the keys of ``cache``, which keeps timings across runs. ``relative``: every narrower
+    width is timed right after the layer's full width and kept as that ratio of the full width's
+    entry, so entries timed minutes apart agree on a machine whose speed drifts (twice the timing).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LayerLatency:
         timer: LayerTimer = time_torch,
         runtime: str = "torch",
         cache: TimingCache | None = None,
+        relative: bool = False,
     ) -> None:
         if min(batch, threads, repeats, round_to) < 1:
             raise ValueError("batch, threads, repeats and round_to must be positive")
@@ -70,6 +73,7 @@ class LayerLatency:
         self.timer = timer
         self.runtime = runtime
         self.cache = cache
+        self.relative = relative
         self.layers = _layers(space, batch)
         self._touching = {
             family.index: [
@@ -124,11 +128,21 @@ class LayerLatency:
         if key not in self._cache:
             known = self.cache.get(key) if self.cache is not None else None
             if known is None:
-                known = self.timer(layer.op, cin, cout, self.threads, self.repeats)
+                known = self._timed(layer, cin, cout)
                 if self.cache is not None:
                     self.cache.put(key, known)
             self._cache[key] = known
         return self._cache[key]
+
+    def _timed(self, layer: _Layer, cin: int, cout: int) -> float:
+        """The op timed now at ``cin`` -> ``cout``; with ``relative``, against its full width timed in
+        the same breath, scaled to the full width's entry."""
+        full = (int(layer.module.weight.shape[1]), int(layer.module.weight.shape[0]))
+        if not self.relative or (cin, cout) == full:
+            return self.timer(layer.op, cin, cout, self.threads, self.repeats)
+        now = self.timer(layer.op, *full, self.threads, self.repeats)
+        ms = self.timer(layer.op, cin, cout, self.threads, self.repeats)
+        return ms / max(now, 1e-12) * self._time(layer, *full)
 
 
 def _layers(space: GroupSpace, batch: int) -> list[_Layer]:

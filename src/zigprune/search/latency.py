@@ -70,9 +70,8 @@ class LatencyMeter:
         ``seconds``. A LatencyError says how to install a missing runtime."""
         chosen = RUNTIMES[runtime]
         chosen.require()
-        table = LayerLatency(
-            space, batch, threads, REPEATS, round_to, timer=chosen.time_layer, runtime=runtime, cache=cache
-        )
+        timing = {"timer": chosen.time_layer, "runtime": runtime, "cache": cache, "relative": True}
+        table = LayerLatency(space, batch, threads, REPEATS, round_to, **timing)
         meter = cls(space, chosen, table, batch, threads, seconds)
         meter.folder = tempfile.TemporaryDirectory(prefix="zigprune-latency-")
         meter.dense = chosen.prepare(space.model, space.inputs, Path(meter.folder.name) / "dense")
