@@ -307,6 +307,32 @@ def test_one_head_over_mask_units_analyses_and_stays_exact() -> None:
         torch.testing.assert_close(space.construct()(x), model(x))
 
 
+class WindowedHeads(nn.Module):
+    """Hiera's ``MaskUnitAttention`` with several heads: ``reshape(B, -1, windows, 3, self.heads,
+    self.head_dim)``, and the heads merged back with ``reshape(B, -1, self.dim_out)``; ``dim_out`` is
+    the inner width (``heads * head_dim``), wider than the input at a stage change."""
+
+    def __init__(self, dim: int = 8, dim_out: int = 16, heads: int = 4, windows: int = 2) -> None:
+        super().__init__()
+        self.dim_out, self.heads, self.head_dim, self.windows = dim_out, heads, dim_out // heads, windows
+        self.qkv = nn.Linear(dim, 3 * dim_out)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        qkv = self.qkv(x).reshape(B, -1, self.windows, 3, self.heads, self.head_dim).permute(3, 0, 4, 2, 1, 5)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 3).reshape(B, -1, self.dim_out))
+
+
+def test_heads_merged_by_an_inner_width_named_dim_out_are_pruned_exactly() -> None:
+    """The check dropped every one of Hiera's attention families (``dim_out`` kept its full width)."""
+    space, slim = exact(WindowedHeads(), torch.randn(2, 6, 8))
+    assert len(family(space, "qkv").groups) == 4 and not space.check.dropped
+    assert slim.heads < 4 and slim.dim_out == slim.heads * slim.head_dim
+
+
 def test_a_rule_that_raises_leaves_its_channels_unprunable_with_one_warning(monkeypatch) -> None:
     from zigprune.rules import registry
 

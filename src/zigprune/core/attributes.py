@@ -169,7 +169,7 @@ def _hf_conv1d(old: nn.Module, new: nn.Module) -> None:
 HEAD_COUNT_WORDS = ("head",)
 KV_WORDS = ("key_value", "kv")
 INNER_SIZE_NAMES = (
-    "all_head_size", "split_size", "inner_dim", "embed_dim", "inner_size", "proj_size", "attn_dim",
+    "all_head_size", "split_size", "inner_dim", "embed_dim", "inner_size", "proj_size", "attn_dim", "dim_out",
 )  # fmt: skip
 
 
