@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,7 +21,24 @@ from zigprune.deploy.runtimes import RUNTIMES
 DIGITS = ["--model", "digits_cnn", "--data", "digits"]
 
 
-def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, capsys) -> None:
+def assert_int8_keeps(run: Path, layers: tuple[str, ...], monkeypatch) -> None:
+    """``export --int8`` on ``run`` quantizes with every scheme keeping ``layers`` in fp32."""
+    pytest.importorskip("onnxruntime")
+    from zigprune.runs import deploy_step
+    from zigprune.runs.export_job import deploy_run
+
+    seen = []
+
+    def compare(*args, schemes, **kwargs):
+        seen.extend(schemes)
+        return SimpleNamespace(verdict="", as_dict=dict)
+
+    monkeypatch.setattr(deploy_step, "compare_int8", compare)
+    deploy_run(run, int8=True, share_bits=None, log=lambda line: None)
+    assert seen and all(scheme.keep_layers == layers for scheme in seen)
+
+
+def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     weights = ["--weights", str(dense_run / "dense.safetensors")]
     found = tmp_path / "search"
     argv = ["search", *DIGITS, *weights, "--budget", "macs=0.6", "--calibration", "128", "--out", str(found)]
@@ -35,10 +53,14 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     assert (found / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](search.png)" in (found / "search.md").read_text()
     out = tmp_path / "pruned"
+    policy.precision = {"0": "int8", "3": "fp32", "8": "int8"}  # as an int8 search would say
+    zp.save_policy(policy, found / "policy.json")
     prune = ["prune", *DIGITS, *weights, "--policy", str(found / "policy.json"), "--calibration", "128"]
     assert main([*prune, "--out", str(out), *FAST]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["policy"]["strategy"] == "dp" and metrics["policy"]["budget"] == "macs=0.6"
+    assert metrics["policy"]["fp32"] == ["3"], "what export --int8 keeps in float"
+    assert_int8_keeps(out, ("3",), monkeypatch)
     share = metrics["slim"]["macs"] / metrics["dense"]["macs"]
     assert share == pytest.approx(policy.predicted["share"], abs=0.01), "the policy's widths, as searched"
     assert zp.load(out)(torch.randn(2, 1, 8, 8)).shape == (2, 10)

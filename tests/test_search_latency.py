@@ -53,7 +53,9 @@ class Fake(Runtime):
 
 
 def fake_runtime(fixed: float, factor: float = 3.0) -> Runtime:
-    return Fake("fake", layer_ms, lambda model, example, path: model, "torch", fixed, factor)
+    return Fake(
+        "fake", layer_ms, lambda model, example, path, keep=(): model, "torch", fixed=fixed, factor=factor
+    )
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .space import GroupSpace, Piece
 
 FORMAT = "zigprune-policy/1"
+PRECISIONS = ("int8", "fp32")
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,26 @@ class Policy:
     """Kept groups per family (and piece), the budget and strategy that chose them, and what the search
     predicted for them (``error``: the summed calibration error; ``macs``, ``params`` or ``latency``
     left) and, for a latency budget, measured (``ms``, ``share`` of the dense time, ``off``: how far the
-    prediction was from it, relative)."""
+    prediction was from it, relative). On an int8 runtime, ``precision`` gives each Conv and Linear
+    layer (by module name) ``"int8"`` or ``"fp32"``: the layers the quantized file keeps in float."""
 
     families: list[FamilyWidth]
     budget: str = ""
     strategy: str = ""
     predicted: dict[str, float] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
+    precision: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        wrong = {name: p for name, p in self.precision.items() if p not in PRECISIONS}
+        if wrong:
+            name, value = next(iter(wrong.items()))
+            raise PolicyError(f"layer {name} has precision {value!r}; use one of {', '.join(PRECISIONS)}")
+
+    @property
+    def fp32_layers(self) -> list[str]:
+        """The layers an int8 file of this policy keeps in fp32."""
+        return sorted(name for name, p in self.precision.items() if p == "fp32")
 
     @classmethod
     def of(cls, space: GroupSpace, removed: torch.Tensor, **about: Any) -> Policy:
@@ -115,8 +129,8 @@ class Policy:
             families = [FamilyWidth(**entry) for entry in data["families"]]
             about = {key: data.get(key, "") for key in ("budget", "strategy")}
             numbers = {key: dict(data.get(key, {})) for key in ("predicted", "measured")}
-            return cls(families, **about, **numbers)
-        except (KeyError, TypeError) as err:
+            return cls(families, **about, **numbers, precision=dict(data.get("precision", {})))
+        except (KeyError, TypeError, ValueError) as err:
             raise PolicyError(f"a malformed policy ({type(err).__name__}: {err})") from err
 
 

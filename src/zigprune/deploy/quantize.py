@@ -19,6 +19,7 @@ from ..core.batches import checked_batch, empty_calibration
 from ..errors import QuantizeError, first_line
 from ..io import ort
 from ..io.atomic import atomic_write
+from ..io.onnx import exported_weight
 from ..registry import Registry
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,13 @@ class Scheme:
     """One way to quantize: the ONNX format (``qdq``: QuantizeLinear/DequantizeLinear pairs around fp32
     ops; ``qoperator``: integer ops such as QLinearConv; ``dynamic``: int8 weights, activations quantized
     per call from their own range, no calibration: what transformers keep their quality with),
-    per-channel or per-tensor weight scales, and op types left in fp32."""
+    per-channel or per-tensor weight scales, op types left in fp32, and weight layers left in fp32 (by
+    module name: a mixed-precision policy's ``fp32`` layers)."""
 
     format: str = "qdq"
     per_channel: bool = True
     keep_fp32: tuple[str, ...] = ()
+    keep_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         FORMATS.check(self.format)
@@ -42,7 +45,8 @@ class Scheme:
     def label(self) -> str:
         """A short name, e.g. ``qdq per-channel`` or ``qoperator per-tensor, Add in fp32``."""
         text = f"{self.format} {'per-channel' if self.per_channel else 'per-tensor'}"
-        return text + (f", {'/'.join(self.keep_fp32)} in fp32" if self.keep_fp32 else "")
+        text += f", {'/'.join(self.keep_fp32)} in fp32" if self.keep_fp32 else ""
+        return text + (f", {len(self.keep_layers)} layers in fp32" if self.keep_layers else "")
 
 
 FORMATS: Registry[str] = Registry(
@@ -184,7 +188,7 @@ def _quiet_ort() -> Iterator[None]:
 
 def _quantize(quantization: Any, model: Path, out: Path, reader: CalibrationReader, scheme: Scheme) -> None:
     formats = {"qdq": quantization.QuantFormat.QDQ, "qoperator": quantization.QuantFormat.QOperator}
-    exclude = _nodes_of(model, set(scheme.keep_fp32)) if scheme.keep_fp32 else None
+    exclude = _nodes_of(model, set(scheme.keep_fp32), set(scheme.keep_layers)) or None
     if scheme.format == "dynamic":
         try:
             quantization.quantize_dynamic(
@@ -218,8 +222,21 @@ def _quantize(quantization: Any, model: Path, out: Path, reader: CalibrationRead
         raise QuantizeError(f"ONNX Runtime could not quantize {model.name} ({first_line(err)})") from err
 
 
-def _nodes_of(model: Path, op_types: set[str]) -> list[str]:
-    """Names of the nodes of ``model`` whose op type is in ``op_types``."""
+def _nodes_of(model: Path, op_types: set[str], layers: set[str]) -> list[str]:
+    """Names of the nodes of ``model`` whose op type is in ``op_types``, and of the weight nodes of the
+    modules named in ``layers`` (found by the name the export gives their weight)
+    A layer found nowhere is a QuantizeError: its node would be quantized against the caller's word."""
+    if not op_types and not layers:
+        return []
     import onnx
 
-    return [node.name for node in onnx.load(str(model)).graph.node if node.op_type in op_types]
+    nodes = onnx.load(str(model)).graph.node
+    weights = {exported_weight(layer): layer for layer in layers}
+    found = {weights[name]: node.name for node in nodes for name in node.input if name in weights}
+    missing = sorted(layers - set(found))
+    if missing:
+        raise QuantizeError(
+            f"no node of the ONNX file takes the weight of {', '.join(missing)}: cannot keep those layers in "
+            "fp32 (the file is not an export of the model the policy was searched on)"
+        )
+    return [node.name for node in nodes if node.op_type in op_types] + sorted(found.values())

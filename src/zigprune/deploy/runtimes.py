@@ -24,22 +24,24 @@ from ..io.onnx import export_onnx
 from ..measure.latency import LatencyError, fastest_ms, interleaved
 from ..measure.layer_ops import LayerOp, LayerTimer, time_torch
 from ..registry import Registry
-from .quantize import quantize_onnx
+from .quantize import Scheme, quantize_onnx
 
-Prepare = Callable[[nn.Module, Any, Path], Any]
+Prepare = Callable[[nn.Module, Any, Path, Sequence[str]], Any]
 OPSET = 17
 
 
 @dataclass(frozen=True)
 class Runtime:
     """A runtime: its layer timer, how a whole model is made ready for it (``prepare``: the module
-    itself, or its ONNX file written at a given path without suffix) and which latency backend times
-    that."""
+    itself, or its ONNX file written at a given path without suffix; the layers named last stay fp32
+    on an int8 runtime) and which latency backend times that. ``float_runtime``: on an int8 runtime,
+    the runtime a layer kept in fp32 runs as (a mixed-precision search times layers there too)."""
 
     name: str
     time_layer: LayerTimer
     prepare: Prepare
     backend: str
+    float_runtime: str | None = None
 
     def require(self) -> None:
         """A LatencyError with the install hint when the runtime's library is missing."""
@@ -62,16 +64,20 @@ class Runtime:
         return [lat[0].median_ms for lat in timed]
 
 
-def _as_module(model: nn.Module, example: Any, path: Path) -> nn.Module:
+def _as_module(model: nn.Module, example: Any, path: Path, keep: Sequence[str] = ()) -> nn.Module:
     return model
 
 
 def _exported(int8: bool) -> Prepare:
-    """Export the model to ``path``.onnx (and quantize it to ``path``.int8.onnx when ``int8``)."""
+    """Export the model to ``path``.onnx (and quantize it to ``path``.int8.onnx when ``int8``, but for
+    the layers named in ``keep``)."""
 
-    def prepare(model: nn.Module, example: Any, path: Path) -> Path:
+    def prepare(model: nn.Module, example: Any, path: Path, keep: Sequence[str] = ()) -> Path:
         onnx_path = export_onnx(model, example, path.with_suffix(".onnx"), check=False)
-        return quantize_onnx(onnx_path, [example], path.with_suffix(".int8.onnx")) if int8 else onnx_path
+        if not int8:
+            return onnx_path
+        scheme = Scheme(keep_layers=tuple(keep))
+        return quantize_onnx(onnx_path, [example], path.with_suffix(".int8.onnx"), scheme=scheme)
 
     return prepare
 
@@ -142,7 +148,9 @@ RUNTIMES: Registry[Runtime] = Registry(
     {
         "torch": Runtime("torch", time_torch, _as_module, "torch"),
         "onnxruntime": Runtime("onnxruntime", _onnx_layer(False), _exported(False), "onnx"),
-        "onnxruntime-int8": Runtime("onnxruntime-int8", _onnx_layer(True), _exported(True), "onnx"),
+        "onnxruntime-int8": Runtime(
+            "onnxruntime-int8", _onnx_layer(True), _exported(True), "onnx", float_runtime="onnxruntime"
+        ),
     },
     LatencyError,
     hint=" (torch.compile's inductor is not timed layer by layer yet)",

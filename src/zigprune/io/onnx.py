@@ -23,6 +23,12 @@ from .onnx_axes import BATCH, Axes
 log = logging.getLogger(__name__)
 
 
+def exported_weight(layer: str) -> str:
+    """The initializer name :func:`export_onnx` gives the weight of the module at ``layer`` (the
+    exporter names parameters by their path, and the model sits under ``_Positional.model``)."""
+    return f"model.{layer}.weight"
+
+
 class _Positional(nn.Module):
     """Calls ``model`` with tensors as positional arguments (non-tensor inputs fixed), returning a tuple."""
 

@@ -108,8 +108,13 @@ class LayerLatency:
 
     def estimate_ms(self, taken: torch.Tensor | None = None) -> float:
         """Summed time of the timed layers after removing ``taken`` (all groups kept when None)."""
+        return sum(self.times(taken).values())
+
+    def times(self, taken: torch.Tensor | None = None, names: set[str] | None = None) -> dict[str, float]:
+        """Each timed layer's ms (only those in ``names`` when given) after removing ``taken``."""
         kept = self.space.kept_classes(taken)
-        return sum(self._time(layer, *self._widths(layer, kept)) for layer in self.layers)
+        chosen = [layer for layer in self.layers if names is None or layer.name in names]
+        return {layer.name: self._time(layer, *self._widths(layer, kept)) for layer in chosen}
 
     @staticmethod
     def _widths(layer: _Layer, kept: torch.Tensor) -> tuple[int, int]:

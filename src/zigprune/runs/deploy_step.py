@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from torch import nn
 from .. import data
 from ..deploy import INT8, compare_int8, finetune_centroids, save_shared, share_weights
 from ..deploy.int8 import TOLERANCE
+from ..deploy.quantize import SCHEMES
 from ..measure.fidelity import follows
 from ..training import evaluate, fetch, sample_inputs
 from ..training.objective import Distillation, Objective
@@ -71,9 +72,11 @@ def int8_section(
     inputs: DeployData,
     seconds: float,
     tolerance: float | None = None,
+    keep_layers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """``model.int8.onnx`` in ``out`` and the comparison ``compare_int8`` makes, as a metrics section
-    (int8 ships when it loses at most ``tolerance`` of the quality measure; default ``TOLERANCE``)."""
+    (int8 ships when it loses at most ``tolerance`` of the quality measure; default ``TOLERANCE``);
+    every scheme tried keeps the layers in ``keep_layers`` in fp32."""
     result = compare_int8(
         dense_onnx,
         slim_onnx,
@@ -84,6 +87,7 @@ def int8_section(
         dense_quality=inputs.dense_quality,
         key=inputs.key,
         tolerance=TOLERANCE if tolerance is None else tolerance,
+        schemes=tuple(replace(scheme, keep_layers=keep_layers) for scheme in SCHEMES),
         batch_sizes=LATENCY_BATCHES,
         min_seconds=seconds,
         log=log,

@@ -41,7 +41,8 @@ def deploy_run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Write ``model.onnx`` (and with ``int8`` ``model.int8.onnx``, shipped when it loses at most
-    ``int8_tolerance`` of the run's quality measure; with ``share_bits``
+    ``int8_tolerance`` of the run's quality measure, the layers a mixed-precision policy kept fp32
+    left in float; with ``share_bits``
     ``model.shared.safetensors``) into ``run_dir``; return the new metrics sections and add them to the
     run's ``metrics.json`` (re-rendering ``report.md``) when it has one. The dense model is the run's
     architecture rebuilt from its spec: pretrained weights for ``hf:`` models, fresh ones otherwise
@@ -57,8 +58,9 @@ def deploy_run(
     if int8:
         with tempfile.TemporaryDirectory(prefix="zigprune-") as folder, quiet_onnx():
             dense_onnx = export_onnx(dense, inputs.example, Path(folder) / "dense.onnx", check=False)
+            keep = tuple(metrics.get("policy", {}).get("fp32", ()))
             sections["int8"] = int8_section(
-                log, directory, slim_onnx, dense_onnx, inputs, latency_seconds, int8_tolerance
+                log, directory, slim_onnx, dense_onnx, inputs, latency_seconds, int8_tolerance, keep
             )
     if share_bits:
         sections["sharing"] = sharing_section(log, directory, slim, share_bits, inputs, progress)

@@ -272,6 +272,7 @@ def _run(
     metrics["calibration"] = {"data": config.data, "samples": feed.samples, "evaluated": feed.evaluated}
     if policy is not None:
         metrics["policy"] = {"file": config.policy, "strategy": policy.strategy, "budget": policy.budget}
+        metrics["policy"]["fp32"] = policy.fp32_layers
     write_json(out / HISTORY, {"train": history})
     metrics["seconds"]["total"] = time.perf_counter() - start
     run_report.render(out, metrics, history)

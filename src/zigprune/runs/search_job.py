@@ -4,6 +4,7 @@ post-training and measured; the chosen strategy's widths saved as ``policy.json`
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ import torch
 from ..core.analysis import analyze
 from ..core.policy import Policy
 from ..data.text import is_text
+from ..deploy.quantize import Scheme, quantize_onnx
+from ..deploy.session import OnnxModule
 from ..errors import ConfigError, Interrupted, TargetError, first_line
 from ..io.atomic import atomic_write
+from ..io.onnx import export_onnx
 from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
 from ..posttrain.prune import group_scores
@@ -33,6 +37,8 @@ from .state import Stage
 POLICY = "policy.json"
 TABLE = "search.md"
 RESULTS = "search.json"
+#: Calibration batches an int8 file's activation ranges are found on.
+INT8_BATCHES = 4
 
 
 @dataclass
@@ -58,6 +64,9 @@ class SearchConfig(Shaping, Source):
         "dp", choices=list(STRATEGIES), help="the strategy whose policy is saved ({default})"
     )
     compare: bool = option(True, kind="off", help="skip the other strategies (run only --strategy)")
+    mixed: bool = option(
+        True, kind="off", help="int8 runtimes: keep every layer int8 (no layer kept in fp32)"
+    )
     method: str = option("obs", choices=list(METHODS), help="how groups are scored and refit ({default})")
     calibration: int = option(512, metavar="N", type=int, help="calibration samples (default {default})")
     batch_size: int | None = option(
@@ -171,6 +180,7 @@ def _one(
     result's latency measurements, for a latency budget)."""
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
     shaping |= {"scores": shared.scores, "meter": shared.meter, "evaluations": config.evaluations}
+    shaping["mixed"] = config.mixed
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",
@@ -183,9 +193,26 @@ def _one(
     loss = shared.evaluate(policy.removed(space, shared.scores))
     options = {"method": config.method, "progress": progress}
     stage.timed(f"apply {strategy}", lambda: prune(space, feed.calibration, policy=policy, **options))
-    quality = feed.quality(space.model)
+    if shared.meter is not None and shared.meter.mixed:
+        say = f"measuring {strategy}'s int8 file ({len(policy.fp32_layers)} layers kept fp32)"
+        quality = stage.timed(f"int8 {strategy}", lambda: _int8_quality(space, feed, policy), say)
+    else:
+        quality = feed.quality(space.model)
     row = {"strategy": strategy, **quality, "share": policy.predicted["share"], "measured": policy.measured}
     return row | {"error": policy.predicted["error"], "loss": loss, "seconds": seconds}, policy
+
+
+def _int8_quality(space: Any, feed: Any, policy: Policy) -> dict[str, float]:
+    """The quality of the slim model as its int8 file computes it in ONNX Runtime, the policy's fp32
+    layers kept in float, activation ranges calibrated on the first calibration batches."""
+    with tempfile.TemporaryDirectory(prefix="zigprune-search-") as folder:
+        path = Path(folder) / "slim.onnx"
+        export_onnx(space.construct(), feed.example, path, check=False)
+        scheme = Scheme(keep_layers=tuple(policy.fp32_layers))
+        int8 = quantize_onnx(
+            path, feed.calibration[:INT8_BATCHES], path.with_suffix(".int8.onnx"), scheme=scheme
+        )
+        return feed.quality(OnnxModule(int8))
 
 
 def table(results: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ suggests, then the result is relaxed)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..errors import CalibrationError, TargetError
 from ..posttrain.calibration import Calibration, progress_bar
 from ..posttrain.prune import apply_removal
 from .database import ErrorDatabase
+from .fake_int8 import fake_int8
 from .solvers import STRATEGIES, relax, unreachable
 
 #: Candidates measured after the seeds, and how many samples each fits on and is measured on.
@@ -61,19 +62,32 @@ class Evaluator:
         return cls(space, fit, _take(batches[len(fit) :], samples) or fit, **options)
 
     def __call__(self, removed: torch.Tensor) -> float:
+        return self.losses(removed, [()])[0]
+
+    def losses(self, removed: torch.Tensor, int8: Sequence[Collection[str]]) -> list[float]:
+        """The candidate's loss once refit, with each of ``int8``'s sets of weight layers run as int8
+        would (:func:`~zigprune.search.precision.fake_int8`; an empty set: all fp32): one refit for all."""
         model = self.space.model
         if not self.reference:  # the dense outputs, once, when a strategy first measures
             self.reference = [outputs(model, batch) for batch in self.check]
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
             apply_removal(self.space, self.fit, removed, method=self.method)
-            error = norm = 0.0
-            for batch, reference in zip(self.check, self.reference):
-                for got, want in zip(outputs(model, batch), reference):
-                    error += float((got.double() - want.double()).square().sum())
-                    norm += float(want.double().square().sum())
+            found = []
+            for layers in int8:
+                with fake_int8(model, layers):
+                    found.append(self._loss())
         finally:
             model.load_state_dict(before)
+        return found
+
+    def _loss(self) -> float:
+        """The relative squared distance of the model's outputs to the dense ones on the check batches."""
+        error = norm = 0.0
+        for batch, reference in zip(self.check, self.reference):
+            for got, want in zip(outputs(self.space.model, batch), reference):
+                error += float((got.double() - want.double()).square().sum())
+                norm += float(want.double().square().sum())
         return error / max(norm, 1e-30)
 
 

@@ -39,7 +39,9 @@ SCALES = (0.25, 4.0)
 @dataclass
 class LatencyMeter:
     """The slim model's predicted time on ``runtime`` at ``batch`` and ``threads``: the layer table's
-    sum times ``scale`` plus ``fixed`` (ms); ``total`` is the dense model's measured time."""
+    sum times ``scale`` plus ``fixed`` (ms); ``total`` is the dense model's measured time. On an int8
+    runtime, the layers in ``float_layers`` stay fp32: they count at their time in ``floats`` (the
+    same layers timed on the runtime's fp32 side), and measured models keep them fp32."""
 
     space: GroupSpace
     runtime: Runtime
@@ -53,6 +55,8 @@ class LatencyMeter:
     checks: list[dict[str, float]] = field(default_factory=list)
     dense: Any = None
     folder: tempfile.TemporaryDirectory | None = None
+    floats: LayerLatency | None = None
+    float_layers: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -81,14 +85,40 @@ class LatencyMeter:
 
     def left(self, removed: torch.Tensor) -> float:
         """Predicted ms once the groups in ``removed`` are gone."""
-        return max(self.scale * self.table.estimate_ms(removed) + self.fixed, 0.0)
+        return max(self.scale * self._summed(removed) + self.fixed, 0.0)
+
+    def _summed(self, removed: torch.Tensor) -> float:
+        """The table's sum once ``removed`` is gone, the layers kept fp32 at their fp32 time."""
+        extra = sum(self.extra(removed, self.float_layers).values()) if self.float_layers else 0.0
+        return self.table.estimate_ms(removed) + extra
+
+    @property
+    def mixed(self) -> bool:
+        """Whether layers may stay fp32 on this runtime (an int8 one)."""
+        return self.runtime.float_runtime is not None
+
+    def extra(
+        self, removed: torch.Tensor, names: set[str] | frozenset[str] | None = None
+    ) -> dict[str, float]:
+        """Per layer (those in ``names``, else all), the table's ms keeping it fp32 adds once
+        ``removed`` is gone (negative where the int8 layer is the slower)."""
+        if self.floats is None:
+            chosen = RUNTIMES[self.runtime.float_runtime]
+            timing = {"timer": chosen.time_layer, "runtime": chosen.name, "cache": self.table.cache}
+            self.floats = LayerLatency(
+                self.space, self.batch, self.threads, REPEATS, self.table.round_to, **timing, relative=True
+            )
+        wanted = set(names) if names is not None else None
+        int8, fp32 = self.table.times(removed, wanted), self.floats.times(removed, wanted)
+        return {name: fp32[name] - ms for name, ms in int8.items()}
 
     def measure(self, removed: torch.Tensor) -> dict[str, float]:
         """The slim model without ``removed`` built and timed against the dense one, interleaved:
         both in ms, the measured share, the predicted one, and how far apart they are."""
         slim = build(self.space, self.space.pruned_classes(removed))
         path = Path(self.folder.name) / f"slim{len(self.checks)}"
-        targets = [self.dense, self.runtime.prepare(slim, self.space.inputs, path)]
+        keep = sorted(self.float_layers)
+        targets = [self.dense, self.runtime.prepare(slim, self.space.inputs, path, keep)]
         dense, slim_ms = self.runtime.time(targets, self.space.inputs, self.batch, self.threads, self.seconds)
         share, predicted = slim_ms / dense, self.left(removed) / self.total
         check = {"dense_ms": dense, "ms": slim_ms, "share": share, "predicted_share": predicted}
@@ -97,7 +127,7 @@ class LatencyMeter:
         return check
 
     def save(self) -> None:
-        """Keep the layers timed so far in the disk cache (a no-op without one)."""
+        """Keep the layers timed so far in the disk cache (a no-op without one; both tables share it)."""
         if self.table.cache is not None:
             self.table.cache.save()
 
@@ -105,7 +135,7 @@ class LatencyMeter:
         """Fit ``scale`` and ``fixed`` so the table predicts the dense model's time and ``share`` of it
         once ``removed`` is gone (a scale outside ``SCALES`` is clamped: a noisy timing must not turn
         the table upside down)."""
-        dense_sum, slim_sum = self.table.estimate_ms(), self.table.estimate_ms(removed)
+        dense_sum, slim_sum = self.table.estimate_ms(), self._summed(removed)
         if dense_sum - slim_sum > 1e-9:
             gap = self.total * (1 - share)
             self.scale = min(max(gap / (dense_sum - slim_sum), SCALES[0]), SCALES[1])

@@ -19,6 +19,7 @@ from .budget import Budget, check_budget, parse_budget
 from .database import ErrorDatabase
 from .evolution import EVALUATIONS, SAMPLES, Evaluator
 from .latency import CALIBRATIONS, CLOSE, TOLERANCE, LatencyMeter
+from .precision import mix, precision_of
 from .solvers import STRATEGIES, Solver
 
 
@@ -41,6 +42,7 @@ def search(
     latency_seconds: float = 0.5,
     evaluations: int = EVALUATIONS,
     evaluation_samples: int = SAMPLES,
+    mixed: bool = True,
 ) -> Policy:
     """The widths per family that meet ``budget`` (see :func:`parse_budget`: ``"macs=0.5"`` keeps half
     the MACs, ``"latency=0.3@onnxruntime"`` 30 % of the dense model's time there) with the least
@@ -65,7 +67,9 @@ def search(
     (each for at least ``latency_seconds``); the policy's ``measured`` holds the result's time next
     to the prediction, after the table is calibrated on that measurement (at most twice) while they
     were more than 3 % apart. ``meter``: a :class:`LatencyMeter` already built (several strategies on
-    one table). Raises
+    one table). On an int8 runtime (``onnxruntime-int8``) with ``mixed`` and calibration data, the
+    policy's ``precision`` also keeps in fp32 the layers that buy more quality than their time costs
+    (:mod:`zigprune.search.precision`), widths and precisions chosen together. Raises
     ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
     be met, ``LatencyError`` for a runtime not installed.
     """
@@ -90,6 +94,9 @@ def search(
         if meter is None:
             removed, measured = solver(db), {}
         else:
+            meter.float_layers = frozenset()
+            if mixed and meter.mixed and evaluate is not None:
+                db = mix(db, solver, meter, evaluate, chosen)
             db, removed, measured = _checked(db, solver, meter, chosen)
     finally:
         if meter is not None:
@@ -97,7 +104,8 @@ def search(
     left = db.left_of(removed)
     predicted = {"error": float(scores[removed].sum()), chosen.kind: left, "share": left / db.total}
     about = {"budget": str(budget), "strategy": strategy, "predicted": predicted, "measured": measured}
-    return Policy.of(space, removed, **about)
+    precision = precision_of(meter) if meter is not None and meter.mixed else {}
+    return Policy.of(space, removed, **about, precision=precision)
 
 
 def _checked(
