@@ -127,3 +127,12 @@ class GroupLassoOptions(PhasedOptions):
     """``tp-group-sl``: as ``tp-l2``, plus the group-lasso strength ``reg`` of the sparse-learning phase."""
 
     reg: float = 5e-4
+
+
+@dataclass(frozen=True)
+class SearchFirstOptions(PretrainOptions):
+    """``search-hesso``: the strategy that searches the widths after pre-training, and the training
+    images it scores and measures on."""
+
+    strategy: str = "dp"
+    calibration: int = 512

@@ -63,7 +63,7 @@ def get(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def _space(setup: Setup, model: nn.Module) -> GroupSpace:
+def analyzed(setup: Setup, model: nn.Module) -> GroupSpace:
     return analyze(model, setup.example)
 
 
@@ -73,7 +73,7 @@ def slim(space: GroupSpace, pruned: torch.Tensor) -> nn.Module:
     return space.construct()
 
 
-def _ids(mask: torch.Tensor) -> list[int]:
+def removed_ids(mask: torch.Tensor) -> list[int]:
     return torch.nonzero(mask).reshape(-1).tolist()
 
 
@@ -92,13 +92,13 @@ def prune_and_recover(setup: Setup, criterion: str, **criterion_options) -> Outc
     model, trainer = setup.build(), Trainer(setup)
     first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "pretrain")
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     scores = make(criterion, space, **criterion_options).scores()
     pruned = allocate(options.allocator, space, scores, setup.target)
     found = Found(slim(space, pruned), setup.lr, second, seed=setup.seed)
     retrain = recover(options.recovery, found)
     trainer.fit(retrain.model, retrain.epochs, "fine-tune", lr=retrain.lr)
-    return trainer.outcome(retrain.model, _ids(pruned))
+    return trainer.outcome(retrain.model, removed_ids(pruned))
 
 
 @register("l1-filter")
@@ -126,11 +126,11 @@ def slimming(setup: Setup) -> Outcome:
     model, trainer = setup.build(), Trainer(setup)
     first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "sparsity", hooks=[BNPenalty(model, options.lmbda)])
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     pruned = allocate(options.allocator, space, make("bn", space).scores(), setup.target)
     model = slim(space, pruned)
     trainer.fit(model, second, "fine-tune", lr=setup.lr * options.fine_tune_lr)
-    return trainer.outcome(model, _ids(pruned))
+    return trainer.outcome(model, removed_ids(pruned))
 
 
 @register("sfp")
@@ -142,10 +142,10 @@ def sfp(setup: Setup) -> Outcome:
     """
     options = setup.read(SFPOptions)
     model, trainer = setup.build(), Trainer(setup)
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     soft = SoftZero(space, make("l2", space), options.allocator, setup.target)
     trainer.fit(model, setup.epochs, "soft-prune", hooks=[soft])
-    return trainer.outcome(space.construct(), _ids(soft.pruned))
+    return trainer.outcome(space.construct(), removed_ids(soft.pruned))
 
 
 @register("taylor")
@@ -160,7 +160,7 @@ def taylor(setup: Setup) -> Outcome:
     model, trainer = setup.build(), Trainer(setup)
     first, second = split(setup.epochs, options.pretrain_share)
     trainer.fit(model, first, "pretrain")
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     criterion = Taylor(space, momentum=options.momentum)
     steps = second * setup.steps_per_epoch
     events = max(1, min(options.events, steps // 2))
@@ -176,7 +176,7 @@ def taylor(setup: Setup) -> Outcome:
     )
     lr = setup.lr * options.fine_tune_lr
     trainer.fit(model, second, "prune+fine-tune", hooks=[Accumulate(criterion), gradual, mask], lr=lr)
-    return trainer.outcome(slim(space, mask.pruned), _ids(mask.pruned))
+    return trainer.outcome(slim(space, mask.pruned), removed_ids(mask.pruned))
 
 
 @register("one-cycle")
@@ -188,7 +188,7 @@ def one_cycle(setup: Setup) -> Outcome:
     """
     options = setup.read(OneCycleOptions)
     model, trainer = setup.build(), Trainer(setup)
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     steps = setup.epochs * setup.steps_per_epoch
     events = max(1, min(options.events, steps))
     mask = GroupMask(space)
@@ -202,7 +202,7 @@ def one_cycle(setup: Setup) -> Outcome:
         last=steps,
     )
     trainer.fit(model, setup.epochs, "prune", hooks=[gradual, mask])
-    return trainer.outcome(slim(space, mask.pruned), _ids(mask.pruned))
+    return trainer.outcome(slim(space, mask.pruned), removed_ids(mask.pruned))
 
 
 def _scratch(setup: Setup, recovery: str) -> Outcome:
@@ -213,7 +213,7 @@ def _scratch(setup: Setup, recovery: str) -> Outcome:
         )
     ids = setup.architecture(source)
     model, trainer = setup.build(), Trainer(setup)
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     pruned = torch.zeros(space.num_groups, dtype=torch.bool)
     pruned[ids] = True
     dense_macs = space.total_macs
@@ -296,7 +296,7 @@ def _optimizer_recipe(setup: Setup, name: str) -> Outcome:
     option is passed to the optimizer as a keyword argument.
     """
     model, trainer = setup.build(), Trainer(setup)
-    space = _space(setup, model)
+    space = analyzed(setup, model)
     options = dict(setup.options)
     if targeted(name):
         fields_given = {field: options.pop(key) for key, field in TARGET_OPTIONS.items() if key in options}
@@ -312,7 +312,7 @@ def _optimizer_recipe(setup: Setup, name: str) -> Outcome:
     )
     trainer.fit(model, setup.epochs, "train once", optimizer=opt)
     pruned = space.zero_groups()
-    return trainer.outcome(space.construct(), _ids(pruned))
+    return trainer.outcome(space.construct(), removed_ids(pruned))
 
 
 @register("hspg")
