@@ -211,3 +211,17 @@ def test_scores_scored_once_give_the_same_policies(setting) -> None:
         alone = zp.search(space, calibration, "macs=0.5", strategy=strategy, progress=False)
         shared = zp.search(space, None, "macs=0.5", strategy=strategy, scores=scores)
         assert shared.families == alone.families and shared.predicted == pytest.approx(alone.predicted)
+
+
+def test_a_budget_list_shares_kind_and_runtime_along_each_run_and_refuses_bad_items() -> None:
+    from zigprune.search.budget import budget_list
+
+    assert budget_list("macs=0.4,0.5,2x") == ["macs=0.4", "macs=0.5", "macs=2x"]
+    assert budget_list("latency=0.4,0.6@onnxruntime,params=0.3,0.3") == [
+        "latency=0.4@onnxruntime", "latency=0.6@onnxruntime", "params=0.3",
+    ]  # fmt: skip
+    assert budget_list("0.5") == ["macs=0.5"]
+    with pytest.raises(TargetError, match="has an empty item"):
+        budget_list("macs=0.5,,0.4")
+    with pytest.raises(TargetError, match="keeps nothing or everything"):
+        budget_list("macs=0.5,1.5")

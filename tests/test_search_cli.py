@@ -80,6 +80,34 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     assert metrics["slim"]["macs"] / metrics["dense"]["macs"] == pytest.approx(share, abs=1e-6)
 
 
+def test_search_over_several_budgets_draws_the_front(dense_run: Path, tmp_path: Path, capsys) -> None:
+    weights = ["--weights", str(dense_run / "dense.safetensors")]
+    found = tmp_path / "front"
+    argv = [
+        "search",
+        *DIGITS,
+        *weights,
+        "--budget",
+        "macs=0.5,0.7",
+        "--calibration",
+        "64",
+        "--out",
+        str(found),
+    ]
+    assert main([*argv, "--no-compare", "--strategy", "uniform", "--no-progress"]) == 0
+    results = json.loads((found / "search.json").read_text())
+    assert results["budgets"] == ["macs=0.5", "macs=0.7"]
+    assert [(r["budget"], r["strategy"]) for r in results["rows"]] == [
+        ("macs=0.5", "uniform"),
+        ("macs=0.7", "uniform"),
+    ]
+    assert [r["share"] <= float(r["budget"][5:]) for r in results["rows"]] == [True, True]
+    assert zp.load_policy(found / "policy.json").budget == "macs=0.5", "the first budget's policy"
+    assert (found / "policies" / "uniform@macs=0.7.json").is_file()
+    assert "| macs=0.7 | uniform |" in (found / "search.md").read_text()
+    assert (found / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_path: Path, capsys) -> None:
     weights = ["--weights", str(dense_run / "dense.safetensors")]
     out = tmp_path / "search"

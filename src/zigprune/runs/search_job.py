@@ -25,6 +25,7 @@ from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
 from ..posttrain.prune import group_scores
 from ..search import STRATEGIES, parse_budget, save_policy, search
+from ..search.budget import budget_list
 from ..search.evolution import Evaluator
 from ..search.latency import LatencyMeter
 from .config import check_number, check_text_model, default_out, limits_of
@@ -51,7 +52,7 @@ class SearchConfig(Shaping, Source):
     budget: str = option(
         "macs=0.5", help="what the slim model may cost: macs=0.5 keeps half the MACs, params=0.4, macs=2x, "
         "latency=0.5@onnxruntime (half the dense time there; runtimes: torch, onnxruntime, "
-        "onnxruntime-int8) (default {default})"
+        "onnxruntime-int8); several for a quality-vs-budget front: macs=0.4,0.5,0.6 (default {default})"
     )  # fmt: skip
     evaluations: int = option(
         24, metavar="N", type=int, help="evolution: candidates measured after its seeds ({default})"
@@ -84,7 +85,7 @@ class SearchConfig(Shaping, Source):
         check_number("evaluations", self.evaluations, 0, integer=True)
         check_text_model(self.model, self.data)
         limits_of(self)
-        parse_budget(self.budget)
+        budget_list(self.budget)
         STRATEGIES.check(self.strategy)
         if self.method not in METHODS:
             raise ConfigError(f"--method is {self.method!r}; use one of {', '.join(METHODS)}")
@@ -119,27 +120,37 @@ def search_run(
             "score", lambda: group_scores(space, feed.calibration, config.method, progress=progress), say
         )
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        shared = Shared(
-            scores, _meter(stage, config, space), Evaluator.of(space, feed.calibration, progress=False)
-        )
+        evaluate = Evaluator.of(space, feed.calibration, progress=False)
+        budgets, meters = budget_list(config.budget), {}
         rows, policies = [], {}
-        for strategy in config.strategies:
-            try:
-                row, policies[strategy] = _one(stage, config, space, feed, strategy, shared, progress)
-            except TargetError as err:
-                if strategy == config.strategy:
-                    raise
-                row = {"strategy": strategy, "unreachable": first_line(err)}
-            rows.append(row)
-            model.load_state_dict(before)
+        for budget in budgets:
+            runtime = parse_budget(budget).runtime
+            if runtime not in meters:
+                meters[runtime] = _meter(stage, config, space, budget)
+            shared = Shared(scores, meters[runtime], evaluate)
+            for strategy in config.strategies:
+                try:
+                    row, policy = _one(stage, config, space, feed, (budget, strategy), shared, progress)
+                    policies[budget, strategy] = policy
+                except TargetError as err:
+                    if strategy == config.strategy and len(budgets) == 1:
+                        raise
+                    row = {"strategy": strategy, "unreachable": first_line(err)}
+                rows.append({"budget": budget, **row})
+                model.load_state_dict(before)
     except KeyboardInterrupt as err:
         why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; nothing was written, run the command again"
         raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
+    chosen = next((policies[b, config.strategy] for b in budgets if (b, config.strategy) in policies), None)
+    if chosen is None:
+        raise TargetError(f"{config.strategy} met none of the budgets {', '.join(budgets)}")
     start_dir(out, config)
-    for strategy, policy in policies.items():
-        save_policy(policy, out / "policies" / f"{strategy}.json")
-    save_policy(policies[config.strategy], out / POLICY)
+    for (budget, strategy), policy in policies.items():
+        name = strategy if len(budgets) == 1 else f"{strategy}@{budget.replace('@', '-')}"
+        save_policy(policy, out / "policies" / f"{name}.json")
+    save_policy(chosen, out / POLICY)
     results = {"command": command, "dense": dense, "rows": rows, "budget": config.budget, "out": str(out)}
+    results["budgets"] = budgets
     results["seconds"] = time.perf_counter() - start
     results["score_seconds"] = stage.seconds["score"]
     write_json(out / RESULTS, results)
@@ -149,9 +160,9 @@ def search_run(
     return results
 
 
-def _meter(stage: Stage, config: SearchConfig, space: Any) -> LatencyMeter | None:
+def _meter(stage: Stage, config: SearchConfig, space: Any, text: str) -> LatencyMeter | None:
     """For a latency budget, the dense model timed on the runtime and the layer table started."""
-    budget = parse_budget(config.budget)
+    budget = parse_budget(text)
     if budget.kind != "latency":
         return None
     timing = {"batch": config.latency_batch, "threads": config.threads, "round_to": config.round_to}
@@ -173,21 +184,26 @@ class Shared:
 
 
 def _one(
-    stage: Stage, config: SearchConfig, space: Any, feed: Any, strategy: str, shared: Shared, progress: bool
+    stage: Stage,
+    config: SearchConfig,
+    space: Any,
+    feed: Any,
+    task: tuple[str, str],
+    shared: Shared,
+    progress: bool,
 ) -> tuple[dict[str, Any], Policy]:
-    """Solve for ``strategy`` on what the strategies share, measure the policy's loss, apply it to the
-    model (the caller restores it) and measure its quality; ``seconds`` is the solver's time (with the
-    result's latency measurements, for a latency budget)."""
+    """Solve for ``task`` (a budget and a strategy) on what the strategies share, measure the policy's
+    loss, apply it to the model (the caller restores it) and measure its quality; ``seconds`` is the
+    solver's time (with the result's latency measurements, for a latency budget)."""
+    budget, strategy = task
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
     shaping |= {"scores": shared.scores, "meter": shared.meter, "evaluations": config.evaluations}
     shaping["mixed"] = config.mixed
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",
-        lambda: search(
-            space, feed.calibration, config.budget, strategy=strategy, **shaping, progress=progress
-        ),
-        f"searching with {strategy}",
+        lambda: search(space, feed.calibration, budget, strategy=strategy, **shaping, progress=progress),
+        f"searching with {strategy} for {budget}",
     )
     seconds = time.perf_counter() - begin
     loss = shared.evaluate(policy.removed(space, shared.scores))
@@ -218,20 +234,26 @@ def _int8_quality(space: Any, feed: Any, policy: Policy) -> dict[str, float]:
 def table(results: dict[str, Any]) -> str:
     """The strategies side by side as Markdown: quality, cost, the error the database predicted and
     the loss measured (how far the summed error is from additive); a latency budget adds the measured
-    share of the dense time next to the predicted one."""
+    share of the dense time next to the predicted one, several budgets a budget column."""
     keys = [k for k in results["dense"] if isinstance(results["dense"][k], float)]
     timed = any(r.get("measured") for r in results["rows"])
+    several = len(results.get("budgets", [results["budget"]])) > 1
     extra = " measured | predicted |" if timed else " cost left |"
-    head = "| strategy | " + " | ".join(keys) + f" |{extra} predicted error | measured loss | solve s |"
-    lines = [head, "|---|" + "---:|" * (len(keys) + 4 + timed)]
+    first = "| budget | strategy | " if several else "| strategy | "
+    head = first + " | ".join(keys) + f" |{extra} predicted error | measured loss | solve s |"
+    lines = [head, "|---|" * (1 + several) + "---:|" * (len(keys) + 4 + timed)]
     dense = " | ".join(f"{results['dense'][k]:.4f}" for k in keys)
-    lines.append(f"| dense | {dense} | 100% |" + (" 100% |" if timed else "") + " | | |")
+    lines.append("| " * several + f"| dense | {dense} | 100% |" + (" 100% |" if timed else "") + " | | |")
     for r in results["rows"]:
+        name = f"| {r['budget']} | {r['strategy']} |" if several else f"| {r['strategy']} |"
         if "unreachable" in r:
-            lines.append(f"| {r['strategy']} | " + " | ".join(["—"] * len(keys)) + f" | {r['unreachable']} |")
+            lines.append(f"{name} " + " | ".join(["—"] * len(keys)) + f" | {r['unreachable']} |")
             continue
         cells = " | ".join(f"{r[k]:.4f}" for k in keys)
-        shares = f"{r['measured']['share']:.1%} | {r['share']:.1%}" if timed else f"{r['share']:.1%}"
+        measured = r["measured"]["share"] if r.get("measured") else None
+        shares = f"{r['share']:.1%}"
+        if timed:
+            shares = (f"{measured:.1%}" if measured is not None else "—") + f" | {shares}"
         numbers = f"{r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f}"
-        lines.append(f"| {r['strategy']} | {cells} | {shares} | {numbers} |")
+        lines.append(f"{name} {cells} | {shares} | {numbers} |")
     return "\n".join(lines)

@@ -64,6 +64,32 @@ def parse_budget(text: str | float) -> Budget:
     return Budget(kind, keep, runtime or None)
 
 
+def budget_list(text: str) -> list[str]:
+    """Several budgets, comma-separated: full budgets (``macs=0.5,params=0.4``), or bare shares and
+    factors after one that names its kind, which they share with its runtime, wherever in the run it
+    is written (``macs=0.4,0.5,0.6``, ``latency=0.4,0.6@onnxruntime``); each checked by
+    :func:`parse_budget`, in order, repeats dropped."""
+    pieces = [piece.strip() for piece in str(text).split(",")]
+    if not all(pieces):
+        raise TargetError(f"budget {text!r} has an empty item; use {HELP}, or several joined by commas")
+    runs: list[list[str]] = []
+    for piece in pieces:
+        if "=" in piece or not runs:
+            runs.append([])
+        runs[-1].append(piece)
+    found: list[str] = []
+    for run in runs:
+        kind = run[0].rpartition("=")[0].strip() or "macs"
+        runtime = next((p.partition("@")[2].strip() for p in run if "@" in p), "")
+        for piece in run:
+            value = piece.rpartition("=")[2].partition("@")[0].strip()
+            spelled = f"{kind}={value}" + (f"@{runtime}" if runtime else "")
+            parse_budget(spelled)
+            if spelled not in found:
+                found.append(spelled)
+    return found
+
+
 def beyond(budget: Budget, share: float) -> TargetError:
     """The error for a budget below ``share``, the least the slim model can keep, saying how much."""
     if budget.kind == "latency":
