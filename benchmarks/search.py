@@ -8,16 +8,19 @@ cached; the test set is the same share of Fashion-MNIST's), 512 calibration imag
 thread), widths multiples of 8 and ``global`` ranking by score / cost^0.5, the settings of the
 post-training benchmark. The groups are scored once per model and every strategy searches from
 those scores (and, for the latency budget, from one layer table); ``evolution`` measures 24
-candidates, each refit on 128 calibration images and measured on 128 others, and ``bo`` as many
-TPE trials. Per row: test accuracy, the MACs left (exact, from the space), for the latency budget
-the measured and predicted share of the dense time, the search's predicted (summed) error, the
-loss measured as ``evolution`` measures a candidate (how additive the database is), and the
-search's wall time (the scoring pass included; the refit of ``zp.prune`` is not). ``--quick``: the
-digits CNN, ``macs=0.5`` and ``latency=0.5@torch`` timed briefly, a smoke run written under
+candidates, each refit on 128 calibration images and measured on 128 others, ``bo`` as many
+TPE trials, and ``amc`` (the learned agent, issue 30) 12 random episodes and 48 of its DDPG
+agent, each candidate measured the same way. Per row: test accuracy, the MACs left (exact, from the
+space), for the latency budget the measured and predicted share of the dense time, the search's
+predicted (summed) error, the loss measured as ``evolution`` measures a candidate (how additive the
+database is), the candidates the strategy measured, and the search's wall time (the scoring pass
+included; the refit of ``zp.prune`` is not). ``--quick``: the digits CNN, ``macs=0.5`` and
+``latency=0.5@torch`` timed briefly, a smoke run written under
 ``runs/`` so it never overwrites the published results. all-MiniLM-L6-v2 (where installed) at
 ``macs=0.667`` and ``macs=0.5``: cosine to the dense sentence embeddings and top-1 neighbour kept
 on held-out python-docs lines, 256 calibration lines, ``evolution`` and ``bo`` measuring 12
-candidates on 64 lines each (a tiny random BERT with ``--quick``). Run from the repository root::
+candidates on 64 lines each and ``amc`` 6 random and 24 agent episodes (a tiny random BERT with
+``--quick``). Run from the repository root::
 
     PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
     PYTHONPATH=src python benchmarks/search.py --quick
@@ -50,7 +53,8 @@ from post_training import _minilm, _optional, _quick_text, _tiny_bert, trained_d
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
-STRATEGIES = ("dp", "global", "uniform", "evolution", "bo")
+STRATEGIES = ("dp", "global", "uniform", "evolution", "bo", "amc")
+SEARCHED, LEARNED = ("dp", "evolution", "bo"), ("amc",)
 SHAPING = {"round_to": 8, "cost_power": 0.5}
 BUDGETS = ("macs=0.5", "macs=0.667", "latency=0.5@onnxruntime")
 
@@ -73,14 +77,16 @@ def strategy_rows(
     options |= {"evaluations": args.evaluations, "evaluation_samples": args.evaluation_samples}
     found = []
     for strategy in STRATEGIES:
-        begin = time.perf_counter()
+        begin, counted = time.perf_counter(), len(MEASURED)
         policy = zp.search(space, calibration, budget, strategy=strategy, **options)
         seconds = time.perf_counter() - begin + shared
+        evaluations = len(MEASURED) - counted
         loss = evaluate(policy.removed(space, scores))
         copied = zp.analyze(copy.deepcopy(dense), example)
         zp.prune(copied, calibration, policy=policy, progress=False)
         left = copied.macs(copied.zero_groups()) / copied.total_macs
         row = {"budget": budget, "strategy": strategy, "seconds": seconds, "macs_share": left}
+        row["evaluations"] = evaluations
         row |= {"error": policy.predicted["error"], "loss": loss, "latency": policy.measured} | measure(
             copied
         )
@@ -139,10 +145,43 @@ def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"model": name, "setup": setup, "rows": found}
 
 
-def searched_best(by: dict[str, dict[str, Any]], key: str) -> tuple[str, bool]:
-    """The best searched strategy (dp, evolution, bo) by ``key``, and whether it beats both baselines."""
-    best = max(("dp", "evolution", "bo"), key=lambda name: by[name][key])
+MEASURED: list[int] = []
+
+
+def _counting(losses: Any) -> Any:
+    """``Evaluator.losses`` that counts each candidate measured (one refit), for the table."""
+
+    def counted(self: Evaluator, removed: Any, int8: Any) -> list[float]:
+        MEASURED.append(1)
+        return losses(self, removed, int8)
+
+    return counted
+
+
+Evaluator.losses = _counting(Evaluator.losses)
+
+
+def searched_best(
+    by: dict[str, dict[str, Any]], key: str, names: tuple[str, ...] = SEARCHED
+) -> tuple[str, bool]:
+    """The best of ``names`` by ``key``, and whether it beats both baselines."""
+    best = max((n for n in names if n in by), key=lambda name: by[name][key])
     return best, by[best][key] >= max(by["global"][key], by["uniform"][key])
+
+
+def learned_goals(label: str, by: dict[str, dict[str, Any]], key: str, slack: float) -> list[str]:
+    """Issue 30's goals for one budget: every learned strategy beats global and uniform, and the best
+    of them is within ``slack`` of dp or better."""
+    lines = []
+    for name in (n for n in LEARNED if n in by):
+        beats = by[name][key] > max(by["global"][key], by["uniform"][key])
+        lines.append(goal_line(f"{label}: {name} {by[name][key]:.4f} beats global and uniform", beats))
+    best, _ = searched_best(by, key, LEARNED)
+    gap = by["dp"][key] - by[best][key]
+    lines.append(
+        goal_line(f"{label}: {best} within {slack:g} of dp or better (gap {gap:+.4f})", gap <= slack)
+    )
+    return lines
 
 
 def within(row: dict[str, Any]) -> bool:
@@ -163,6 +202,7 @@ def goals(base: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
             goal_line(f"{budget}: {best} {by[best]['accuracy']:.2%} beats global and uniform", beats)
         )
         lines.append(goal_line(f"{budget}: every strategy within the budget", all(map(within, by.values()))))
+        lines += learned_goals(budget, by, "accuracy", 0.003)
         timed = [r["latency"] for r in by.values() if r["latency"]]
         if timed:
             off = max(abs(t["off"]) for t in timed)
@@ -194,6 +234,7 @@ def text_goals(text: dict[str, Any]) -> list[str]:
             goal_line(f"{text['model']} {budget}: {best} cosine {cosine:.4f} >= {bar}", cosine >= bar)
         )
         lines.append(goal_line(f"{text['model']} {budget}: {best} beats global and uniform", beats))
+        lines += learned_goals(f"{text['model']} {budget}", by, "cosine", 0.005)
     return lines
 
 
@@ -222,27 +263,29 @@ def markdown(report: dict[str, Any]) -> str:
         "calibrated layer table's prediction.",
         "",
         "| budget | strategy | accuracy | vs dense (pt) | MACs left | latency measured | predicted | "
-        "predicted error | measured loss | search s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "predicted error | measured loss | candidates measured | search s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         out.append(
             f"| {r['budget']} | {r['strategy']} | {r['accuracy']:.2%} | "
             f"{(r['accuracy'] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | "
-            f"{_latency_cells(r)} | {r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f} |"
+            f"{_latency_cells(r)} | {r['error']:.4g} | {r['loss']:.4g} | {r['evaluations']} | "
+            f"{r['seconds']:.1f} |"
         )
     text = report.get("text")
     if text:
         out += ["", f"## {text['setup']}", ""]
         out += [
             "| budget | strategy | cosine | top-1 kept | MACs left | predicted error | measured loss | "
-            "search s |"
+            "candidates measured | search s |"
         ]
-        out += ["|---|---|---:|---:|---:|---:|---:|---:|"]
+        out += ["|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in text["rows"]:
             out.append(
                 f"| {r['budget']} | {r['strategy']} | {r['cosine']:.4f} | {r['retrieval']:.1%} | "
-                f"{r['macs_share']:.1%} | {r['error']:.4g} | {r['loss']:.4g} | {r['seconds']:.1f} |"
+                f"{r['macs_share']:.1%} | {r['error']:.4g} | {r['loss']:.4g} | {r['evaluations']} | "
+                f"{r['seconds']:.1f} |"
             )
     return "\n".join([*out, "", *report["goals"], "", *additivity(report), ""])
 

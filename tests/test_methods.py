@@ -316,6 +316,25 @@ def test_structured_recipes_meet_the_target_within_budget(name: str) -> None:
     assert 0.33 * 304448 <= macs <= 0.4 * 304448 * 1.02, macs
 
 
+def test_search_hesso_trains_to_the_widths_it_searched_after_pretraining(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zigprune.methods import searched
+
+    phases, policies = spy_phases(monkeypatch), []
+    found = searched.search
+    monkeypatch.setattr(searched, "search", lambda *a, **k: policies.append(found(*a, **k)) or policies[-1])
+    outcome = recipes.get("search-hesso")(setup(epochs=2, calibration=32))
+    assert [p["phase"] for p in phases] == ["pretrain", "train once"] and outcome.epochs == 2
+    assert policies[0].strategy == "dp" and policies[0].budget == "macs=0.4"
+    space = zp.analyze(copy.deepcopy(phases[1]["model"]), torch.zeros(2, *SHAPE))
+    removed = torch.zeros(space.num_groups, dtype=torch.bool)
+    removed[outcome.pruned] = True
+    assert zp.Policy.of(space, removed).families == policies[0].families, "the searched widths, exactly"
+    macs = zp.count(outcome.model, torch.zeros(1, *SHAPE))["macs"]
+    assert macs <= 0.4 * 304448 * 1.02
+
+
 def test_unknown_recipe_lists_the_names() -> None:
     with pytest.raises(ZigpruneError, match="unknown method 'nope'; valid names: dense, l1-filter"):
         recipes.get("nope")

@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
     return model, x, calibration
 
 
-@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo"])
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo", "amc"])
 def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -138,6 +139,47 @@ def test_evolution_keeps_the_candidate_that_measures_best(setting) -> None:
         zp.search(space, None, "macs=0.5", strategy="evolution", scores=scores, progress=False)
 
 
+class Hurts:
+    """A measure where only chain 0's units cost anything: each of them ``weight``, the rest nothing."""
+
+    evaluations, progress = 16, False
+
+    def __init__(self, db: ErrorDatabase) -> None:
+        self.db = db
+
+    def __call__(self, removed: torch.Tensor) -> float:
+        return float(self.db.levels_of(removed)[0])
+
+
+def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch) -> None:
+    """Every episode meets the budget (actions bounded, then fitted to the exact cost); on a toy
+    database where only chain 0 hurts, the agent ends up cutting elsewhere; seeded, it repeats."""
+    from zigprune.search import rl
+
+    monkeypatch.setattr(rl, "evaluator_of", lambda db, name: db.evaluate)
+    db = toy(3)
+    db.limit = float(sum(item.saved[-1] for item in db.items)) * 0.5
+    db.space = SimpleNamespace(num_groups=sum(len(item.units) for item in db.items))
+    db.meter = SimpleNamespace(total=float(sum(item.saved[-1] for item in db.items)))
+    db.meter.left = lambda removed: (
+        db.meter.total - sum(float(item.saved[level]) for item, level in zip(db.items, db.levels_of(removed)))
+    )
+    offset = 0
+    for item in db.items:  # every unit its own group id
+        item.units = [[offset + j] for j in range(len(item.units))]
+        offset += len(item.units)
+    db.evaluate = Hurts(db)
+    walked = [rl.walk(db, rl.Agent.of(seed=1), None) for _ in range(10)]
+    assert all(w is not None and db.left(w[0]) <= db.limit for w in walked)
+    agent = rl.Agent.of(seed=0)
+    assert rl.walk(db, agent, 1e-6)[0][0] > 0, "untrained, the actor cuts about half of every chain"
+    rl.train(db, agent)
+    assert rl.walk(db, agent, 1e-6)[0][0] == 0, "trained, it spares chain 0"
+    first = STRATEGIES["amc"](db)
+    assert db.levels_of(first)[0] == 0 and db.left_of(first) <= db.limit
+    assert torch.equal(STRATEGIES["amc"](db), first)
+
+
 def test_bo_without_optuna_says_how_to_install_it(setting, monkeypatch) -> None:
     model, x, calibration = setting
     monkeypatch.setitem(sys.modules, "optuna", None)
@@ -164,7 +206,7 @@ def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tm
 def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
-    valid = "dp, global, uniform, evolution, bo"
+    valid = "dp, global, uniform, evolution, bo, amc"
     with pytest.raises(UnknownNameError, match=f"unknown strategy 'annealing'; valid names: {valid}"):
         zp.search(space, calibration, strategy="annealing", progress=False)
     for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half", "macs=0.5@onnxruntime", "latency=2"):

@@ -55,8 +55,9 @@ def search(
     (``zp.prune``'s ranking, by score / cost^``cost_power``), ``"uniform"`` (the same share
     everywhere), ``"evolution"`` (the best of those three, mutated; each candidate removed, refit
     on ``evaluation_samples`` calibration samples and measured on as many others, ``evaluations``
-    candidates in all) or ``"bo"`` (optuna's TPE over every chain's share, each trial measured the
-    same way; ``pip install 'zigprune[search]'``). Apply the result with
+    candidates in all), ``"bo"`` (optuna's TPE over every chain's share, each trial measured the
+    same way; ``pip install 'zigprune[search]'``) or ``"amc"`` (AMC's DDPG agent, rewarded by that
+    measurement, ``evaluations // 2`` random and ``2 * evaluations`` learned episodes). Apply the result with
     ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
     ``scores``: the groups' scores from :func:`zigprune.posttrain.prune.group_scores`, to search several
     strategies or budgets from one scoring pass (``calibration`` is then only what ``evolution``

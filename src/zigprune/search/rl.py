@@ -1,0 +1,177 @@
+"""Learned policies. The ``amc`` strategy (He et al., AMC 2018): a DDPG agent walks the chains of
+the error database in graph order and picks, for each, the share of its units to remove; the budget
+holds by bounding each action so that the chains after it can still meet it; the reward is minus the
+measured loss of the whole candidate (removed, refit, outputs compared with the dense model's, as
+``evolution`` measures), shared by every step of the episode against a moving-average baseline.
+
+The state of a step follows the paper's, in the database's terms (each in [0, 1]): the chain's
+position, its length in units and its share of the removable cost, the cost removed so far and
+still removable after it, the share the budget still needs, and the previous action. The first
+episodes explore at random (the warm-up), then the actor's action plus truncated normal noise whose
+width decays. Each step's critic target is the episode's reward (the paper stores it with every
+transition); the actor follows the critic. The best candidate measured is the answer. Written in
+plain torch (two small MLPs): the paper's details, a reward shared by the steps and a baseline,
+actions bounded by the budget, fit no off-the-shelf DDPG without wrapping most of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..posttrain.calibration import progress_bar
+from .database import ErrorDatabase, Item
+from .evolution import evaluator_of
+from .solvers import STRATEGIES, repair, unreachable
+
+FEATURES = 7
+HIDDEN = 300
+BATCH = 64
+NOISE = 0.5
+NOISE_DECAY = 0.95
+BASELINE = 0.5
+LR_ACTOR, LR_CRITIC = 1e-4, 1e-3
+
+
+@STRATEGIES.register("amc")
+def amc(db: ErrorDatabase) -> torch.Tensor:
+    """The best candidate of ``evaluations // 2`` random episodes (at least 4) and ``2 * evaluations``
+    episodes of the agent (seeded), each measured."""
+    measured = train(db, Agent.of(seed=0))
+    if not measured:
+        raise unreachable(db, db.total)
+    return db.removed(list(min(measured, key=measured.__getitem__)))
+
+
+def train(db: ErrorDatabase, agent: Agent) -> dict[tuple[int, ...], float]:
+    """Run ``agent``'s episodes on ``db`` (it learns from each after the warm-up); every candidate's
+    measured loss, by its levels."""
+    evaluate = evaluator_of(db, "amc")
+    warmup = max(4, evaluate.evaluations // 2)
+    episodes = warmup + 2 * evaluate.evaluations
+    measured: dict[tuple[int, ...], float] = {}
+    baseline: float | None = None
+    with progress_bar(episodes, "amc: episodes", evaluate.progress) as bar:
+        for episode in range(episodes):
+            sigma = None if episode < warmup else NOISE * NOISE_DECAY ** (episode - warmup)
+            walked = walk(db, agent, sigma)
+            if walked is None:
+                continue
+            levels, states, actions = walked
+            key = tuple(levels)
+            if key not in measured:
+                measured[key] = evaluate(db.removed(levels))
+            reward = -measured[key]
+            baseline = reward if baseline is None else baseline + (1 - BASELINE) * (reward - baseline)
+            agent.remember(states, actions, reward - baseline)
+            if episode >= warmup - 1:
+                agent.learn(len(states))
+            bar.set_postfix_str(f"best loss {min(measured.values()):.4g}")
+            bar.update()
+    return measured
+
+
+def walk(
+    db: ErrorDatabase, agent: Agent, sigma: float | None
+) -> tuple[list[int], list[torch.Tensor], list[float]] | None:
+    """One episode: a level per chain, each action bounded so the rest can still meet the budget (on
+    the summed savings), then taken further where the exact cost still exceeds it (``repair``);
+    the levels, the states and the shares taken (what the agent learns from). ``sigma``: the noise
+    around the actor's action; None acts at random. None when the budget cannot be met so."""
+    items, need = db.items, db.need
+    most = [float(item.saved[item.soft]) for item in items]
+    after = [sum(most[i + 1 :]) for i in range(len(items))]
+    longest = max((len(item.units) for item in items), default=1) or 1
+    total = max(db.total, 1e-12)
+    levels: list[int] = []
+    states = []
+    removed, previous = 0.0, 0.0
+    for i, item in enumerate(items):
+        size = len(item.units)
+        state = [i / max(len(items) - 1, 1), size / longest, most[i] / total, removed / total]
+        state += [after[i] / total, max(need - removed, 0.0) / total, previous]
+        states.append(torch.tensor(state))
+        least = _least(item, need - removed - after[i]) if size else 0
+        level = min(max(round(agent.act(states[-1], sigma) * size), least), item.soft) if size else 0
+        levels.append(level)
+        removed += float(item.saved[level])
+        previous = level / size if size else 0.0
+    for soft in (True, False):
+        levels, left = repair(db, levels, soft)
+        if left <= db.limit:
+            shares = [level / len(item.units) if item.units else 0.0 for item, level in zip(items, levels)]
+            return levels, states, shares
+    return None
+
+
+def _least(item: Item, still: float) -> int:
+    """The fewest units of ``item`` whose summed saving covers ``still`` (its soft floor at most)."""
+    if still <= 0:
+        return 0
+    reach = torch.nonzero(item.saved[: item.soft + 1] >= still).reshape(-1)
+    return int(reach[0]) if len(reach) else item.soft
+
+
+@dataclass
+class Agent:
+    """DDPG's actor (state -> the share to remove, in [0, 1]) and critic (state, action -> reward),
+    their optimizers and the replay buffer; ``rng`` draws noise and batches. No target networks: the
+    critic's target is the episode's reward itself, nothing is bootstrapped."""
+
+    actor: nn.Module
+    critic: nn.Module
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+    rng: torch.Generator
+    memory: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, seed: int) -> Agent:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            actor, critic = nn.Sequential(_mlp(FEATURES), nn.Sigmoid()), _mlp(FEATURES + 1)
+        actor_opt = torch.optim.Adam(actor.parameters(), lr=LR_ACTOR)
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=LR_CRITIC)
+        return cls(actor, critic, actor_opt, critic_opt, torch.Generator().manual_seed(seed))
+
+    def act(self, state: torch.Tensor, sigma: float | None) -> float:
+        """The share to remove: uniform at random without ``sigma``, else the actor's, plus noise of
+        width ``sigma`` truncated to [0, 1]."""
+        if sigma is None:
+            return float(torch.rand((), generator=self.rng))
+        with torch.no_grad():
+            mean = float(self.actor(state))
+        for _ in range(100):
+            value = mean + sigma * float(torch.randn((), generator=self.rng))
+            if 0.0 <= value <= 1.0:
+                return value
+        return min(max(mean, 0.0), 1.0)
+
+    def remember(self, states: list[torch.Tensor], actions: list[float], reward: float) -> None:
+        self.memory += [(s, a, reward) for s, a in zip(states, actions)]
+
+    def learn(self, steps: int) -> None:
+        """``steps`` updates of the critic on sampled transitions, each followed by one of the actor
+        through it."""
+        for _ in range(steps):
+            picks = torch.randint(len(self.memory), (min(BATCH, len(self.memory)),), generator=self.rng)
+            batch = [self.memory[i] for i in picks.tolist()]
+            states = torch.stack([s for s, _, _ in batch])
+            actions = torch.tensor([[a] for _, a, _ in batch])
+            rewards = torch.tensor([[r] for _, _, r in batch])
+            critic_loss = (self.critic(torch.cat([states, actions], 1)) - rewards).square().mean()
+            self.critic_opt.zero_grad()
+            critic_loss.backward()
+            self.critic_opt.step()
+            actor_loss = -self.critic(torch.cat([states, self.actor(states)], 1)).mean()
+            self.actor_opt.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+
+
+def _mlp(inputs: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(inputs, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1)
+    )
