@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   zigprune compress --model resnet20 --data fashion-mnist --save-dense --out runs/r20
   zigprune search --weights runs/r20/dense.safetensors --budget macs=0.5 --out runs/r20-search
   zigprune search --weights runs/r20/dense.safetensors --budget latency=0.5@onnxruntime --latency-batch 64
+  zigprune search --weights runs/r20/dense.safetensors --budget macs=0.4,0.5,0.6 --out runs/r20-front
   zigprune prune --weights runs/r20/dense.safetensors --policy runs/r20-search/policy.json"""
 
 
@@ -28,11 +29,13 @@ def add_search(sub: Any) -> None:
             "error database per layer and width, and let each strategy choose the widths that meet "
             "--budget (dp: dynamic programming on the summed error; global: one ranking, as prune "
             "does; uniform: one share everywhere; evolution: the best of those mutated, every "
-            "candidate refit and measured on calibration samples). A latency budget "
+            "candidate refit and measured on calibration samples; bo: optuna's TPE, measured the "
+            "same way; amc: AMC's DDPG agent, rewarded by that measurement). A latency budget "
             "(latency=0.5@onnxruntime) times every layer at its candidate widths on that runtime "
-            "(cached per machine) and each result against the dense model. Each policy is applied "
-            "post-training and measured; the --strategy one is saved as policy.json for zigprune "
-            "prune --policy."
+            "(cached per machine) and each result against the dense model; on onnxruntime-int8 "
+            "some layers may stay fp32 (--no-mixed: none). Several budgets (macs=0.4,0.5,0.6) draw "
+            "a quality-vs-budget front. Each policy is applied post-training and measured; the "
+            "--strategy one is saved as policy.json for zigprune prune --policy."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -12,8 +12,6 @@ measured best is kept: quality bought by cutting a little more elsewhere.
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import TargetError
 from .budget import Budget
 from .database import ErrorDatabase
@@ -60,9 +58,3 @@ def precision_of(meter: LatencyMeter) -> dict[str, str]:
     return {
         layer.name: "fp32" if layer.name in meter.float_layers else "int8" for layer in meter.table.layers
     }
-
-
-def int8_loss(evaluate: Evaluator, removed: torch.Tensor, meter: LatencyMeter) -> float:
-    """The candidate's measured loss with the layers not kept fp32 run as int8."""
-    every = {layer.name for layer in meter.table.layers}
-    return evaluate.losses(removed, [every - meter.float_layers])[0]
