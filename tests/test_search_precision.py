@@ -9,24 +9,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-from test_search_latency import CALIBRATION, fake_runtime, layer_ms
-from torch import nn
+from test_search_latency import CALIBRATION, Net, fake_runtime, layer_ms
 
 import zigprune as zp
 from zigprune.deploy.runtimes import RUNTIMES
 from zigprune.errors import PolicyError, QuantizeError
 from zigprune.measure.layer_ops import LayerOp
 from zigprune.search.fake_int8 import fake_int8, int8_weights
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
-        self.head = nn.Linear(32, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.b(self.a(x).relu()).relu().mean((2, 3)))
 
 
 def test_fake_int8_rounds_weights_and_inputs_only_inside_the_block() -> None:
