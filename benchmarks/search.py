@@ -9,8 +9,9 @@ thread), widths multiples of 8 and ``global`` ranking by score / cost^0.5, the s
 post-training benchmark. The groups are scored once per model and every strategy searches from
 those scores (and, for the latency budget, from one layer table); ``evolution`` measures 24
 candidates, each refit on 128 calibration images and measured on 128 others, ``bo`` as many
-TPE trials, and ``amc`` (the learned agent, issue 30) 12 random episodes and 48 of its DDPG
-agent, each candidate measured the same way. Per row: test accuracy, the MACs left (exact, from the
+TPE trials, and ``amc`` and ``galen`` (the learned agents, issue 30) 12 random episodes and 48
+of their DDPG agent, each candidate measured the same way. Per row: test accuracy (the int8
+file's on an int8 budget, ``--budgets latency=0.8@onnxruntime-int8``), the MACs left (exact, from the
 space), for the latency budget the measured and predicted share of the dense time, the search's
 predicted (summed) error, the loss measured as ``evolution`` measures a candidate (how additive the
 database is), the candidates the strategy measured, and the search's wall time (the scoring pass
@@ -19,7 +20,7 @@ included; the refit of ``zp.prune`` is not). ``--quick``: the digits CNN, ``macs
 ``runs/`` so it never overwrites the published results. all-MiniLM-L6-v2 (where installed) at
 ``macs=0.667`` and ``macs=0.5``: cosine to the dense sentence embeddings and top-1 neighbour kept
 on held-out python-docs lines, 256 calibration lines, ``evolution`` and ``bo`` measuring 12
-candidates on 64 lines each and ``amc`` 6 random and 24 agent episodes (a tiny random BERT with
+candidates on 64 lines each and ``amc`` and ``galen`` 6 random and 24 agent episodes (a tiny random BERT with
 ``--quick``). Run from the repository root::
 
     PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
@@ -32,6 +33,7 @@ import argparse
 import copy
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from typing import Any
 import zigprune as zp
 from zigprune import data
 from zigprune.data.text import batches, load_text
+from zigprune.deploy import OnnxModule, Scheme, quantize_onnx
 from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.measure.timing_cache import TimingCache
 from zigprune.posttrain.prune import group_scores
@@ -53,8 +56,8 @@ from post_training import _minilm, _optional, _quick_text, _tiny_bert, trained_d
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
-STRATEGIES = ("dp", "global", "uniform", "evolution", "bo", "amc")
-SEARCHED, LEARNED = ("dp", "evolution", "bo"), ("amc",)
+STRATEGIES = ("dp", "global", "uniform", "evolution", "bo", "amc", "galen")
+SEARCHED, LEARNED = ("dp", "evolution", "bo"), ("amc", "galen")
 SHAPING = {"round_to": 8, "cost_power": 0.5}
 BUDGETS = ("macs=0.5", "macs=0.667", "latency=0.5@onnxruntime")
 
@@ -63,7 +66,7 @@ def strategy_rows(
     dense: Any, example: Any, calibration: list[Any], budget: str, args: argparse.Namespace, measure: Any
 ) -> list[dict[str, Any]]:
     """Every strategy at ``budget`` on one scoring pass (and one layer table), each policy applied to
-    a copy of ``dense`` by OBS and measured by ``measure(space)`` (a dict of figures)."""
+    a copy of ``dense`` by OBS and measured by ``measure(space, policy)`` (a dict of figures)."""
     space = zp.analyze(copy.deepcopy(dense), example)
     start = time.perf_counter()
     scores = group_scores(space, calibration, progress=False)
@@ -87,9 +90,8 @@ def strategy_rows(
         left = copied.macs(copied.zero_groups()) / copied.total_macs
         row = {"budget": budget, "strategy": strategy, "seconds": seconds, "macs_share": left}
         row["evaluations"] = evaluations
-        row |= {"error": policy.predicted["error"], "loss": loss, "latency": policy.measured} | measure(
-            copied
-        )
+        row |= {"error": policy.predicted["error"], "loss": loss, "latency": policy.measured}
+        row |= measure(copied, policy)
         found.append(row)
         print(f"{budget} {strategy}: {row} ", file=sys.stderr)
     return found
@@ -105,8 +107,16 @@ def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]
     base = {"model": name, "data": dataset.name, "test": len(dataset.test)}
     base |= {"accuracy": evaluate(dense, dataset.test).accuracy, "macs": zp.count(dense, example)["macs"]}
 
-    def measure(space: Any) -> dict[str, float]:
-        return {"accuracy": evaluate(space.model, dataset.test).accuracy}
+    def measure(space: Any, policy: zp.Policy) -> dict[str, float]:
+        figures = {"accuracy": evaluate(space.model, dataset.test).accuracy}
+        if policy.precision:  # an int8 budget: the int8 file's accuracy, its fp32 layers kept
+            with tempfile.TemporaryDirectory(prefix="zigprune-search-") as folder:
+                path = zp.export_onnx(space.construct(), example, Path(folder) / "slim.onnx", check=False)
+                scheme = Scheme(keep_layers=tuple(policy.fp32_layers))
+                int8 = quantize_onnx(path, calibration[:4], path.with_suffix(".int8.onnx"), scheme=scheme)
+                figures["int8_accuracy"] = evaluate(OnnxModule(int8), dataset.test).accuracy
+                figures["fp32_layers"] = policy.fp32_layers
+        return figures
 
     found = []
     for budget in args.budgets:
@@ -133,7 +143,7 @@ def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
     text_args = argparse.Namespace(**{**vars(args), "evaluations": args.evaluations // 2})
     text_args.evaluation_samples = args.evaluation_samples // 2
 
-    def measure(space: Any) -> dict[str, float]:
+    def measure(space: Any, policy: zp.Policy) -> dict[str, float]:
         kept = fidelity(reference, space.construct(), held_out)
         return {"cosine": kept.cosine, "retrieval": kept.retrieval, "samples": kept.samples}
 
@@ -192,17 +202,27 @@ def within(row: dict[str, Any]) -> bool:
     return row["macs_share"] <= budget.keep + 1e-9
 
 
+def quality(row: dict[str, Any]) -> str:
+    """What a row's quality is: the int8 file's accuracy on an int8 budget, else the model's."""
+    return "int8_accuracy" if "int8_accuracy" in row else "accuracy"
+
+
+def _accuracy_cell(row: dict[str, Any]) -> str:
+    if "int8_accuracy" not in row:
+        return f"{row['accuracy']:.2%}"
+    return f"{row['int8_accuracy']:.2%} int8 (fp32: {', '.join(row['fp32_layers']) or 'none'})"
+
+
 def goals(base: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
     """The issue's goals that this run can decide, each met or not."""
     lines = []
     for budget in dict.fromkeys(r["budget"] for r in found):
         by = {r["strategy"]: r for r in found if r["budget"] == budget}
-        best, beats = searched_best(by, "accuracy")
-        lines.append(
-            goal_line(f"{budget}: {best} {by[best]['accuracy']:.2%} beats global and uniform", beats)
-        )
+        key = quality(by["dp"])
+        best, beats = searched_best(by, key)
+        lines.append(goal_line(f"{budget}: {best} {by[best][key]:.2%} beats global and uniform", beats))
         lines.append(goal_line(f"{budget}: every strategy within the budget", all(map(within, by.values()))))
-        lines += learned_goals(budget, by, "accuracy", 0.003)
+        lines += learned_goals(budget, by, key, 0.003)
         timed = [r["latency"] for r in by.values() if r["latency"]]
         if timed:
             off = max(abs(t["off"]) for t in timed)
@@ -260,7 +280,8 @@ def markdown(report: dict[str, Any]) -> str:
         "post-training, OBS refit; widths multiples of 8, `global` ranks by score / cost^0.5 (the "
         "post-training benchmark's settings). Latency: share of the dense model's median time at batch "
         "64 on one thread, the result timed against the dense model interleaved (measured) and the "
-        "calibrated layer table's prediction.",
+        "calibrated layer table's prediction. On an int8 budget the accuracy is the int8 file's in ONNX "
+        "Runtime (activations calibrated on 4 batches), the layers the policy keeps fp32 named.",
         "",
         "| budget | strategy | accuracy | vs dense (pt) | MACs left | latency measured | predicted | "
         "predicted error | measured loss | candidates measured | search s |",
@@ -268,8 +289,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["rows"]:
         out.append(
-            f"| {r['budget']} | {r['strategy']} | {r['accuracy']:.2%} | "
-            f"{(r['accuracy'] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | "
+            f"| {r['budget']} | {r['strategy']} | {_accuracy_cell(r)} | "
+            f"{(r[quality(r)] - base['accuracy']) * 100:+.2f} | {r['macs_share']:.1%} | "
             f"{_latency_cells(r)} | {r['error']:.4g} | {r['loss']:.4g} | {r['evaluations']} | "
             f"{r['seconds']:.1f} |"
         )

@@ -192,9 +192,9 @@ def test_search_quick(tmp_path: Path) -> None:
     MACs budget and timed against the dense model on the latency one, a table and goals."""
     run_script(REPO / "benchmarks" / "search.py", "--quick", "--no-progress", "--out", str(tmp_path))
     report = json.loads((tmp_path / "search.json").read_text())
-    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc"]
+    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"]
     assert [r["strategy"] for r in report["rows"]] == strategies * 2 and report["settings"]["quick"]
-    macs, latency = report["rows"][:6], report["rows"][6:]
+    macs, latency = report["rows"][: len(strategies)], report["rows"][len(strategies) :]
     assert [r["evaluations"] for r in macs][:3] == [0, 0, 0] and all(r["evaluations"] > 0 for r in macs[3:])
     assert all(r["macs_share"] <= 0.5 and not r["latency"] for r in macs)
     assert all(r["latency"]["ms"] > 0 and r["budget"] == "latency=0.5@torch" for r in latency)

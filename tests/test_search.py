@@ -76,7 +76,7 @@ def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
     return model, x, calibration
 
 
-@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo", "amc"])
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"])
 def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -170,11 +170,11 @@ def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch
         offset += len(item.units)
     db.evaluate = Hurts(db)
     walked = [rl.walk(db, rl.Agent.of(seed=1), None) for _ in range(10)]
-    assert all(w is not None and db.left(w[0]) <= db.limit for w in walked)
+    assert all(w is not None and db.left(w.levels) <= db.limit for w in walked)
     agent = rl.Agent.of(seed=0)
-    assert rl.walk(db, agent, 1e-6)[0][0] > 0, "untrained, the actor cuts about half of every chain"
+    assert rl.walk(db, agent, 1e-6).levels[0] > 0, "untrained, the actor cuts about half of every chain"
     rl.train(db, agent)
-    assert rl.walk(db, agent, 1e-6)[0][0] == 0, "trained, it spares chain 0"
+    assert rl.walk(db, agent, 1e-6).levels[0] == 0, "trained, it spares chain 0"
     first = STRATEGIES["amc"](db)
     assert db.levels_of(first)[0] == 0 and db.left_of(first) <= db.limit
     assert torch.equal(STRATEGIES["amc"](db), first)
@@ -206,7 +206,7 @@ def test_a_policy_round_trips_through_json_and_refuses_another_model(setting, tm
 def test_bad_budgets_and_strategies_say_what_to_do(setting) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
-    valid = "dp, global, uniform, evolution, bo, amc"
+    valid = "dp, global, uniform, evolution, bo, amc, galen"
     with pytest.raises(UnknownNameError, match=f"unknown strategy 'annealing'; valid names: {valid}"):
         zp.search(space, calibration, strategy="annealing", progress=False)
     for bad in ("macs=1.5", "macs=0.5x", "flops=0.5", "macs=half", "macs=0.5@onnxruntime", "latency=2"):

@@ -44,9 +44,10 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     argv = ["search", *DIGITS, *weights, "--budget", "macs=0.6", "--calibration", "128", "--out", str(found)]
     assert main([*argv, "--evaluations", "2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert all(f"| {s} |" in printed for s in ("dp", "global", "uniform", "evolution", "bo", "amc"))
+    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"]
+    assert all(f"| {s} |" in printed for s in strategies)
     results = json.loads((found / "search.json").read_text())
-    assert [r["strategy"] for r in results["rows"]] == ["dp", "global", "uniform", "evolution", "bo", "amc"]
+    assert [r["strategy"] for r in results["rows"]] == strategies
     assert all(r["share"] <= 0.6 and 0 <= r["accuracy"] <= 1 for r in results["rows"])
     policy = zp.load_policy(found / "policy.json")
     assert policy.strategy == "dp" and (found / "policies" / "uniform.json").is_file()

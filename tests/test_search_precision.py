@@ -91,3 +91,23 @@ def test_an_int8_search_keeps_fp32_where_it_is_free_and_meets_the_budget(monkeyp
     assert policy.predicted["share"] <= 0.6 and math.isfinite(policy.measured["share"])
     same = zp.search(space, CALIBRATION, "latency=0.6@fake", batch=8, progress=False, mixed=False)
     assert set(same.precision.values()) == {"int8"}
+
+
+def test_galen_chooses_precisions_with_the_widths_and_meets_the_budget(monkeypatch) -> None:
+    """Galen's joint agent on an int8 runtime: every layer gets a precision, the layer whose int8
+    kernel is the slower stays fp32 (free, and it measures better), the budget holds with the fp32
+    layers' time counted; seeded, a second search gives the same policy; with ``mixed=False`` it only
+    prunes."""
+    torch.manual_seed(0)
+    space = zp.analyze(Net().eval(), torch.randn(2, 1, 8, 8))
+    int8 = replace(fake_runtime(fixed=0.0, factor=1.0), float_runtime="fake-fp32")
+    monkeypatch.setitem(RUNTIMES, "fake", int8)
+    monkeypatch.setitem(RUNTIMES, "fake-fp32", replace(int8, name="fake-fp32", time_layer=fp32_ms))
+    options = {"strategy": "galen", "batch": 8, "progress": False, "evaluations": 4}
+    policy = zp.search(space, CALIBRATION, "latency=0.6@fake", **options)
+    assert set(policy.precision) == {"a", "b", "head"} and policy.precision["head"] == "fp32"
+    assert policy.predicted["share"] <= 0.6 and math.isfinite(policy.measured["share"])
+    again = zp.search(space, CALIBRATION, "latency=0.6@fake", **options)
+    assert again.precision == policy.precision and again.families == policy.families
+    plain = zp.search(space, CALIBRATION, "latency=0.6@fake", **options, mixed=False)
+    assert set(plain.precision.values()) == {"int8"} and plain.predicted["share"] <= 0.6

@@ -62,7 +62,8 @@ class ErrorDatabase:
     """Every chain of ``space`` scored by ``scores`` for ``target`` (its ``round_to`` and limits), its
     cost measured by ``meter`` (``target``'s MACs or params unless given: a latency table);
     ``limit`` is the cost the budget leaves, ``total`` the dense model's; ``budget`` names it in errors;
-    ``evaluate`` measures a candidate (a bool mask of groups), for strategies that measure."""
+    ``evaluate`` measures a candidate (a bool mask of groups), for strategies that measure; ``layers``
+    names the weight layers whose precision a strategy may choose itself (on an int8 runtime)."""
 
     space: GroupSpace
     target: Target
@@ -72,6 +73,7 @@ class ErrorDatabase:
     limit: float
     budget: Budget
     evaluate: Callable[[torch.Tensor], float] | None = None
+    layers: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -82,6 +84,7 @@ class ErrorDatabase:
         meter: Meter | None = None,
         budget: Budget | None = None,
         evaluate: Callable[[torch.Tensor], float] | None = None,
+        layers: tuple[str, ...] = (),
     ) -> ErrorDatabase:
         meter = meter if meter is not None else CountMeter(space, target.by)
         budget = budget if budget is not None else Budget(target.by, 1 - target.fraction)
@@ -99,7 +102,7 @@ class ErrorDatabase:
             units = [unit for unit, _, _ in chain]
             items.append(Item(units, torch.tensor(errors), torch.tensor(saved), soft))
         limit = total * budget.keep
-        return cls(space, target, scores.double(), items, meter, limit, budget, evaluate)
+        return cls(space, target, scores.double(), items, meter, limit, budget, evaluate, layers)
 
     @property
     def total(self) -> float:

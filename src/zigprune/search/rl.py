@@ -16,6 +16,7 @@ actions bounded by the budget, fit no off-the-shelf DDPG without wrapping most o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -42,45 +43,72 @@ def amc(db: ErrorDatabase) -> torch.Tensor:
     measured = train(db, Agent.of(seed=0))
     if not measured:
         raise unreachable(db, db.total)
-    return db.removed(list(min(measured, key=measured.__getitem__)))
+    return db.removed(list(min(measured, key=measured.__getitem__)[0]))
 
 
-def train(db: ErrorDatabase, agent: Agent) -> dict[tuple[int, ...], float]:
-    """Run ``agent``'s episodes on ``db`` (it learns from each after the warm-up); every candidate's
-    measured loss, by its levels."""
-    evaluate = evaluator_of(db, "amc")
+@dataclass
+class Episode:
+    """What one episode chose: a level per chain and the weight layers run as int8 (none: all fp32),
+    with the states seen and the actions taken, which the agent learns from."""
+
+    levels: list[int]
+    states: list[torch.Tensor]
+    actions: list[float]
+    int8: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], frozenset[str]]:
+        return tuple(self.levels), self.int8
+
+
+Play = Callable[[ErrorDatabase, "Agent", "float | None"], "Episode | None"]
+
+
+def train(
+    db: ErrorDatabase, agent: Agent, play: Play | None = None, name: str = "amc"
+) -> dict[tuple[tuple[int, ...], frozenset[str]], float]:
+    """Run ``agent``'s episodes on ``db`` (``play`` walks one: the chains by default; it learns from
+    each after the warm-up); every candidate's measured loss, by its levels and int8 layers."""
+    play = play if play is not None else walk
+    evaluate = evaluator_of(db, name)
     warmup = max(4, evaluate.evaluations // 2)
     episodes = warmup + 2 * evaluate.evaluations
-    measured: dict[tuple[int, ...], float] = {}
+    measured: dict[tuple[tuple[int, ...], frozenset[str]], float] = {}
     baseline: float | None = None
-    with progress_bar(episodes, "amc: episodes", evaluate.progress) as bar:
+    with progress_bar(episodes, f"{name}: episodes", evaluate.progress) as bar:
         for episode in range(episodes):
             sigma = None if episode < warmup else NOISE * NOISE_DECAY ** (episode - warmup)
-            walked = walk(db, agent, sigma)
-            if walked is None:
+            played = play(db, agent, sigma)
+            if played is None:
                 continue
-            levels, states, actions = walked
-            key = tuple(levels)
-            if key not in measured:
-                measured[key] = evaluate(db.removed(levels))
-            reward = -measured[key]
+            if played.key not in measured:
+                removed = db.removed(played.levels)
+                loss = evaluate.losses(removed, [played.int8])[0] if played.int8 else evaluate(removed)
+                measured[played.key] = loss
+            reward = -measured[played.key]
             baseline = reward if baseline is None else baseline + (1 - BASELINE) * (reward - baseline)
-            agent.remember(states, actions, reward - baseline)
+            agent.remember(played.states, played.actions, reward - baseline)
             if episode >= warmup - 1:
-                agent.learn(len(states))
+                agent.learn(len(played.states))
             bar.set_postfix_str(f"best loss {min(measured.values()):.4g}")
             bar.update()
     return measured
 
 
 def walk(
-    db: ErrorDatabase, agent: Agent, sigma: float | None
-) -> tuple[list[int], list[torch.Tensor], list[float]] | None:
-    """One episode: a level per chain, each action bounded so the rest can still meet the budget (on
-    the summed savings), then taken further where the exact cost still exceeds it (``repair``);
-    the levels, the states and the shares taken (what the agent learns from). ``sigma``: the noise
-    around the actor's action; None acts at random. None when the budget cannot be met so."""
-    items, need = db.items, db.need
+    db: ErrorDatabase,
+    agent: Agent,
+    sigma: float | None,
+    need: float | None = None,
+    flag: tuple[float, ...] = (),
+) -> Episode | None:
+    """One episode over the chains: a level per chain, each action bounded so the rest can still save
+    ``need`` (the budget's, by default) on the summed savings, then taken further where the exact cost
+    still exceeds the budget (``repair``). ``sigma``: the noise around the actor's action; None acts at
+    random. ``flag``: features put before each state (an agent that also walks other things). None
+    when the budget cannot be met so."""
+    items = db.items
+    need = db.need if need is None else need
     most = [float(item.saved[item.soft]) for item in items]
     after = [sum(most[i + 1 :]) for i in range(len(items))]
     longest = max((len(item.units) for item in items), default=1) or 1
@@ -90,7 +118,7 @@ def walk(
     removed, previous = 0.0, 0.0
     for i, item in enumerate(items):
         size = len(item.units)
-        state = [i / max(len(items) - 1, 1), size / longest, most[i] / total, removed / total]
+        state = [*flag, i / max(len(items) - 1, 1), size / longest, most[i] / total, removed / total]
         state += [after[i] / total, max(need - removed, 0.0) / total, previous]
         states.append(torch.tensor(state))
         least = _least(item, need - removed - after[i]) if size else 0
@@ -102,7 +130,7 @@ def walk(
         levels, left = repair(db, levels, soft)
         if left <= db.limit:
             shares = [level / len(item.units) if item.units else 0.0 for item, level in zip(items, levels)]
-            return levels, states, shares
+            return Episode(levels, states, shares)
     return None
 
 
@@ -128,10 +156,11 @@ class Agent:
     memory: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, seed: int) -> Agent:
+    def of(cls, seed: int, features: int = FEATURES) -> Agent:
+        """An untrained agent for states of ``features`` numbers (AMC's seven by default)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            actor, critic = nn.Sequential(_mlp(FEATURES), nn.Sigmoid()), _mlp(FEATURES + 1)
+            actor, critic = nn.Sequential(_mlp(features), nn.Sigmoid()), _mlp(features + 1)
         actor_opt = torch.optim.Adam(actor.parameters(), lr=LR_ACTOR)
         critic_opt = torch.optim.Adam(critic.parameters(), lr=LR_CRITIC)
         return cls(actor, critic, actor_opt, critic_opt, torch.Generator().manual_seed(seed))

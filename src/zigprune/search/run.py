@@ -20,7 +20,7 @@ from .database import ErrorDatabase
 from .evolution import EVALUATIONS, SAMPLES, Evaluator
 from .latency import CALIBRATIONS, CLOSE, TOLERANCE, LatencyMeter
 from .precision import mix, precision_of
-from .solvers import STRATEGIES, Solver
+from .solvers import PRECISION_STRATEGIES, STRATEGIES, Solver
 
 
 def search(
@@ -56,8 +56,10 @@ def search(
     everywhere), ``"evolution"`` (the best of those three, mutated; each candidate removed, refit
     on ``evaluation_samples`` calibration samples and measured on as many others, ``evaluations``
     candidates in all), ``"bo"`` (optuna's TPE over every chain's share, each trial measured the
-    same way; ``pip install 'zigprune[search]'``) or ``"amc"`` (AMC's DDPG agent, rewarded by that
-    measurement, ``evaluations // 2`` random and ``2 * evaluations`` learned episodes). Apply the result with
+    same way; ``pip install 'zigprune[search]'``), ``"amc"`` (AMC's DDPG agent, rewarded by that
+    measurement, ``evaluations // 2`` random and ``2 * evaluations`` learned episodes) or ``"galen"``
+    (Galen's joint agent: on an int8 runtime it also picks which layers stay fp32, rewarded by the loss
+    measured with the others simulated in int8, as many episodes). Apply the result with
     ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
     ``scores``: the groups' scores from :func:`zigprune.posttrain.prune.group_scores`, to search several
     strategies or budgets from one scoring pass (``calibration`` is then only what ``evolution``
@@ -90,13 +92,15 @@ def search(
     if calibration is not None:
         measure = {"method": method, "evaluations": evaluations, "progress": progress}
         evaluate = Evaluator.of(space, calibration, evaluation_samples, **measure)
+    mixing = meter is not None and mixed and meter.mixed and evaluate is not None
+    layers = tuple(layer.name for layer in meter.table.layers) if mixing else ()
     try:  # Ctrl-C or an unreachable budget keeps the layers timed so far
-        db = ErrorDatabase.build(space, scores, target, meter, chosen, evaluate)
+        db = ErrorDatabase.build(space, scores, target, meter, chosen, evaluate, layers)
         if meter is None:
             removed, measured = solver(db), {}
         else:
             meter.float_layers = frozenset()
-            if mixed and meter.mixed and evaluate is not None:
+            if mixing and strategy not in PRECISION_STRATEGIES:
                 db = mix(db, solver, meter, evaluate, chosen)
             db, removed, measured = _checked(db, solver, meter, chosen)
     finally:
@@ -123,7 +127,7 @@ def _checked(
     while abs(check["off"]) > CLOSE and rounds < CALIBRATIONS:
         rounds += 1
         meter.calibrate(removed, check["share"])
-        db = ErrorDatabase.build(db.space, db.scores, db.target, meter, budget, db.evaluate)
+        db = ErrorDatabase.build(db.space, db.scores, db.target, meter, budget, db.evaluate, db.layers)
         try:
             removed = solver(db)
         except TargetError as err:

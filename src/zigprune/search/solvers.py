@@ -18,6 +18,8 @@ from .database import ErrorDatabase
 
 Solver = Callable[[ErrorDatabase], torch.Tensor]
 STRATEGIES: Registry[Solver] = Registry("strategy", error=TargetError)
+#: Strategies that choose the precisions of ``ErrorDatabase.layers`` themselves (no mixing after them).
+PRECISION_STRATEGIES: set[str] = set()
 BINS = 2000
 TIGHTENINGS = 16
 
