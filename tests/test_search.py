@@ -140,25 +140,28 @@ def test_evolution_keeps_the_candidate_that_measures_best(setting) -> None:
 
 
 class Hurts:
-    """A measure where only chain 0's units cost anything: each of them ``weight``, the rest nothing."""
+    """A measure where only chain 0's units cost anything: each of them ``weight``, the rest nothing;
+    with ``stop``, Ctrl-C at that call."""
 
     evaluations, progress = 16, False
 
-    def __init__(self, db: ErrorDatabase) -> None:
-        self.db = db
+    def __init__(self, db: ErrorDatabase, checkpoints: Path | None = None, stop: int | None = None) -> None:
+        self.db, self.checkpoints, self.stop, self.calls = db, checkpoints, stop, 0
 
     def __call__(self, removed: torch.Tensor) -> float:
+        self.calls += 1
+        if self.calls == self.stop:
+            raise KeyboardInterrupt
         return float(self.db.levels_of(removed)[0])
 
 
-def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch) -> None:
-    """Every episode meets the budget (actions bounded, then fitted to the exact cost); on a toy
-    database where only chain 0 hurts, the agent ends up cutting elsewhere; seeded, it repeats."""
+def agent_db(monkeypatch: pytest.MonkeyPatch) -> ErrorDatabase:
+    """A toy database of three chains, every unit its own group, costs summed exactly, half to go."""
     from zigprune.search import rl
 
     monkeypatch.setattr(rl, "evaluator_of", lambda db, name: db.evaluate)
     db = toy(3)
-    db.limit = float(sum(item.saved[-1] for item in db.items)) * 0.5
+    db.limit, db.budget = float(sum(item.saved[-1] for item in db.items)) * 0.5, Budget("macs", 0.5)
     db.space = SimpleNamespace(num_groups=sum(len(item.units) for item in db.items))
     db.meter = SimpleNamespace(total=float(sum(item.saved[-1] for item in db.items)))
     db.meter.left = lambda removed: (
@@ -169,6 +172,15 @@ def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch
         item.units = [[offset + j] for j in range(len(item.units))]
         offset += len(item.units)
     db.evaluate = Hurts(db)
+    return db
+
+
+def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch) -> None:
+    """Every episode meets the budget (actions bounded, then fitted to the exact cost); on a toy
+    database where only chain 0 hurts, the agent ends up cutting elsewhere; seeded, it repeats."""
+    from zigprune.search import rl
+
+    db = agent_db(monkeypatch)
     walked = [rl.walk(db, rl.Agent.of(seed=1), None) for _ in range(10)]
     assert all(w is not None and db.left(w.levels) <= db.limit for w in walked)
     agent = rl.Agent.of(seed=0)
@@ -178,6 +190,32 @@ def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch
     first = STRATEGIES["amc"](db)
     assert db.levels_of(first)[0] == 0 and db.left_of(first) <= db.limit
     assert torch.equal(STRATEGIES["amc"](db), first)
+
+
+def test_a_learned_search_stopped_by_ctrl_c_continues_the_same_episodes(monkeypatch, tmp_path) -> None:
+    """Ctrl-C in the middle of an episode keeps the agent as it was when that episode began; the next
+    run on the same folder ends with the same candidates and the same actor as a run never stopped,
+    and removes the file. A corrupt file is not continued: the search starts over, saying so."""
+    from zigprune.search import rl
+
+    db = agent_db(monkeypatch)
+    whole = rl.Agent.of(seed=0)
+    db.evaluate = Hurts(db)
+    expected = rl.train(db, whole)
+    db.evaluate = Hurts(db, tmp_path, stop=9)
+    with pytest.raises(KeyboardInterrupt):
+        rl.train(db, rl.Agent.of(seed=0))
+    (kept,) = tmp_path.glob("amc-*.safetensors")
+    db.evaluate = Hurts(db, tmp_path)
+    resumed = rl.Agent.of(seed=0)
+    assert rl.train(db, resumed) == expected and db.evaluate.calls == len(expected) - 8
+    assert all(torch.equal(a, b) for a, b in zip(resumed.actor.parameters(), whole.actor.parameters()))
+    assert not kept.exists()
+
+    kept.write_bytes(b"not a checkpoint")
+    db.evaluate = Hurts(db, tmp_path)
+    with pytest.warns(UserWarning, match="corrupt.*the search starts over"):
+        assert rl.train(db, rl.Agent.of(seed=0)) == expected
 
 
 def test_bo_without_optuna_says_how_to_install_it(setting, monkeypatch) -> None:

@@ -38,6 +38,8 @@ from .state import Stage
 POLICY = "policy.json"
 TABLE = "search.md"
 RESULTS = "search.json"
+#: Where Ctrl-C leaves the learned strategies' agents, for the same command to continue them.
+AGENTS = "agents"
 #: Calibration batches an int8 file's activation ranges are found on.
 INT8_BATCHES = 4
 
@@ -127,7 +129,7 @@ def search_run(
             runtime = parse_budget(budget).runtime
             if runtime not in meters:
                 meters[runtime] = _meter(stage, config, space, budget)
-            shared = Shared(scores, meters[runtime], evaluate)
+            shared = Shared(scores, meters[runtime], evaluate, out / AGENTS)
             for strategy in config.strategies:
                 try:
                     row, policy = _one(stage, config, space, feed, (budget, strategy), shared, progress)
@@ -139,12 +141,20 @@ def search_run(
                 rows.append({"budget": budget, **row})
                 model.load_state_dict(before)
     except KeyboardInterrupt as err:
-        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; nothing was written, run the command again"
+        kept = any((out / AGENTS).glob("*.safetensors"))
+        then = (
+            f"the learned agent was kept in {out / AGENTS}: run the same command again to continue it"
+            if kept
+            else "nothing was written, run the command again"
+        )
+        why = f"{str(err) or 'Ctrl-C'}: stopped {stage.current}; {then}"
         raise Interrupted(why, signal="SIGTERM" if str(err) == "SIGTERM" else "SIGINT") from None
     chosen = next((policies[b, config.strategy] for b in budgets if (b, config.strategy) in policies), None)
     if chosen is None:
         raise TargetError(f"{config.strategy} met none of the budgets {', '.join(budgets)}")
     start_dir(out, config)
+    if (out / AGENTS).is_dir() and not any((out / AGENTS).iterdir()):
+        (out / AGENTS).rmdir()
     for (budget, strategy), policy in policies.items():
         name = strategy if len(budgets) == 1 else f"{strategy}@{budget.replace('@', '-')}"
         save_policy(policy, out / "policies" / f"{name}.json")
@@ -175,12 +185,14 @@ def _meter(stage: Stage, config: SearchConfig, space: Any, text: str) -> Latency
 @dataclass
 class Shared:
     """What every strategy of a search run shares: one scoring pass, one latency table (for a latency
-    budget), and the evaluator that measures each policy's loss (its groups removed and refit, the
-    outputs' distance to the dense model's) beside the error the database predicted for it."""
+    budget), the evaluator that measures each policy's loss (its groups removed and refit, the
+    outputs' distance to the dense model's) beside the error the database predicted for it, and the
+    folder where learned strategies keep their agent on Ctrl-C."""
 
     scores: torch.Tensor
     meter: LatencyMeter | None
     evaluate: Evaluator
+    checkpoints: Path | None = None
 
 
 def _one(
@@ -198,7 +210,7 @@ def _one(
     budget, strategy = task
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
     shaping |= {"scores": shared.scores, "meter": shared.meter, "evaluations": config.evaluations}
-    shaping["mixed"] = config.mixed
+    shaping |= {"mixed": config.mixed, "checkpoints": shared.checkpoints}
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",

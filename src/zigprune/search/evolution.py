@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +36,8 @@ MAX_STEP = 2
 class Evaluator:
     """Measures a candidate (a bool mask of groups): removed and refit by ``method`` on the ``fit``
     batches, its outputs compared with the dense model's on the ``check`` batches, the model restored.
-    ``evaluations`` bounds the candidates an evolution measures after its seeds."""
+    ``evaluations`` bounds the candidates an evolution measures after its seeds; ``checkpoints`` is the
+    folder where learned strategies keep their agent on Ctrl-C (:mod:`zigprune.search.agent_file`)."""
 
     space: GroupSpace
     fit: list[Inputs]
@@ -43,6 +45,7 @@ class Evaluator:
     method: str = "obs"
     evaluations: int = EVALUATIONS
     progress: bool = True
+    checkpoints: Path | None = None
     reference: list[list[torch.Tensor]] = field(default_factory=list)
 
     @classmethod

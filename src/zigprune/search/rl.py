@@ -16,13 +16,16 @@ actions bounded by the budget, fit no off-the-shelf DDPG without wrapping most o
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..posttrain.calibration import progress_bar
+from .agent_file import Key, Progress, agent_file, fingerprint, keep, resume
 from .database import ErrorDatabase, Item
 from .evolution import evaluator_of
 from .solvers import STRATEGIES, repair, unreachable
@@ -57,42 +60,71 @@ class Episode:
     int8: frozenset[str] = frozenset()
 
     @property
-    def key(self) -> tuple[tuple[int, ...], frozenset[str]]:
+    def key(self) -> Key:
         return tuple(self.levels), self.int8
 
 
 Play = Callable[[ErrorDatabase, "Agent", "float | None"], "Episode | None"]
 
 
-def train(
-    db: ErrorDatabase, agent: Agent, play: Play | None = None, name: str = "amc"
-) -> dict[tuple[tuple[int, ...], frozenset[str]], float]:
+def train(db: ErrorDatabase, agent: Agent, play: Play | None = None, name: str = "amc") -> dict[Key, float]:
     """Run ``agent``'s episodes on ``db`` (``play`` walks one: the chains by default; it learns from
-    each after the warm-up); every candidate's measured loss, by its levels and int8 layers."""
+    each after the warm-up); every candidate's measured loss, by its levels and int8 layers. With the
+    evaluator's ``checkpoints`` folder, Ctrl-C keeps the agent there as it was when the episode began,
+    and the next call on the same budget and chains continues from that episode."""
     play = play if play is not None else walk
     evaluate = evaluator_of(db, name)
     warmup = max(4, evaluate.evaluations // 2)
     episodes = warmup + 2 * evaluate.evaluations
-    measured: dict[tuple[tuple[int, ...], frozenset[str]], float] = {}
-    baseline: float | None = None
+    path = agent_file(evaluate.checkpoints, name, db)
+    tag = fingerprint(name, db) if path is not None else {}
+    progress = Progress(0, {}, None)
+    found = resume(path, tag) if path is not None and path.is_file() else None
+    if found is not None:
+        agent.load_state_dict(found[0])
+        progress = found[1]
+    measured = progress.measured
     with progress_bar(episodes, f"{name}: episodes", evaluate.progress) as bar:
-        for episode in range(episodes):
+        bar.update(progress.episode)
+        for episode in range(progress.episode, episodes):
+            before = (agent.state_dict(), Progress(episode, dict(measured), progress.baseline))
             sigma = None if episode < warmup else NOISE * NOISE_DECAY ** (episode - warmup)
-            played = play(db, agent, sigma)
-            if played is None:
-                continue
-            if played.key not in measured:
-                removed = db.removed(played.levels)
-                loss = evaluate.losses(removed, [played.int8])[0] if played.int8 else evaluate(removed)
-                measured[played.key] = loss
-            reward = -measured[played.key]
-            baseline = reward if baseline is None else baseline + (1 - BASELINE) * (reward - baseline)
-            agent.remember(played.states, played.actions, reward - baseline)
-            if episode >= warmup - 1:
-                agent.learn(len(played.states))
-            bar.set_postfix_str(f"best loss {min(measured.values()):.4g}")
+            try:
+                played = play(db, agent, sigma)
+                if played is not None:
+                    progress.baseline = _learn(db, agent, played, evaluate, measured, progress.baseline)
+                    if episode >= warmup - 1:
+                        agent.learn(len(played.states))
+            except KeyboardInterrupt:
+                if path is not None:
+                    keep(path, *before, tag)
+                raise
+            if measured:
+                bar.set_postfix_str(f"best loss {min(measured.values()):.4g}")
             bar.update()
+    if path is not None:
+        path.unlink(missing_ok=True)
     return measured
+
+
+def _learn(
+    db: ErrorDatabase,
+    agent: Agent,
+    played: Episode,
+    evaluate: Any,
+    measured: dict[Key, float],
+    baseline: float | None,
+) -> float:
+    """Measure ``played``'s candidate (once per candidate) and store its steps with the reward against
+    ``baseline``; the baseline moved."""
+    if played.key not in measured:
+        removed = db.removed(played.levels)
+        loss = evaluate.losses(removed, [played.int8])[0] if played.int8 else evaluate(removed)
+        measured[played.key] = loss
+    reward = -measured[played.key]
+    baseline = reward if baseline is None else baseline + (1 - BASELINE) * (reward - baseline)
+    agent.remember(played.states, played.actions, reward - baseline)
+    return baseline
 
 
 def walk(
@@ -177,6 +209,21 @@ class Agent:
             if 0.0 <= value <= 1.0:
                 return value
         return min(max(mean, 0.0), 1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of everything the agent has learned and will draw: networks, optimizers, the noise
+        generator and the replay buffer."""
+        nets = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict()}
+        nets |= {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+        return copy.deepcopy(nets) | {"rng": self.rng.get_state(), "memory": list(self.memory)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.rng.set_state(state["rng"])
+        self.memory = [(s, float(a), float(r)) for s, a, r in state["memory"]]
 
     def remember(self, states: list[torch.Tensor], actions: list[float], reward: float) -> None:
         self.memory += [(s, a, reward) for s, a in zip(states, actions)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ def search(
     evaluations: int = EVALUATIONS,
     evaluation_samples: int = SAMPLES,
     mixed: bool = True,
+    checkpoints: str | Path | None = None,
 ) -> Policy:
     """The widths per family that meet ``budget`` (see :func:`parse_budget`: ``"macs=0.5"`` keeps half
     the MACs, ``"latency=0.3@onnxruntime"`` 30 % of the dense model's time there) with the least
@@ -75,6 +77,10 @@ def search(
     (:mod:`zigprune.search.precision`), widths and precisions chosen together. Raises
     ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
     be met, ``LatencyError`` for a runtime not installed.
+
+    ``checkpoints``: a folder where the learned strategies (``amc``, ``galen``) keep their agent and
+    replay buffer when Ctrl-C stops them; the same search run again continues from the episode they
+    stopped in (and removes the file when it finishes).
     """
     solver = STRATEGIES[strategy]
     chosen = parse_budget(budget)
@@ -91,6 +97,7 @@ def search(
     evaluate = None
     if calibration is not None:
         measure = {"method": method, "evaluations": evaluations, "progress": progress}
+        measure["checkpoints"] = Path(checkpoints) if checkpoints is not None else None
         evaluate = Evaluator.of(space, calibration, evaluation_samples, **measure)
     mixing = meter is not None and mixed and meter.mixed and evaluate is not None
     layers = tuple(layer.name for layer in meter.table.layers) if mixing else ()
