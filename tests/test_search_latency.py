@@ -23,6 +23,7 @@ from zigprune.measure.latency import LatencyError
 from zigprune.measure.layer_latency import LayerLatency
 from zigprune.measure.layer_ops import LayerOp
 from zigprune.measure.timing_cache import TimingCache
+from zigprune.search.latency import LatencyMeter
 
 
 class Net(nn.Module):
@@ -179,3 +180,12 @@ def test_a_runtime_not_installed_says_how_to_install_it(space, monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(LatencyError, match=r"pip install 'zigprune\[onnx\]'"):
         zp.search(space, CALIBRATION, "latency=0.5@onnxruntime", progress=False)
+
+
+def test_a_search_leaves_a_shared_tables_calibration_as_it_found_it(space, monkeypatch) -> None:
+    """Strategies share one table: the calibration a search fits is not handed to the next one."""
+    monkeypatch.setitem(RUNTIMES, "fake", fake_runtime(fixed=2.0))
+    meter = LatencyMeter.build(space, "fake", batch=8)
+    given = (meter.scale, meter.fixed)
+    policy = zp.search(space, CALIBRATION, "latency=0.5@fake", meter=meter, batch=8, progress=False)
+    assert policy.measured["calibrations"] >= 1 and (meter.scale, meter.fixed) == given

@@ -72,7 +72,8 @@ def search(
     (each for at least ``latency_seconds``); the policy's ``measured`` holds the result's time next
     to the prediction, after the table is calibrated on that measurement (at most twice) while they
     were more than 3 % apart. ``meter``: a :class:`LatencyMeter` already built (several strategies on
-    one table). On an int8 runtime (``onnxruntime-int8``) with ``mixed`` and calibration data, the
+    one table; each search leaves its calibration as it found it, so no strategy inherits another's).
+    On an int8 runtime (``onnxruntime-int8``) with ``mixed`` and calibration data, the
     policy's ``precision`` also keeps in fp32 the layers that buy more quality than their time costs
     (:mod:`zigprune.search.precision`), widths and precisions chosen together. Raises
     ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
@@ -101,6 +102,7 @@ def search(
         evaluate = Evaluator.of(space, calibration, evaluation_samples, **measure)
     mixing = meter is not None and mixed and meter.mixed and evaluate is not None
     layers = tuple(layer.name for layer in meter.table.layers) if mixing else ()
+    given = (meter.scale, meter.fixed) if meter is not None else (1.0, 0.0)
     try:  # Ctrl-C or an unreachable budget keeps the layers timed so far
         db = ErrorDatabase.build(space, scores, target, meter, chosen, evaluate, layers)
         if meter is None:
@@ -110,13 +112,14 @@ def search(
             if mixing and strategy not in PRECISION_STRATEGIES:
                 db = mix(db, solver, meter, evaluate, chosen)
             db, removed, measured = _checked(db, solver, meter, chosen)
+        left = db.left_of(removed)
+        precision = precision_of(meter) if meter is not None and meter.mixed else {}
     finally:
-        if meter is not None:
+        if meter is not None:  # the next search on this table starts from its calibration as given
             meter.save()
-    left = db.left_of(removed)
+            meter.scale, meter.fixed = given
     predicted = {"error": float(scores[removed].sum()), chosen.kind: left, "share": left / db.total}
     about = {"budget": str(budget), "strategy": strategy, "predicted": predicted, "measured": measured}
-    precision = precision_of(meter) if meter is not None and meter.mixed else {}
     return Policy.of(space, removed, **about, precision=precision)
 
 
