@@ -41,7 +41,8 @@ from typing import Any
 import zigprune as zp
 from zigprune import data
 from zigprune.data.text import batches, load_text
-from zigprune.deploy import OnnxModule, Scheme, quantize_onnx
+from zigprune.deploy import OnnxModule
+from zigprune.deploy.quantize import int8_file
 from zigprune.errors import TargetError, first_line
 from zigprune.measure.fidelity import embeddings, fidelity
 from zigprune.measure.timing_cache import TimingCache
@@ -117,9 +118,8 @@ def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]
         figures = {"accuracy": evaluate(space.model, dataset.test).accuracy}
         if policy.precision:  # an int8 budget: the int8 file's accuracy, its fp32 layers kept
             with tempfile.TemporaryDirectory(prefix="zigprune-search-") as folder:
-                path = zp.export_onnx(space.construct(), example, Path(folder) / "slim.onnx", check=False)
-                scheme = Scheme(keep_layers=tuple(policy.fp32_layers))
-                int8 = quantize_onnx(path, calibration[:4], path.with_suffix(".int8.onnx"), scheme=scheme)
+                slim, path = space.construct(), Path(folder) / "slim"
+                int8 = int8_file(slim, example, calibration[:4], path, policy.fp32_layers)
                 figures["int8_accuracy"] = evaluate(OnnxModule(int8), dataset.test).accuracy
                 figures["fp32_layers"] = policy.fp32_layers
         return figures

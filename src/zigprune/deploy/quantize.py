@@ -19,7 +19,7 @@ from ..core.batches import checked_batch, empty_calibration
 from ..errors import QuantizeError, first_line
 from ..io import ort
 from ..io.atomic import atomic_write
-from ..io.onnx import exported_weight
+from ..io.onnx import export_onnx, exported_weight
 from ..registry import Registry
 
 log = logging.getLogger(__name__)
@@ -240,3 +240,13 @@ def _nodes_of(model: Path, op_types: set[str], layers: set[str]) -> list[str]:
             "fp32 (the file is not an export of the model the policy was searched on)"
         )
     return [node.name for node in nodes if node.op_type in op_types] + sorted(found.values())
+
+
+def int8_file(
+    model: Any, example: Any, calibration: Iterable[Any], path: Path, keep_layers: Iterable[str] = ()
+) -> Path:
+    """``model`` exported to ``path``.onnx and quantized to ``path``.int8.onnx, activation ranges from
+    ``calibration``, the weight layers named in ``keep_layers`` left in fp32 (a policy's mixed precision)."""
+    onnx_path = export_onnx(model, example, path.with_suffix(".onnx"), check=False)
+    scheme = Scheme(keep_layers=tuple(keep_layers))
+    return quantize_onnx(onnx_path, calibration, path.with_suffix(".int8.onnx"), scheme=scheme)

@@ -24,7 +24,7 @@ from ..io.onnx import export_onnx
 from ..measure.latency import LatencyError, fastest_ms, interleaved
 from ..measure.layer_ops import LayerOp, LayerTimer, time_torch
 from ..registry import Registry
-from .quantize import Scheme, quantize_onnx
+from .quantize import int8_file, quantize_onnx
 
 Prepare = Callable[[nn.Module, Any, Path, Sequence[str]], Any]
 OPSET = 17
@@ -73,11 +73,9 @@ def _exported(int8: bool) -> Prepare:
     the layers named in ``keep``)."""
 
     def prepare(model: nn.Module, example: Any, path: Path, keep: Sequence[str] = ()) -> Path:
-        onnx_path = export_onnx(model, example, path.with_suffix(".onnx"), check=False)
         if not int8:
-            return onnx_path
-        scheme = Scheme(keep_layers=tuple(keep))
-        return quantize_onnx(onnx_path, [example], path.with_suffix(".int8.onnx"), scheme=scheme)
+            return export_onnx(model, example, path.with_suffix(".onnx"), check=False)
+        return int8_file(model, example, [example], path, keep)
 
     return prepare
 

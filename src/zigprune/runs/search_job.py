@@ -16,11 +16,10 @@ import torch
 from ..core.analysis import analyze
 from ..core.policy import Policy
 from ..data.text import is_text
-from ..deploy.quantize import Scheme, quantize_onnx
+from ..deploy.quantize import int8_file
 from ..deploy.session import OnnxModule
 from ..errors import ConfigError, Interrupted, TargetError, first_line
 from ..io.atomic import atomic_write
-from ..io.onnx import export_onnx
 from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
 from ..posttrain.prune import group_scores
@@ -234,12 +233,8 @@ def _int8_quality(space: Any, feed: Any, policy: Policy) -> dict[str, float]:
     """The quality of the slim model as its int8 file computes it in ONNX Runtime, the policy's fp32
     layers kept in float, activation ranges calibrated on the first calibration batches."""
     with tempfile.TemporaryDirectory(prefix="zigprune-search-") as folder:
-        path = Path(folder) / "slim.onnx"
-        export_onnx(space.construct(), feed.example, path, check=False)
-        scheme = Scheme(keep_layers=tuple(policy.fp32_layers))
-        int8 = quantize_onnx(
-            path, feed.calibration[:INT8_BATCHES], path.with_suffix(".int8.onnx"), scheme=scheme
-        )
+        slim, calibration = space.construct(), feed.calibration[:INT8_BATCHES]
+        int8 = int8_file(slim, feed.example, calibration, Path(folder) / "slim", policy.fp32_layers)
         return feed.quality(OnnxModule(int8))
 
 

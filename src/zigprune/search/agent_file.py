@@ -31,9 +31,8 @@ def agent_file(folder: Path | None, name: str, db: ErrorDatabase) -> Path | None
     """Where ``name`` keeps its agent for ``db``'s budget in ``folder`` (None: nowhere)."""
     if folder is None:
         return None
-    return (
-        Path(folder) / f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '_', db.budget.spell(db.budget.keep))}.safetensors"
-    )
+    budget = re.sub(r"[^A-Za-z0-9.]+", "_", db.budget.spell(db.budget.keep))
+    return Path(folder) / f"{name}-{budget}.safetensors"
 
 
 def fingerprint(name: str, db: ErrorDatabase) -> dict[str, Any]:

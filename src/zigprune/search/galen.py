@@ -30,7 +30,8 @@ def galen(db: ErrorDatabase) -> torch.Tensor:
     """The best candidate measured over the agent's episodes (seeded); on an int8 runtime its fp32
     layers are left in ``db.meter.float_layers``."""
     agent = Agent.of(seed=0, features=FEATURES + 1)
-    measured = train(db, agent, play, name="galen")
+    costs = layer_costs(db)
+    measured = train(db, agent, lambda db, agent, sigma: play(db, agent, sigma, costs), name="galen")
     if not measured:
         raise unreachable(db, db.total)
     levels, int8 = min(measured, key=measured.__getitem__)
@@ -42,14 +43,26 @@ def galen(db: ErrorDatabase) -> torch.Tensor:
 PRECISION_STRATEGIES.add("galen")
 
 
-def play(db: ErrorDatabase, agent: Agent, sigma: float | None) -> Episode | None:
-    """One episode: the layers' precisions, then the chains' widths under what remains."""
+def layer_costs(db: ErrorDatabase) -> tuple[dict[str, float], dict[str, float]]:
+    """Per layer whose precision ``db`` lets a strategy choose, at the dense widths and in the meter's
+    ms: its int8 time, and the time keeping it fp32 adds (negative where int8 is the slower)."""
+    if not db.layers:
+        return {}, {}
+    meter, none = db.meter, torch.zeros(db.space.num_groups, dtype=torch.bool)
+    int8_ms = {name: ms * meter.scale for name, ms in meter.table.times(none, set(db.layers)).items()}
+    return int8_ms, {name: ms * meter.scale for name, ms in meter.extra(none, set(db.layers)).items()}
+
+
+def play(
+    db: ErrorDatabase, agent: Agent, sigma: float | None, costs: tuple[dict[str, float], dict[str, float]]
+) -> Episode | None:
+    """One episode: the layers' precisions, then the chains' widths under what remains; ``costs``
+    from :func:`layer_costs`."""
     if not db.layers:
         return walk(db, agent, sigma, flag=(0.0,))
     meter, none = db.meter, torch.zeros(db.space.num_groups, dtype=torch.bool)
     meter.float_layers = frozenset()
-    int8_ms = meter.table.times(none, set(db.layers))
-    extra = {name: ms * meter.scale for name, ms in meter.extra(none, set(db.layers)).items()}
+    int8_ms, extra = costs
     total = max(db.total, 1e-12)
     slack = sum(float(item.saved[item.soft]) for item in db.items) - db.need
     floats = [name for name in db.layers if extra[name] <= 0]  # int8 is the slower there: no choice
@@ -57,7 +70,7 @@ def play(db: ErrorDatabase, agent: Agent, sigma: float | None) -> Episode | None
     states, actions = [], []
     paid, previous = 0.0, 0.0
     for i, name in enumerate(paid_layers):
-        state = [1.0, i / max(len(paid_layers) - 1, 1), int8_ms[name] * meter.scale / total]
+        state = [1.0, i / max(len(paid_layers) - 1, 1), int8_ms[name] / total]
         state += [extra[name] / total, paid / total, max(slack - paid, 0.0) / total, previous, 0.0]
         states.append(torch.tensor(state))
         action = agent.act(states[-1], sigma)
