@@ -9,19 +9,20 @@ thread), widths multiples of 8 and ``global`` ranking by score / cost^0.5, the s
 post-training benchmark. The groups are scored once per model and every strategy searches from
 those scores (and, for the latency budget, from one layer table); ``evolution`` measures 24
 candidates, each refit on 128 calibration images and measured on 128 others, ``bo`` as many
-TPE trials, and ``amc`` and ``galen`` (the learned agents, issue 30) 12 random episodes and 48
+TPE trials, and ``amc``, ``galen`` and ``gnn-rl`` (the learned agents, issue 30) 12 random episodes and 48
 of their DDPG agent, each candidate measured the same way. Per row: test accuracy (the int8
 file's on an int8 budget, ``--budgets latency=0.8@onnxruntime-int8``), the MACs left (exact, from the
 space), for the latency budget the measured and predicted share of the dense time, the search's
 predicted (summed) error, the loss measured as ``evolution`` measures a candidate (how additive the
 database is), the candidates the strategy measured, and the search's wall time (the scoring pass
 included; the refit of ``zp.prune`` is not). ``--quick``: the digits CNN, ``macs=0.5`` and
-``latency=0.5@torch`` timed briefly, a smoke run written under
+``latency=0.5@torch`` timed briefly (``dp``, ``global`` and ``uniform`` only), a smoke run written under
 ``runs/`` so it never overwrites the published results. all-MiniLM-L6-v2 (where installed) at
 ``macs=0.667`` and ``macs=0.5``: cosine to the dense sentence embeddings and top-1 neighbour kept
 on held-out python-docs lines, 256 calibration lines, ``evolution`` and ``bo`` measuring 12
-candidates on 64 lines each and ``amc`` and ``galen`` 6 random and 24 agent episodes (a tiny random BERT with
-``--quick``). Run from the repository root::
+candidates on 64 lines each and the learned agents 6 random and 24 episodes (a tiny random BERT
+with ``--quick``, with ``dp``, ``global`` and ``uniform`` only). ``gnn-rl``'s transfer to other
+models is ``search_transfer.py``. Run from the repository root::
 
     PYTHONPATH=src python benchmarks/search.py            # writes benchmarks/results/search
     PYTHONPATH=src python benchmarks/search.py --quick
@@ -58,17 +59,28 @@ from post_training import _minilm, _optional, _quick_text, _tiny_bert, trained_d
 
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "search"
 QUICK_OUT = REPO / "runs" / "bench-quick" / "search"
-STRATEGIES = ("dp", "global", "uniform", "evolution", "bo", "amc", "galen")
-SEARCHED, LEARNED = ("dp", "evolution", "bo"), ("amc", "galen")
+STRATEGIES = ("dp", "global", "uniform", "evolution", "bo", "amc", "galen", "gnn-rl")
+SEARCHED, LEARNED = ("dp", "evolution", "bo"), ("amc", "galen", "gnn-rl")
+#: The strategies of the smoke run's slower rows, its latency budget and its text encoder (every one
+#: runs on its MACs budget).
+QUICK_FEW = ("dp", "global", "uniform")
 SHAPING = {"round_to": 8, "cost_power": 0.5}
 BUDGETS = ("macs=0.5", "macs=0.667", "latency=0.5@onnxruntime")
 
 
 def strategy_rows(
-    dense: Any, example: Any, calibration: list[Any], budget: str, args: argparse.Namespace, measure: Any
+    dense: Any,
+    example: Any,
+    calibration: list[Any],
+    budget: str,
+    args: argparse.Namespace,
+    measure: Any,
+    strategies: tuple[str, ...] = STRATEGIES,
+    agent: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Every strategy at ``budget`` on one scoring pass (and one layer table), each policy applied to
-    a copy of ``dense`` by OBS and measured by ``measure(space, policy)`` (a dict of figures)."""
+    """Each of ``strategies`` at ``budget`` on one scoring pass (and one layer table), each policy
+    applied to a copy of ``dense`` by OBS and measured by ``measure(space, policy)`` (a dict of
+    figures); ``agent``: gnn-rl's agent file (written, or applied when it exists)."""
     space = zp.analyze(copy.deepcopy(dense), example)
     start = time.perf_counter()
     scores = group_scores(space, calibration, progress=False)
@@ -80,8 +92,9 @@ def strategy_rows(
     evaluate = Evaluator.of(space, calibration, args.evaluation_samples, progress=False)
     options = SHAPING | {"scores": scores, "meter": meter, "progress": False}
     options |= {"evaluations": args.evaluations, "evaluation_samples": args.evaluation_samples}
+    options["agent"] = agent
     found = []
-    for strategy in STRATEGIES:
+    for strategy in strategies:
         begin, counted = time.perf_counter(), len(MEASURED)
         try:
             policy = zp.search(space, calibration, budget, strategy=strategy, **options)
@@ -126,7 +139,9 @@ def rows(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]
 
     found = []
     for budget in args.budgets:
-        found += strategy_rows(dense, example, calibration, budget, args, measure)
+        timed = args.quick and parse_budget(budget).kind == "latency"  # the smoke run's slowest rows
+        strategies = QUICK_FEW if timed else STRATEGIES
+        found += strategy_rows(dense, example, calibration, budget, args, measure, strategies)
     return base, found
 
 
@@ -154,7 +169,8 @@ def text_rows(args: argparse.Namespace) -> dict[str, Any] | None:
         return {"cosine": kept.cosine, "retrieval": kept.retrieval, "samples": kept.samples}
 
     for budget in args.text_budgets:
-        found += strategy_rows(dense, example, calibration, budget, text_args, measure)
+        strategies = QUICK_FEW if args.quick else STRATEGIES
+        found += strategy_rows(dense, example, calibration, budget, text_args, measure, strategies)
     name = "tiny random BERT" if args.quick else "all-MiniLM-L6-v2"
     held = found[0]["samples"]
     setup = f"{name}, {args.text_calibration} calibration lines, {held} held-out lines of python-docs"
@@ -192,6 +208,8 @@ def learned_goals(label: str, by: dict[str, dict[str, Any]], key: str, slack: fl
     for name in (n for n in LEARNED if n in by):
         beats = by[name][key] > max(by["global"][key], by["uniform"][key])
         lines.append(goal_line(f"{label}: {name} {by[name][key]:.4f} beats global and uniform", beats))
+    if not lines:
+        return []
     best, _ = searched_best(by, key, LEARNED)
     gap = by["dp"][key] - by[best][key]
     lines.append(

@@ -188,12 +188,14 @@ def test_deploy_quick(tmp_path: Path) -> None:
 
 
 def test_search_quick(tmp_path: Path) -> None:
-    """benchmarks/search.py --quick: every strategy at a MACs and a latency budget, each within its
-    MACs budget and timed against the dense model on the latency one, a table and goals."""
+    """benchmarks/search.py --quick: every strategy at a MACs budget, three at a latency budget and on
+    the text encoder, each within its MACs budget and timed against the dense model on the latency
+    one, a table and goals."""
     run_script(REPO / "benchmarks" / "search.py", "--quick", "--no-progress", "--out", str(tmp_path))
     report = json.loads((tmp_path / "search.json").read_text())
-    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"]
-    assert [r["strategy"] for r in report["rows"]] == strategies * 2 and report["settings"]["quick"]
+    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen", "gnn-rl"]
+    timed = ["dp", "global", "uniform"]
+    assert [r["strategy"] for r in report["rows"]] == strategies + timed and report["settings"]["quick"]
     macs, latency = report["rows"][: len(strategies)], report["rows"][len(strategies) :]
     assert [r["evaluations"] for r in macs][:3] == [0, 0, 0] and all(r["evaluations"] > 0 for r in macs[3:])
     assert all(r["macs_share"] <= 0.5 and not r["latency"] for r in macs)
@@ -201,5 +203,22 @@ def test_search_quick(tmp_path: Path) -> None:
     assert all(r["loss"] >= 0 for r in report["rows"])
     assert "Smoke run" in (tmp_path / "search.md").read_text() and report["goals"]
     if report["text"] is not None:  # transformers installed: the encoder's rows too
-        assert [r["strategy"] for r in report["text"]["rows"]] == strategies
+        assert [r["strategy"] for r in report["text"]["rows"]] == timed
         assert all(0 < r["cosine"] <= 1 and r["macs_share"] <= 0.667 for r in report["text"]["rows"])
+
+
+def test_search_transfer_quick(tmp_path: Path) -> None:
+    """benchmarks/search_transfer.py --quick: gnn-rl trained on the digits CNN, its agent applied to
+    the digits MLP without training, beside dp, global and uniform on both, within the budget."""
+    script = REPO / "benchmarks" / "search_transfer.py"
+    run_script(script, "--quick", "--no-progress", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "search_transfer.json").read_text())
+    rows = report["rows"]
+    compared = ("gnn-rl", "dp", "global", "uniform")
+    assert [(r["model"], r["strategy"]) for r in rows] == [
+        (m, s) for m in ("digits_cnn", "mlp") for s in compared
+    ]
+    assert rows[0]["evaluations"] > 0 and rows[4]["evaluations"] == 0, "trained there, applied here"
+    assert rows[4]["agent"] == "trained on digits_cnn" and all(r["macs_share"] <= 0.5 for r in rows)
+    text = (tmp_path / "search_transfer.md").read_text()
+    assert "Smoke run" in text and "trained on digits_cnn, applied without training" in text

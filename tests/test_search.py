@@ -76,7 +76,7 @@ def setting() -> tuple[Net, torch.Tensor, list[torch.Tensor]]:
     return model, x, calibration
 
 
-@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"])
+@pytest.mark.parametrize("strategy", ["dp", "global", "uniform", "evolution", "bo", "amc", "galen", "gnn-rl"])
 def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting, strategy: str) -> None:
     model, x, calibration = setting
     space = zp.analyze(model, x)
@@ -103,6 +103,36 @@ def test_dp_errs_less_than_the_baselines_at_the_same_budget(setting) -> None:
     assert errors["dp"] <= min(errors["global"], errors["uniform"]) + 1e-9
 
 
+def test_a_second_search_of_the_same_weights_and_data_reads_the_scores(
+    setting, tmp_path, monkeypatch
+) -> None:
+    """Scores are kept on disk by what they depend on: another budget on the same model and data scores
+    nothing; changed weights or data score again; a damaged file is scored again, with a warning."""
+    from zigprune.search import score_cache
+
+    model, x, calibration = setting
+    monkeypatch.setenv("ZIGPRUNE_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(score_cache, "group_scores", lambda *a, **k: calls.append(1) or group_scores(*a, **k))
+    space = zp.analyze(model, x)
+    first = zp.search(space, calibration, "macs=0.6", progress=False)
+    assert zp.search(space, calibration, "macs=0.6", progress=False).families == first.families
+    zp.search(space, calibration, "macs=0.4", strategy="uniform", progress=False)
+    assert len(calls) == 1
+    scores, path = score_cache.cached_scores(space, calibration, progress=False)
+    assert path is not None and torch.allclose(scores, group_scores(space, calibration, progress=False))
+    zp.search(space, calibration[:1], "macs=0.6", progress=False)
+    with torch.no_grad():
+        model.a.weight[0] += 1.0
+    zp.search(space, calibration, "macs=0.6", progress=False)
+    assert len(calls) == 3
+    for kept in (tmp_path / "scores").iterdir():
+        kept.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="scoring again"):
+        zp.search(space, calibration, "macs=0.6", progress=False)
+    assert len(calls) == 4 and score_cache.cached_scores(space, calibration, progress=False)[1] is not None
+
+
 def test_dp_keeps_every_unit_the_budget_allows(setting) -> None:
     """The knapsack trusts summed savings, which overstate; the answer is relaxed on the exact cost, so
     no unit it removes could come back within the budget."""
@@ -112,7 +142,11 @@ def test_dp_keeps_every_unit_the_budget_allows(setting) -> None:
     db = ErrorDatabase.build(
         space, group_scores(space, calibration, progress=False), budget.target(), None, budget
     )
-    levels = db.levels_of(STRATEGIES["dp"](db))
+    assert_nothing_comes_back(db, db.levels_of(STRATEGIES["dp"](db)))
+
+
+def assert_nothing_comes_back(db: ErrorDatabase, levels: list[int]) -> None:
+    """``levels`` fit the budget, and no chain could keep one more unit within it."""
     assert db.left(levels) <= db.limit
     for i, level in enumerate(levels):
         if level:
@@ -190,6 +224,77 @@ def test_amc_learns_to_spare_the_chain_that_hurts_and_repeats_itself(monkeypatch
     first = STRATEGIES["amc"](db)
     assert db.levels_of(first)[0] == 0 and db.left_of(first) <= db.limit
     assert torch.equal(STRATEGIES["amc"](db), first)
+
+
+class Other(nn.Module):
+    """Another model for the transferred agent: more layers, other widths, three input channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 32, 3, padding=1)
+        self.c, self.d = nn.Conv2d(32, 32, 3), nn.Conv2d(32, 16, 1)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.d(self.c(self.b(self.a(x).relu()).relu()).relu()).relu()
+        return self.head(x.mean((2, 3)))
+
+
+def test_gnn_rl_embeds_the_graph_and_its_agent_transfers_to_another_model(setting, tmp_path) -> None:
+    """The graph links the chains a layer couples; a trained agent is written to its file (seeded: twice
+    the same), embeds a model it was not trained on, and applied there without training meets the
+    budget with no unit left that the budget allows back; a file that is not an agent is refused."""
+    from zigprune.errors import LoadError
+    from zigprune.search import gnn
+    from zigprune.training.checkpoint import save
+
+    model, x, calibration = setting
+    space = zp.analyze(model, x)
+    budget = parse_budget("macs=0.6")
+    db = ErrorDatabase.build(space, group_scores(space, calibration, progress=False), budget.target())
+    graph = gnn.chain_graph(db)
+    names = [space.families[int(space.group_family[item.units[0][0]])].name for item in db.items]
+    a, b, c = (names.index(n) for n in ("a", "b", "c"))
+    assert graph.adjacency[a, b] > 0 and graph.adjacency[b, c] > 0 and graph.adjacency[a, c] == 0
+    assert torch.allclose(graph.adjacency.sum(1), torch.ones(len(names)))
+    trained = [tmp_path / "one.safetensors", tmp_path / "two.safetensors"]
+    policies = [
+        zp.search(
+            space, calibration, "macs=0.6", strategy="gnn-rl", progress=False, evaluations=3, agent=path
+        )
+        for path in trained
+    ]
+    assert policies[0].families == policies[1].families
+    first, second = (gnn.load_agent(path, graph) for path in trained)
+    pairs = zip(first.actor.parameters(), second.actor.parameters())
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in pairs), "measuring is not bit-exact on 2 threads"
+
+    torch.manual_seed(1)
+    other = Other().eval()
+    inputs, data = torch.randn(2, 3, 10, 10), [torch.randn(32, 3, 10, 10) for _ in range(2)]
+    target = zp.analyze(other, inputs)
+    db = ErrorDatabase.build(
+        target, group_scores(target, data, progress=False), parse_budget("macs=0.5").target()
+    )
+    embedded = first.actor.embeddings(gnn.chain_graph(db))
+    assert embedded.shape == (len(db.items), gnn.EMBED) and torch.isfinite(embedded).all()
+    assert not torch.allclose(embedded[0], embedded[-1])
+    before = trained[0].read_bytes()
+    policy = zp.search(target, data, "macs=0.5", strategy="gnn-rl", progress=False, agent=trained[0])
+    assert trained[0].read_bytes() == before, "applying an agent does not train or rewrite it"
+    assert_nothing_comes_back(db, db.levels_of(policy.removed(target, db.scores)))
+    (tmp_path / "bad.safetensors").write_bytes(b"not an agent")
+    save(tmp_path / "amc.safetensors", {"strategy": "amc"})
+    for bad in ("bad", "amc"):
+        with pytest.raises(LoadError, match="not a gnn-rl agent"):
+            zp.search(
+                target,
+                data,
+                "macs=0.5",
+                strategy="gnn-rl",
+                progress=False,
+                agent=tmp_path / f"{bad}.safetensors",
+            )
 
 
 def test_a_learned_search_stopped_by_ctrl_c_continues_the_same_episodes(monkeypatch, tmp_path) -> None:

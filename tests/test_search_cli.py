@@ -42,9 +42,11 @@ def test_search_then_prune_with_the_policy(dense_run: Path, tmp_path: Path, caps
     weights = ["--weights", str(dense_run / "dense.safetensors")]
     found = tmp_path / "search"
     argv = ["search", *DIGITS, *weights, "--budget", "macs=0.6", "--calibration", "128", "--out", str(found)]
-    assert main([*argv, "--evaluations", "2", "--no-progress"]) == 0
+    agent = tmp_path / "agents" / "gnn-rl.safetensors"
+    assert main([*argv, "--evaluations", "2", "--gnn-agent", str(agent), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen"]
+    strategies = ["dp", "global", "uniform", "evolution", "bo", "amc", "galen", "gnn-rl"]
+    assert agent.is_file(), "gnn-rl's trained agent, kept for other models"
     assert all(f"| {s} |" in printed for s in strategies)
     results = json.loads((found / "search.json").read_text())
     assert [r["strategy"] for r in results["rows"]] == strategies
@@ -117,6 +119,11 @@ def test_search_bad_input_is_one_line_and_writes_nothing(dense_run: Path, tmp_pa
     assert "unknown runtime 'tvm'" in error_of(capsys, [*base, "--budget", "latency=0.3@tvm"])
     assert "--threads is 0" in error_of(capsys, [*base, "--budget", "latency=0.3", "--threads", "0"])
     assert "ask for macs=0." in error_of(capsys, [*base, "--budget", "macs=0.0001", "--calibration", "64"])
+    (tmp_path / "agent.safetensors").write_text("not an agent")
+    learned = ["--no-compare", "--strategy", "gnn-rl", "--calibration", "64"]
+    assert "agent.safetensors is not a gnn-rl agent" in error_of(
+        capsys, [*base, *learned, "--gnn-agent", str(tmp_path / "agent.safetensors")], status=1
+    )
     assert not out.exists()
     bad = tmp_path / "bad.json"
     bad.write_text("{}")

@@ -22,11 +22,11 @@ from ..errors import ConfigError, Interrupted, TargetError, first_line
 from ..io.atomic import atomic_write
 from ..measure.timing_cache import TimingCache
 from ..posttrain import METHODS, prune
-from ..posttrain.prune import group_scores
 from ..search import STRATEGIES, parse_budget, save_policy, search
 from ..search.budget import budget_list
 from ..search.evolution import Evaluator
 from ..search.latency import LatencyMeter
+from ..search.score_cache import cached_scores
 from .config import check_number, check_text_model, default_out, limits_of
 from .options import Shaping, Source, option, redefault
 from .prune_job import prepare
@@ -69,6 +69,10 @@ class SearchConfig(Shaping, Source):
     mixed: bool = option(
         True, kind="off", help="int8 runtimes: keep every layer int8 (no layer kept in fp32)"
     )
+    gnn_agent: str | None = option(
+        None, metavar="FILE", help="gnn-rl: write the trained agent here; when FILE exists, apply the "
+        "agent in it (trained on another model) without training"
+    )  # fmt: skip
     method: str = option("obs", choices=list(METHODS), help="how groups are scored and refit ({default})")
     calibration: int = option(512, metavar="N", type=int, help="calibration samples (default {default})")
     batch_size: int | None = option(
@@ -117,9 +121,11 @@ def search_run(
         space = stage.timed("analyze", lambda: analyze(model, feed.example), "analysing the model")
         dense = feed.quality(model)
         say = f"scoring the groups with {config.method} on {feed.samples} calibration samples"
-        scores = stage.timed(
-            "score", lambda: group_scores(space, feed.calibration, config.method, progress=progress), say
+        scores, cached = stage.timed(
+            "score", lambda: cached_scores(space, feed.calibration, config.method, progress=progress), say
         )
+        if cached is not None and progress:
+            stage.log(f"scores read from {cached}, kept by an earlier search of these weights and data")
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         evaluate = Evaluator.of(space, feed.calibration, progress=False)
         budgets, meters = budget_list(config.budget), {}
@@ -209,7 +215,7 @@ def _one(
     budget, strategy = task
     shaping = {"round_to": config.round_to, "cost_power": config.cost_power, "limits": limits_of(config)}
     shaping |= {"scores": shared.scores, "meter": shared.meter, "evaluations": config.evaluations}
-    shaping |= {"mixed": config.mixed, "checkpoints": shared.checkpoints}
+    shaping |= {"mixed": config.mixed, "checkpoints": shared.checkpoints, "agent": config.gnn_agent}
     begin = time.perf_counter()
     policy = stage.timed(
         f"search {strategy}",

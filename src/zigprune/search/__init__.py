@@ -1,7 +1,7 @@
 """Policy search: per-family widths for a budget, from an error database and a solver
 (``zp.search``; ``docs/search.md``)."""
 
-from . import bayes, evolution, galen, rl  # strategies that measure, registered beside the solvers
+from . import bayes, evolution, galen, gnn, rl  # strategies that measure, registered beside the solvers
 from .budget import parse_budget
 from .database import ErrorDatabase
 from .files import load_policy, save_policy
@@ -14,6 +14,7 @@ __all__ = [
     "bayes",
     "evolution",
     "galen",
+    "gnn",
     "load_policy",
     "parse_budget",
     "rl",

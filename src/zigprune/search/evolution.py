@@ -37,7 +37,8 @@ class Evaluator:
     """Measures a candidate (a bool mask of groups): removed and refit by ``method`` on the ``fit``
     batches, its outputs compared with the dense model's on the ``check`` batches, the model restored.
     ``evaluations`` bounds the candidates an evolution measures after its seeds; ``checkpoints`` is the
-    folder where learned strategies keep their agent on Ctrl-C (:mod:`zigprune.search.agent_file`)."""
+    folder where learned strategies keep their agent on Ctrl-C (:mod:`zigprune.search.agent_file`);
+    ``agent`` the file ``gnn-rl`` writes its trained agent to, or applies it from without training."""
 
     space: GroupSpace
     fit: list[Inputs]
@@ -46,6 +47,7 @@ class Evaluator:
     evaluations: int = EVALUATIONS
     progress: bool = True
     checkpoints: Path | None = None
+    agent: Path | None = None
     reference: list[list[torch.Tensor]] = field(default_factory=list)
 
     @classmethod

@@ -133,12 +133,14 @@ def walk(
     sigma: float | None,
     need: float | None = None,
     flag: tuple[float, ...] = (),
+    node: bool = False,
 ) -> Episode | None:
     """One episode over the chains: a level per chain, each action bounded so the rest can still save
     ``need`` (the budget's, by default) on the summed savings, then taken further where the exact cost
     still exceeds the budget (``repair``). ``sigma``: the noise around the actor's action; None acts at
-    random. ``flag``: features put before each state (an agent that also walks other things). None
-    when the budget cannot be met so."""
+    random. ``flag``: features put before each state (an agent that also walks other things);
+    ``node``: the chain's index put first (a graph agent looks its embedding up by it). None when the
+    budget cannot be met so."""
     items = db.items
     need = db.need if need is None else need
     most = [float(item.saved[item.soft]) for item in items]
@@ -150,7 +152,8 @@ def walk(
     removed, previous = 0.0, 0.0
     for i, item in enumerate(items):
         size = len(item.units)
-        state = [*flag, i / max(len(items) - 1, 1), size / longest, most[i] / total, removed / total]
+        state = [*flag, *([float(i)] if node else []), i / max(len(items) - 1, 1), size / longest]
+        state += [most[i] / total, removed / total]
         state += [after[i] / total, max(need - removed, 0.0) / total, previous]
         states.append(torch.tensor(state))
         least = _least(item, need - removed - after[i]) if size else 0

@@ -15,12 +15,12 @@ from ..core.policy import Policy
 from ..core.space import GroupSpace
 from ..errors import TargetError
 from ..measure.timing_cache import TimingCache
-from ..posttrain.prune import group_scores
 from .budget import Budget, check_budget, parse_budget
 from .database import ErrorDatabase
 from .evolution import EVALUATIONS, SAMPLES, Evaluator
 from .latency import CALIBRATIONS, CLOSE, TOLERANCE, LatencyMeter
 from .precision import mix, precision_of
+from .score_cache import cached_scores
 from .solvers import PRECISION_STRATEGIES, STRATEGIES, Solver
 
 
@@ -45,6 +45,7 @@ def search(
     evaluation_samples: int = SAMPLES,
     mixed: bool = True,
     checkpoints: str | Path | None = None,
+    agent: str | Path | None = None,
 ) -> Policy:
     """The widths per family that meet ``budget`` (see :func:`parse_budget`: ``"macs=0.5"`` keeps half
     the MACs, ``"latency=0.3@onnxruntime"`` 30 % of the dense model's time there) with the least
@@ -61,8 +62,9 @@ def search(
     same way; ``pip install 'zigprune[search]'``), ``"amc"`` (AMC's DDPG agent, rewarded by that
     measurement, ``evaluations // 2`` random and ``2 * evaluations`` learned episodes) or ``"galen"``
     (Galen's joint agent: on an int8 runtime it also picks which layers stay fp32, rewarded by the loss
-    measured with the others simulated in int8, as many episodes). Apply the result with
-    ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
+    measured with the others simulated in int8, as many episodes) or ``"gnn-rl"`` (amc's agent reading
+    a graph network's embedding of the model, which transfers to other models: ``agent``). Apply the
+    result with ``zp.prune(space, calibration, policy=policy)``, which refits the kept weights as usual.
     ``scores``: the groups' scores from :func:`zigprune.posttrain.prune.group_scores`, to search several
     strategies or budgets from one scoring pass (``calibration`` is then only what ``evolution``
     measures on).
@@ -81,7 +83,9 @@ def search(
 
     ``checkpoints``: a folder where the learned strategies (``amc``, ``galen``) keep their agent and
     replay buffer when Ctrl-C stops them; the same search run again continues from the episode they
-    stopped in (and removes the file when it finishes).
+    stopped in (and removes the file when it finishes). ``agent``: for ``gnn-rl``, a file its trained
+    agent is written to, or, when it exists, the agent trained on another model there, applied to
+    this one without training (its greedy walk).
     """
     solver = STRATEGIES[strategy]
     chosen = parse_budget(budget)
@@ -94,11 +98,12 @@ def search(
     target = chosen.target(round_to=round_to, cost_power=cost_power, limits=limits, cost=table)
     check_budget(space, chosen, target)
     if scores is None:
-        scores = group_scores(space, calibration, method, score_damp=score_damp, progress=progress)
+        scores, _ = cached_scores(space, calibration, method, score_damp=score_damp, progress=progress)
     evaluate = None
     if calibration is not None:
         measure = {"method": method, "evaluations": evaluations, "progress": progress}
         measure["checkpoints"] = Path(checkpoints) if checkpoints is not None else None
+        measure["agent"] = Path(agent) if agent is not None else None
         evaluate = Evaluator.of(space, calibration, evaluation_samples, **measure)
     mixing = meter is not None and mixed and meter.mixed and evaluate is not None
     layers = tuple(layer.name for layer in meter.table.layers) if mixing else ()
