@@ -42,6 +42,7 @@ def transfer_rows(args: argparse.Namespace) -> dict[str, Any]:
     """Per model (the source first), the accuracy of ``gnn-rl`` (trained there, or transferred) and
     of the compared strategies at ``BUDGET``."""
     source, targets = (QUICK_SOURCE, QUICK_TARGETS) if args.quick else (SOURCE, TARGETS)
+    targets = args.targets or targets
     dataset = data.load("digits" if args.quick else "fashion-mnist", subset=args.subset)
     calibration = sample_inputs(dataset.train, args.calibration, seed=0, batch_size=64)
     example = calibration[0][:2]
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="search_transfer.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the digits CNN to the digits MLP: a smoke run")
+    parser.add_argument(
+        "--targets", nargs="+", default=None, help=f"models the agent goes to (default {' '.join(TARGETS)})"
+    )
     parser.add_argument("--evaluations", type=int, default=None, help="gnn-rl's training (24; 2 quick)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT})")

@@ -81,11 +81,11 @@ def search(
     ``UnknownNameError`` for an unknown strategy or runtime, ``TargetError`` for a budget that cannot
     be met, ``LatencyError`` for a runtime not installed.
 
-    ``checkpoints``: a folder where the learned strategies (``amc``, ``galen``) keep their agent and
-    replay buffer when Ctrl-C stops them; the same search run again continues from the episode they
-    stopped in (and removes the file when it finishes). ``agent``: for ``gnn-rl``, a file its trained
-    agent is written to, or, when it exists, the agent trained on another model there, applied to
-    this one without training (its greedy walk).
+    ``checkpoints``: a folder where the learned strategies (``amc``, ``galen``, ``gnn-rl``) keep their
+    agent and replay buffer when Ctrl-C stops them; the same search run again continues from the
+    episode they stopped in (and removes the file when it finishes). ``agent``: for ``gnn-rl``, a file
+    its trained agent is written to, or, when it exists, the agent trained on another model there,
+    applied to this one without training (its greedy walk).
     """
     solver = STRATEGIES[strategy]
     chosen = parse_budget(budget)
