@@ -16,7 +16,7 @@ from torch import nn
 import zigprune as zp
 from zigprune.errors import CalibrationError, OptimizerError, PolicyError, TargetError, UnknownNameError
 from zigprune.posttrain.prune import group_scores
-from zigprune.search import STRATEGIES, ErrorDatabase, load_policy, parse_budget, save_policy
+from zigprune.search import STRATEGIES, ErrorDatabase, load_policy, parse_budget, save_policy, score_cache
 from zigprune.search.budget import Budget
 from zigprune.search.database import Item
 from zigprune.search.evolution import Evaluator
@@ -82,6 +82,10 @@ def test_every_strategy_meets_its_budget_and_the_policy_applies_exactly(setting,
     space = zp.analyze(model, x)
     policy = zp.search(space, calibration, "macs=0.6", strategy=strategy, progress=False, evaluations=3)
     assert policy.strategy == strategy and policy.predicted["share"] <= 0.6
+    if strategy not in ("global", "uniform"):  # the others give back every unit the budget allows
+        scores = score_cache.cached_scores(space, calibration, progress=False)[0]
+        db = ErrorDatabase.build(space, scores, parse_budget("macs=0.6").target())
+        assert_nothing_comes_back(db, db.levels_of(policy.removed(space, scores)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # search changes nothing
     ids = zp.prune(space, calibration, policy=policy, progress=False)
@@ -108,8 +112,6 @@ def test_a_second_search_of_the_same_weights_and_data_reads_the_scores(
 ) -> None:
     """Scores are kept on disk by what they depend on: another budget on the same model and data scores
     nothing; changed weights or data score again; a damaged file is scored again, with a warning."""
-    from zigprune.search import score_cache
-
     model, x, calibration = setting
     monkeypatch.setenv("ZIGPRUNE_CACHE_DIR", str(tmp_path))
     calls = []

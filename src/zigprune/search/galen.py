@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from .database import ErrorDatabase
-from .rl import FEATURES, Agent, Episode, train, walk
-from .solvers import PRECISION_STRATEGIES, STRATEGIES, unreachable
+from .rl import FEATURES, Agent, Episode, best, train, walk
+from .solvers import PRECISION_STRATEGIES, STRATEGIES
 
 #: Above this, the actor's action keeps a layer fp32.
 FP32 = 0.5
@@ -27,17 +27,15 @@ FP32 = 0.5
 
 @STRATEGIES.register("galen")
 def galen(db: ErrorDatabase) -> torch.Tensor:
-    """The best candidate measured over the agent's episodes (seeded); on an int8 runtime its fp32
-    layers are left in ``db.meter.float_layers``."""
+    """The best candidate measured over the agent's episodes (seeded), relaxed as ``amc``'s; on an
+    int8 runtime its fp32 layers are left in ``db.meter.float_layers``."""
     agent = Agent.of(seed=0, features=FEATURES + 1)
     costs = layer_costs(db)
     measured = train(db, agent, lambda db, agent, sigma: play(db, agent, sigma, costs), name="galen")
-    if not measured:
-        raise unreachable(db, db.total)
-    levels, int8 = min(measured, key=measured.__getitem__)
-    if db.layers:
+    if measured and db.layers:
+        _, int8 = min(measured, key=measured.__getitem__)
         db.meter.float_layers = frozenset(db.layers) - int8
-    return db.removed(list(levels))
+    return best(db, measured)
 
 
 PRECISION_STRATEGIES.add("galen")

@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import LoadError, first_line
 from ..training.checkpoint import load, save
 from .database import ErrorDatabase
-from .rl import FEATURES, LR_ACTOR, LR_CRITIC, Agent, train, walk
+from .rl import FEATURES, LR_ACTOR, LR_CRITIC, Agent, best, train, walk
 from .solvers import STRATEGIES, relax, unreachable
 
 NODE_FEATURES = 6
@@ -153,7 +153,7 @@ def load_agent(path: str | Path, graph: Graph) -> Agent:
 
 @STRATEGIES.register(NAME)
 def gnn_rl(db: ErrorDatabase) -> torch.Tensor:
-    """Trained here as ``amc`` is (the best candidate measured; the agent written to the evaluator's
+    """Trained here as ``amc`` is (the best candidate measured, relaxed; the agent written to the evaluator's
     ``agent`` file when one is named), or, when that file exists, its agent's greedy walk, with the
     units the budget still allows given back (an agent from another model may cut more than needed)."""
     graph = chain_graph(db)
@@ -165,8 +165,6 @@ def gnn_rl(db: ErrorDatabase) -> torch.Tensor:
         return db.removed(relax(db, played.levels))
     agent = graph_agent(0, graph)
     measured = train(db, agent, lambda db, agent, sigma: walk(db, agent, sigma, node=True), name=NAME)
-    if not measured:
-        raise unreachable(db, db.total)
-    if path is not None:
+    if measured and path is not None:
         save_agent(agent, path)
-    return db.removed(list(min(measured, key=measured.__getitem__)[0]))
+    return best(db, measured)

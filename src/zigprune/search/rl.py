@@ -28,7 +28,7 @@ from ..posttrain.calibration import progress_bar
 from .agent_file import Key, Progress, agent_file, fingerprint, keep, resume
 from .database import ErrorDatabase, Item
 from .evolution import evaluator_of
-from .solvers import STRATEGIES, repair, unreachable
+from .solvers import STRATEGIES, relax, repair, unreachable
 
 FEATURES = 7
 HIDDEN = 300
@@ -42,11 +42,18 @@ LR_ACTOR, LR_CRITIC = 1e-4, 1e-3
 @STRATEGIES.register("amc")
 def amc(db: ErrorDatabase) -> torch.Tensor:
     """The best candidate of ``evaluations // 2`` random episodes (at least 4) and ``2 * evaluations``
-    episodes of the agent (seeded), each measured."""
-    measured = train(db, Agent.of(seed=0))
+    episodes of the agent (seeded), each measured, then relaxed (:func:`best`)."""
+    return best(db, train(db, Agent.of(seed=0)))
+
+
+def best(db: ErrorDatabase, measured: dict[Key, float]) -> torch.Tensor:
+    """The candidate that measured best, with every unit the budget still allows given back, least
+    error first (``relax``): actions are bounded so an episode meets the budget, not so it uses all
+    of it, and the agent, rewarded by the loss alone, often cuts more than asked."""
     if not measured:
         raise unreachable(db, db.total)
-    return db.removed(list(min(measured, key=measured.__getitem__)[0]))
+    levels, _ = min(measured, key=measured.__getitem__)
+    return db.removed(relax(db, list(levels)))
 
 
 @dataclass
