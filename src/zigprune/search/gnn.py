@@ -3,15 +3,17 @@ step's state taken from a graph network's embedding of the model instead of the 
 
 The graph is the model as zigprune sees it: a node per chain of the error database (a family, or one
 input of a concatenation), linked where one family's channels feed a layer that produces another's,
-or where two chains are pieces of one family. A node's features are its position, length, share of
-the removable cost and share of the summed error; two rounds of message passing (mean over the
-neighbours, residual) embed it in its surroundings. Actor and critic each read the step's node
-embedding next to amc's step features, and train their graph network with them, as the papers do.
+or where two chains are pieces of one family. A node's features are its position, its length, the
+rank among the chains of its removable cost and of its error half-way down, its degree and whether
+it has a soft floor: ranks and shares, the same for a model of any depth or error scale. Two rounds
+of message passing (mean over the neighbours, residual) embed it in its surroundings. Actor and
+critic each read the step's node embedding next to amc's step features, and train their graph
+network with them, as the papers do.
 
-What the papers claim and this tests: the features are shares, not sizes, so an agent trained on one
-model **transfers**: ``agent=`` names a file that a training search writes the agent to, and a search
-that finds it there applies it to its own model without training (its greedy walk, no measurement,
-then the units the budget still allows given back by least error).
+What the papers claim and this tests: an agent trained on one model may **transfer**: ``agent=``
+names a file that a training search writes the agent to, and a search that finds it there applies
+it to its own model without training (its greedy walk, no measurement, then the units the budget
+still allows given back by least error).
 """
 
 from __future__ import annotations
@@ -57,20 +59,28 @@ def chain_graph(db: ErrorDatabase) -> Graph:
     adjacency = (coupled[family][:, family] | torch.eye(n, dtype=torch.bool)).float()
     adjacency /= adjacency.sum(1, keepdim=True)
     most = torch.tensor([float(item.saved[item.soft]) for item in items])
-    error = torch.tensor([float(item.errors[item.soft]) for item in items])
+    half = torch.tensor([float(item.errors[(len(item.units) + 1) // 2]) for item in items])
     longest = max((len(item.units) for item in items), default=1) or 1
+    degree = (adjacency > 0).sum(1).float()
     features = torch.stack(
         [
             torch.arange(n) / max(n - 1, 1),
             torch.tensor([len(item.units) / longest for item in items]),
-            most / max(db.total, 1e-12),
-            error / max(float(error.sum()), 1e-12),
-            (adjacency > 0).sum(1) / n,
+            _ranks(most),
+            _ranks(half),
+            degree / max(float(degree.max()), 1.0) if n else degree,
             torch.tensor([float(item.soft < len(item.units)) for item in items]),
         ],
         1,
     )
     return Graph(features.float(), adjacency)
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Each value's rank among ``values``, in [0, 1]: the same for a model of any size or error scale."""
+    ranks = torch.empty(len(values))
+    ranks[values.argsort(stable=True)] = torch.arange(len(values)) / max(len(values) - 1, 1)
+    return ranks
 
 
 def _family_links(db: ErrorDatabase) -> set[tuple[int, int]]:
