@@ -50,7 +50,8 @@ def chain_graph(db: ErrorDatabase) -> Graph:
     """The graph of ``db``'s chains: linked where their families are coupled through a layer (one
     consumed by the layer that produces the other), or are the same family."""
     space, items = db.space, db.items
-    family = torch.tensor([int(space.group_family[item.units[0][0]]) if item.units else -1 for item in items])
+    chains = [int(space.group_family[item.units[0][0]]) if item.units else -1 for item in items]
+    family = torch.tensor(chains, dtype=torch.long)
     coupled = torch.eye(len(space.families) + 1, dtype=torch.bool)  # the last row: chains without units
     coupled[-1, -1] = False
     for a, b in _family_links(db):
